@@ -1,0 +1,54 @@
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/alertsvc_test
+PYTEST_ARGS ?=
+UV ?= python3 -m uv
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: install
+install: ## Install uv (if missing) and the locked Python packages into .venv
+	@scripts/ensure-tools.sh
+
+.PHONY: run
+run: install ## Run web, worker and scheduler on SQLite with the file transport (http://127.0.0.1:5000)
+	$(UV) run alertsvc db upgrade
+	$(UV) run alertsvc seed-demo
+	$(UV) run honcho start -f Procfile
+
+.PHONY: test
+test: install ## Install test needs (chromium, PostgreSQL) and run the whole suite on SQLite, then PostgreSQL
+	@scripts/ensure-test-services.sh
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	@echo "== tests on SQLite"
+	$(UV) run pytest -n 2 $(PYTEST_ARGS)
+	@echo "== tests on PostgreSQL"
+	ALERTSVC_TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(UV) run pytest -n 2 $(PYTEST_ARGS)
+
+.PHONY: test-sqlite
+test-sqlite: install ## Run the suite on SQLite only
+	$(UV) run pytest -n 2 $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## Check style with ruff
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+.PHONY: format
+format: install ## Reformat the code with ruff
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+.PHONY: bench
+bench: install ## Run the benchmarks in bench/ (PostgreSQL; prints figures beside a floor)
+	@scripts/ensure-test-services.sh
+	@scripts/ensure-bench-tools.sh
+	$(UV) run python bench/run.py
+
+.PHONY: clean
+clean: ## Remove the virtualenv, caches and the local instance folder
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis instance

@@ -1,0 +1,122 @@
+"""alertsvc: email alert subscriptions for a public-sector technology news site."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from alertsvc.config import load_config
+from alertsvc.extensions import csrf, db, limiter, migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """The app factory: settings from ``ALERTSVC_*`` variables, then ``config`` on top."""
+    app = Flask(
+        __name__,
+        instance_path=str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+    )
+    load_config(app, config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    register_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_security_headers(app)
+    register_template_filters(app)
+    register_commands(app)
+    if app.config.get("PROXY_COUNT"):
+        count = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)  # type: ignore[method-assign]
+    return app
+
+
+def register_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """SQLite shared by web, worker and scheduler: WAL, a busy timeout, foreign keys on."""
+    if type(dbapi_connection).__module__ != "sqlite3":
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def register_blueprints(app: Flask) -> None:
+    from alertsvc import ops
+    from alertsvc.delivery import dev_routes
+    from alertsvc.subscriptions.routes import bp as subscriptions_bp
+
+    app.register_blueprint(subscriptions_bp)
+    app.register_blueprint(ops.bp)
+    if app.config["ENV"] != "production" and app.config["MAIL_TRANSPORT"] == "file":
+        app.register_blueprint(dev_routes.bp)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from alertsvc import errors
+
+    errors.register(app)
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        # Signed tokens live in URLs: never leak them to another site in a Referer.
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+            "form-action 'self'; base-uri 'none'",
+        )
+        headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+FREQUENCY_PHRASES = {
+    "immediately": "an email as soon as we publish",
+    "daily": "a daily email",
+    "weekly": "a weekly email",
+}
+
+
+def register_template_filters(app: Flask) -> None:
+    app.add_template_filter(lambda value: FREQUENCY_PHRASES.get(value, value), "frequency_phrase")
+
+
+def register_commands(app: Flask) -> None:
+    from alertsvc.delivery.cli import worker_command
+    from alertsvc.scheduler import scheduler_command
+    from alertsvc.topics.cli import seed_demo_command, topics_cli
+
+    app.cli.add_command(topics_cli)
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(scheduler_command)

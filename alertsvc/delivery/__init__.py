@@ -1,0 +1,1 @@
+"""Delivery: the outbox, the workers that drain it, and the mail transports."""

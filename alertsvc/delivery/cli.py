@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from alertsvc.delivery.worker import Worker
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Send everything due, then exit.")
+@with_appcontext
+def worker_command(burst: bool) -> None:
+    """Send queued email. Stops after the current batch on SIGTERM; at once on a second."""
+    worker = Worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
+    worker.stop.install()
+    totals = worker.run()
+    click.echo(
+        f"Worker stopped: {totals.sent} sent, {totals.retried} to retry, "
+        f"{totals.failed} failed, in {totals.batches} batches"
+    )

@@ -1,0 +1,47 @@
+"""Queueing email: the only way any part of alertsvc sends mail."""
+
+from __future__ import annotations
+
+from email.utils import make_msgid
+from typing import Any
+
+from flask import current_app
+
+from alertsvc.extensions import db
+from alertsvc.models import OutboxEmail
+
+
+def clean_header(value: str) -> str:
+    """Fold any whitespace, CR and LF included, to single spaces: no header injection."""
+    return " ".join(str(value).split())
+
+
+def mail_domain() -> str:
+    return str(current_app.config["MAIL_FROM"]).rsplit("@", 1)[-1].rstrip(">").strip()
+
+
+def queue_email(
+    *,
+    template: str,
+    to_address: str,
+    subject: str,
+    context: dict[str, Any] | None = None,
+    subscriber_id: int | None = None,
+    unsubscribe_topic_ids: list[int] | None = None,
+) -> OutboxEmail:
+    """Add an email to the outbox in the caller's transaction.
+
+    ``unsubscribe_topic_ids`` marks a subscription email: it gets RFC 8058 one-click
+    unsubscribe headers that end the subscriber's subscriptions to those topics.
+    """
+    email = OutboxEmail(
+        template=template,
+        to_address=to_address,
+        subject=clean_header(subject)[:300],
+        context=context or {},
+        subscriber_id=subscriber_id,
+        unsubscribe_topic_ids=unsubscribe_topic_ids,
+        message_id=make_msgid(domain=mail_domain()),
+    )
+    db.session.add(email)
+    return email

@@ -1,0 +1,75 @@
+"""Mail transports: where a built message goes. ``file`` now; ``smtp`` and ``ses`` later."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from flask import Flask
+
+from alertsvc.config import ConfigurationError
+
+
+class SendError(Exception):
+    """A message was not sent."""
+
+    transient = False
+
+
+class TransientSendError(SendError):
+    """Worth retrying later: throttling, a timeout, a server that is briefly away."""
+
+    transient = True
+
+
+class PermanentSendError(SendError):
+    """Retrying will not help: a rejected address, a message the provider refuses."""
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage) -> str:
+        """Send ``message``; return the provider's id for it. Must be thread-safe."""
+        ...
+
+
+class FileTransport:
+    """Writes each message as an ``.eml`` file: the development and demo transport.
+
+    The file is named after the Message-ID, so sending the same row twice (a retry after a
+    crash) leaves one file, and is written under a temporary name then renamed, so a reader
+    never sees half a message.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def send(self, message: EmailMessage) -> str:
+        message_id = str(message["Message-ID"]).strip("<>")
+        name = re.sub(r"[^A-Za-z0-9.@_-]", "_", message_id) + ".eml"
+        try:
+            with tempfile.NamedTemporaryFile(
+                "wb", dir=self.directory, suffix=".tmp", delete=False
+            ) as handle:
+                handle.write(message.as_bytes())
+            os.replace(handle.name, self.directory / name)
+        except OSError as error:
+            raise TransientSendError(f"could not write {name}: {error}") from error
+        return name
+
+
+TRANSPORTS = ("file",)
+
+
+def make_transport(app: Flask) -> Transport:
+    """The transport named by ``MAIL_TRANSPORT``."""
+    name = app.config["MAIL_TRANSPORT"]
+    if name == "file":
+        return FileTransport(app.config["MAIL_DIR"])
+    raise ConfigurationError(
+        f"ALERTSVC_MAIL_TRANSPORT={name!r} is not available; choose one of {', '.join(TRANSPORTS)}"
+    )

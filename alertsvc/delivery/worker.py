@@ -1,0 +1,210 @@
+"""The outbox worker: claim a batch, send it with a thread pool, record what happened."""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from types import FrameType
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import and_, or_, select, update
+
+from alertsvc.database import transaction
+from alertsvc.delivery.messages import build_message
+from alertsvc.delivery.transports import SendError, Transport, make_transport
+from alertsvc.extensions import db
+from alertsvc.models import OutboxEmail, OutboxStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    @property
+    def claimed(self) -> int:
+        return self.sent + self.retried + self.failed
+
+
+@dataclass
+class WorkerTotals:
+    batches: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.sent += result.sent
+        self.retried += result.retried
+        self.failed += result.failed
+
+
+def claim_outbox_batch(limit: int, lease_seconds: int, now: datetime) -> list[OutboxEmail]:
+    """Take up to ``limit`` due rows in one statement and lease them to this worker.
+
+    Due means queued and past ``next_attempt_at``, or still ``sending`` under a lease that
+    ran out (its worker died). On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers
+    claim at once without waiting on or taking each other's rows; SQLite has one writer at
+    a time, so the same statement is safe there without it.
+    """
+    due = (
+        select(OutboxEmail.id)
+        .where(
+            or_(
+                and_(
+                    OutboxEmail.status == OutboxStatus.QUEUED,
+                    OutboxEmail.next_attempt_at <= now,
+                ),
+                and_(
+                    OutboxEmail.status == OutboxStatus.SENDING,
+                    OutboxEmail.lease_expires_at < now,
+                ),
+            )
+        )
+        .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(OutboxEmail)
+        .where(OutboxEmail.id.in_(due.scalar_subquery()))
+        .values(
+            status=OutboxStatus.SENDING,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=OutboxEmail.attempts + 1,
+        )
+        .returning(OutboxEmail)
+        .execution_options(synchronize_session=False)
+    )
+    rows = list(db.session.scalars(claim))
+    rows.sort(key=lambda row: row.id)
+    return rows
+
+
+def retry_delay(attempts: int, base: float, cap: float) -> timedelta:
+    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+    ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
+    return timedelta(seconds=random.uniform(base / 2, max(ceiling, base / 2)))
+
+
+def _send(transport: Transport, message: EmailMessage) -> tuple[str | None, SendError | None]:
+    try:
+        return transport.send(message), None
+    except SendError as error:
+        return None, error
+    except Exception as error:
+        log.exception("transport raised an unexpected error")
+        return None, SendError(f"{type(error).__name__}: {error}")
+
+
+def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchResult:
+    """Claim, send and record one batch. Returns what happened to it.
+
+    Claiming and recording are two short transactions; no transaction is held open while
+    the transport talks to the network.
+    """
+    config = current_app.config
+    with transaction() as session:
+        rows = claim_outbox_batch(
+            config["WORKER_BATCH_SIZE"], config["WORKER_LEASE_SECONDS"], utcnow()
+        )
+        session.expunge_all()
+    if not rows:
+        return BatchResult()
+
+    outcomes: dict[int, tuple[str | None, SendError | None]] = {}
+    futures = {}
+    for row in rows:
+        try:
+            message = build_message(row)
+        except Exception as error:
+            log.exception("could not build outbox email %s", row.id)
+            outcomes[row.id] = (None, SendError(f"could not build message: {error}"))
+            continue
+        futures[row.id] = pool.submit(_send, transport, message)
+    for row_id, future in futures.items():
+        outcomes[row_id] = future.result()
+
+    now = utcnow()
+    result = BatchResult()
+    changes: list[dict[str, Any]] = []
+    for row in rows:
+        provider_id, error = outcomes[row.id]
+        change: dict[str, Any] = {"id": row.id, "lease_expires_at": None}
+        if error is None:
+            change.update(
+                status=OutboxStatus.SENT,
+                sent_at=now,
+                provider_message_id=provider_id,
+                last_error=None,
+            )
+            result.sent += 1
+        elif error.transient and row.attempts < config["WORKER_MAX_ATTEMPTS"]:
+            delay = retry_delay(
+                row.attempts,
+                config["WORKER_BACKOFF_BASE_SECONDS"],
+                config["WORKER_BACKOFF_MAX_SECONDS"],
+            )
+            change.update(
+                status=OutboxStatus.QUEUED, next_attempt_at=now + delay, last_error=str(error)
+            )
+            result.retried += 1
+        else:
+            change.update(status=OutboxStatus.FAILED, last_error=str(error))
+            result.failed += 1
+            log.warning("outbox email %s failed: %s", row.id, error)
+        changes.append(change)
+    with transaction() as session:
+        session.execute(update(OutboxEmail), changes)
+    return result
+
+
+class StopSignal:
+    """First SIGTERM/SIGINT: finish the batch in hand, then stop. Second: stop at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            raise SystemExit(1)
+        log.info("stopping after the current batch (signal again to stop now)")
+        self.event.set()
+
+
+@dataclass
+class Worker:
+    app: Flask
+    burst: bool = False
+    stop: StopSignal = field(default_factory=StopSignal)
+
+    def run(self) -> WorkerTotals:
+        """Send until stopped, or, in burst mode, until nothing is due."""
+        totals = WorkerTotals()
+        config = self.app.config
+        transport = make_transport(self.app)
+        with ThreadPoolExecutor(config["WORKER_THREADS"], "alertsvc-send") as pool:
+            while not self.stop.event.is_set():
+                with self.app.app_context():
+                    result = send_outbox_batch(transport, pool)
+                totals.add(result)
+                if result.claimed == 0:
+                    if self.burst:
+                        break
+                    self.stop.event.wait(config["WORKER_POLL_SECONDS"])
+        return totals

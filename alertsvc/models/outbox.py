@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from alertsvc.extensions import db
+from alertsvc.models.types import UTCDateTime, utcnow
+
+
+class OutboxStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxEmail(db.Model):
+    """One email waiting to be sent, being sent, sent, or given up on.
+
+    Rows are written in the same transaction as the change that causes them, so an email is
+    queued if and only if that change committed. Workers claim rows under a lease
+    (``status='sending'``, ``lease_expires_at``); a worker that dies leaves its lease to run
+    out and another worker takes the row again. The subscriber-specific links (manage,
+    unsubscribe) are added when the message is built, from ``subscriber_id`` and
+    ``unsubscribe_topic_ids``, so a body can be shared between many rows.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(
+            f"status IN ({', '.join(repr(s.value) for s in OutboxStatus)})", name="status"
+        ),
+        Index("ix_outbox_claim", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    template: Mapped[str] = mapped_column(String(64))
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    unsubscribe_topic_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def is_subscription_email(self) -> bool:
+        """Emails about subscriptions carry RFC 8058 one-click unsubscribe headers."""
+        return self.unsubscribe_topic_ids is not None

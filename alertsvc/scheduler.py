@@ -1,0 +1,205 @@
+"""The scheduler process: APScheduler 3.x jobs, run by exactly one leader at a time.
+
+Any number of ``alertsvc scheduler`` processes may run; one holds the leader lock and runs
+the jobs, the others wait and take over when it goes. On PostgreSQL the lock is a session
+advisory lock, released by the server when the leader's connection dies. On SQLite it is
+an exclusive ``flock`` on a file beside the database, released by the kernel when the
+leader process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import click
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import delete, text
+from sqlalchemy.engine import Connection
+
+from alertsvc.database import transaction
+from alertsvc.extensions import db
+from alertsvc.models import SignupRequest, utcnow
+
+log = logging.getLogger(__name__)
+
+ADVISORY_LOCK_KEY = 0x616C657274  # "alert"
+
+
+class LeaderLock:
+    """Held by the one scheduler that runs jobs."""
+
+    def acquire(self) -> bool:
+        raise NotImplementedError
+
+    def still_held(self) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+
+class PostgresLeaderLock(LeaderLock):
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.connection: Connection | None = None
+
+    def acquire(self) -> bool:
+        with self.app.app_context():
+            connection = db.engine.connect()
+        held = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+        ).scalar()
+        connection.commit()
+        if held:
+            self.connection = connection
+            return True
+        connection.close()
+        return False
+
+    def still_held(self) -> bool:
+        if self.connection is None:
+            return False
+        try:
+            self.connection.execute(text("SELECT 1"))
+            self.connection.commit()
+        except Exception:
+            log.exception("lost the scheduler leader connection")
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+class FileLeaderLock(LeaderLock):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: IO[str] | None = None
+
+    def acquire(self) -> bool:
+        handle = self.path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self.handle = handle
+        return True
+
+    def still_held(self) -> bool:
+        return self.handle is not None
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
+def make_leader_lock(app: Flask) -> LeaderLock:
+    with app.app_context():
+        dialect = db.engine.dialect.name
+        database = db.engine.url.database
+    if dialect == "postgresql":
+        return PostgresLeaderLock(app)
+    path = Path(database) if database else Path(app.instance_path) / "alertsvc.sqlite3"
+    return FileLeaderLock(path.with_name(path.name + ".scheduler.lock"))
+
+
+def purge_signup_requests() -> int:
+    """Delete signup requests nobody confirmed within the retention period."""
+    cutoff = utcnow() - timedelta(days=current_app.config["SIGNUP_REQUEST_RETENTION_DAYS"])
+    result = db.session.execute(
+        delete(SignupRequest).where(
+            SignupRequest.confirmed_at.is_(None), SignupRequest.created_at < cutoff
+        )
+    )
+    return result.rowcount
+
+
+def _job(app: Flask, function: Callable[[], Any]) -> Callable[[], None]:
+    """Run ``function`` as one job: its own app context and one transaction."""
+
+    def run() -> None:
+        with app.app_context(), transaction():
+            outcome = function()
+        log.info("job %s done: %s", function.__name__, outcome)
+
+    run.__name__ = function.__name__
+    return run
+
+
+def build_scheduler(app: Flask, lock: LeaderLock) -> BlockingScheduler:
+    scheduler = BlockingScheduler(timezone="UTC")
+    scheduler.add_job(
+        _job(app, purge_signup_requests),
+        "interval",
+        hours=1,
+        id="purge_signup_requests",
+        next_run_time=utcnow(),
+        max_instances=1,
+        coalesce=True,
+    )
+
+    def check_leadership() -> None:
+        if not lock.still_held():
+            log.error("no longer the leader: stopping so another scheduler can lead")
+            scheduler.shutdown(wait=False)
+
+    scheduler.add_job(check_leadership, "interval", seconds=15, id="check_leadership")
+    return scheduler
+
+
+def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
+    """Wait to lead, then run the jobs until stopped."""
+    lock = make_leader_lock(app)
+    stopping = threading.Event()
+    scheduler: BlockingScheduler | None = None
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    announced = False
+    while not stopping.is_set() and not lock.acquire():
+        if not announced:
+            log.info("another scheduler leads; waiting to take over")
+            announced = True
+        stopping.wait(wait_seconds)
+    if stopping.is_set():
+        return
+    log.info("scheduler leading")
+    try:
+        scheduler = build_scheduler(app, lock)
+        scheduler.start()
+    finally:
+        lock.release()
+        log.info("scheduler stopped")
+
+
+@click.command("scheduler")
+@click.option(
+    "--wait-seconds",
+    default=5.0,
+    show_default=True,
+    help="How often a waiting scheduler tries to take the lead.",
+)
+@with_appcontext
+def scheduler_command(wait_seconds: float) -> None:
+    """Run the scheduled jobs (one leader; others wait to take over)."""
+    run_scheduler(current_app._get_current_object(), wait_seconds)  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""The subscriber journey: sign up, confirm, manage, unsubscribe."""

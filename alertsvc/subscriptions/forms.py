@@ -1,0 +1,206 @@
+"""Form definitions for the subscriber pages (Flask-WTF: CSRF on every POST)."""
+
+from __future__ import annotations
+
+from functools import cache
+from zoneinfo import available_timezones
+
+from flask import current_app
+from flask_wtf import FlaskForm
+from wtforms import (
+    DateField,
+    Field,
+    Form,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    ValidationError,
+    widgets,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
+
+from alertsvc.models import Frequency, Topic
+from alertsvc.subscriptions.services import InvalidAddress, normalise_email
+
+FREQUENCY_CHOICES = [
+    (Frequency.IMMEDIATELY.value, "Immediately"),
+    (Frequency.DAILY.value, "Once a day"),
+    (Frequency.WEEKLY.value, "Once a week"),
+]
+HOUR_CHOICES = [(hour, f"{hour:02d}:00") for hour in range(24)]
+WEEKDAY_CHOICES = list(
+    enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])
+)
+EMAIL_FORMAT_MESSAGE = "Enter an email address in the correct format, like name@example.com"
+
+
+@cache
+def timezone_choices() -> list[tuple[str, str]]:
+    names = sorted(
+        name for name in available_timezones() if "/" in name and not name.startswith("Etc/")
+    )
+    return [(name, name.replace("_", " ")) for name in names]
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+def _check_address(form: Form, field: Field) -> None:
+    try:
+        field.data = normalise_email(
+            field.data or "",
+            check_deliverability=current_app.config["EMAIL_CHECK_DELIVERABILITY"],
+        )
+    except InvalidAddress as error:
+        raise ValidationError(EMAIL_FORMAT_MESSAGE) from error
+
+
+def _topic_choices(topics: list[Topic]) -> list[tuple[str, str]]:
+    return [(t.slug, t.name) for t in topics]
+
+
+class ScheduleFields:
+    """Delivery time fields shared by the signup and manage forms."""
+
+    daily_hour = SelectField(
+        "Time for daily emails",
+        coerce=int,
+        choices=HOUR_CHOICES,
+        default=7,
+        validators=[InputRequired()],
+    )
+    weekly_day = SelectField(
+        "Day for weekly emails",
+        coerce=int,
+        choices=WEEKDAY_CHOICES,
+        default=0,
+        validators=[InputRequired()],
+    )
+    weekly_hour = SelectField(
+        "Time for weekly emails",
+        coerce=int,
+        choices=HOUR_CHOICES,
+        default=7,
+        validators=[InputRequired()],
+    )
+    timezone = SelectField("Time zone", validators=[InputRequired()])
+
+    def set_timezone_choices(self) -> None:
+        self.timezone.choices = timezone_choices()
+        if not self.timezone.data:
+            self.timezone.data = current_app.config["TIMEZONE"]
+
+
+class SignupForm(ScheduleFields, FlaskForm):
+    email = StringField(
+        "Email address",
+        validators=[
+            DataRequired("Enter your email address"),
+            Length(max=320, message="Email address must be 320 characters or fewer"),
+            _check_address,
+        ],
+    )
+    topics = MultiCheckboxField(
+        "Topics",
+        validators=[DataRequired("Select at least one topic")],
+        validate_choice=False,
+    )
+    frequency = RadioField(
+        "How often do you want emails?",
+        choices=FREQUENCY_CHOICES,
+        validators=[InputRequired("Select how often you want emails")],
+        validate_choice=False,
+    )
+    # Honeypot: hidden from people, filled in by bots.
+    website = StringField("Leave this field empty")
+
+    def __init__(self, topics: list[Topic], *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.topics.choices = _topic_choices(topics)
+        self.set_timezone_choices()
+
+    def validate_topics(self, field: Field) -> None:
+        known = {slug for slug, _ in field.choices}
+        if any(slug not in known for slug in field.data or []):
+            raise ValidationError("Select topics from the list")
+
+    def validate_frequency(self, field: Field) -> None:
+        if field.data not in {value for value, _ in FREQUENCY_CHOICES}:
+            raise ValidationError("Select how often you want emails")
+
+    def validate_timezone(self, field: Field) -> None:
+        _check_timezone(field)
+
+    @property
+    def is_bot(self) -> bool:
+        return bool(self.website.data)
+
+
+def _check_timezone(field: Field) -> None:
+    if field.data not in {name for name, _ in timezone_choices()}:
+        raise ValidationError("Select a time zone from the list")
+
+
+class ManageLinkForm(FlaskForm):
+    email = StringField(
+        "Email address",
+        validators=[
+            DataRequired("Enter your email address"),
+            Length(max=320, message="Email address must be 320 characters or fewer"),
+            _check_address,
+        ],
+    )
+
+
+class ManageForm(ScheduleFields, FlaskForm):
+    """One select per topic ("not subscribed" or a frequency), then the delivery times.
+
+    The per-topic fields are added at run time because the topics live in the database.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_timezone_choices()
+
+    def validate_timezone(self, field: Field) -> None:
+        _check_timezone(field)
+
+
+TOPIC_FIELD_PREFIX = "topic-"
+NOT_SUBSCRIBED = "none"
+
+
+def make_manage_form(topics: list[Topic], current: dict[int, str], **kwargs: object) -> ManageForm:
+    choices = [(NOT_SUBSCRIBED, "Not subscribed"), *FREQUENCY_CHOICES]
+
+    class _Form(ManageForm):
+        pass
+
+    for topic in topics:
+        setattr(
+            _Form,
+            TOPIC_FIELD_PREFIX + topic.slug,
+            SelectField(
+                topic.name,
+                choices=choices,
+                default=current.get(topic.id, NOT_SUBSCRIBED),
+                validators=[InputRequired()],
+            ),
+        )
+    return _Form(**kwargs)
+
+
+class PauseForm(FlaskForm):
+    until = DateField(
+        "Pause all emails until",
+        validators=[DataRequired("Enter the date to pause emails until, like 2027-01-31")],
+    )
+
+
+class EmptyForm(FlaskForm):
+    """A form whose only field is the CSRF token: for buttons that do one thing."""
+
+    reason = StringField(validators=[Optional()])

@@ -1,0 +1,287 @@
+"""Public pages: sign up, confirm, manage, unsubscribe. Parse, call a service, render."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from alertsvc.database import transaction
+from alertsvc.extensions import csrf, limiter
+from alertsvc.models import Frequency, Subscriber, Topic
+from alertsvc.subscriptions import services
+from alertsvc.subscriptions.forms import (
+    NOT_SUBSCRIBED,
+    TOPIC_FIELD_PREFIX,
+    EmptyForm,
+    ManageLinkForm,
+    PauseForm,
+    SignupForm,
+    make_manage_form,
+)
+from alertsvc.tokens import ExpiredToken, InvalidToken, TokenPurpose, read_token
+from alertsvc.topics.services import list_topics
+
+bp = Blueprint("subscriptions", __name__)
+
+
+def _address_key() -> str:
+    """Rate-limit key for the address typed into a form, so one inbox can't be mail-bombed."""
+    try:
+        return "address:" + services.normalise_email(request.form.get("email", ""))
+    except services.InvalidAddress:
+        return "address:invalid"
+
+
+def _ip_limit() -> str:
+    return current_app.config["SIGNUP_RATE_LIMIT_PER_IP"]
+
+
+def _address_limit() -> str:
+    return current_app.config["SIGNUP_RATE_LIMIT_PER_ADDRESS"]
+
+
+def _schedule(form: SignupForm) -> services.Schedule:
+    return services.Schedule(
+        timezone=form.timezone.data,
+        daily_hour=form.daily_hour.data,
+        weekly_day=form.weekly_day.data,
+        weekly_hour=form.weekly_hour.data,
+    )
+
+
+def _token_problem(purpose: TokenPurpose, error: InvalidToken) -> tuple[str, int]:
+    """A clear page for a link that no longer works, offering a fresh one."""
+    expired = isinstance(error, ExpiredToken)
+    return (
+        render_template(
+            "web/link_problem.html",
+            purpose=purpose.name.lower(),
+            expired=expired,
+            manage_form=ManageLinkForm(),
+        ),
+        410 if expired else 400,
+    )
+
+
+@bp.route("/", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+def signup() -> str | tuple[str, int]:
+    topics = list_topics()
+    form = SignupForm(topics)
+    if request.method == "GET":
+        form.frequency.data = form.frequency.data or Frequency.DAILY.value
+    if form.validate_on_submit():
+        if not form.is_bot:
+            chosen = {t.slug: t for t in topics}
+            with transaction():
+                services.sign_up(
+                    form.email.data,
+                    [chosen[slug] for slug in form.topics.data],
+                    Frequency(form.frequency.data),
+                    _schedule(form),
+                )
+        return render_template("web/check_email.html", email=form.email.data)
+    status = 400 if request.method == "POST" else 200
+    return render_template("web/signup.html", form=form, topics=topics), status
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm(token: str) -> str | tuple[str, int]:
+    try:
+        signup_request = services.load_signup_request(read_token(TokenPurpose.CONFIRM, token))
+    except InvalidToken as error:
+        return _token_problem(TokenPurpose.CONFIRM, error)
+    topics = services.request_topics(signup_request)
+    form = EmptyForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            return render_template(
+                "web/confirm.html", signup=signup_request, topics=topics, form=form
+            ), 400
+        with transaction():
+            newly = services.confirm_signup(signup_request)
+        return render_template(
+            "web/confirmed.html",
+            topics=topics,
+            frequency=signup_request.frequency,
+            already=not newly,
+        )
+    if signup_request.confirmed_at is not None:
+        return render_template(
+            "web/confirmed.html", topics=topics, frequency=signup_request.frequency, already=True
+        )
+    return render_template("web/confirm.html", signup=signup_request, topics=topics, form=form)
+
+
+@bp.route("/manage", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+def manage_link() -> str | tuple[str, int]:
+    form = ManageLinkForm()
+    if form.validate_on_submit():
+        with transaction():
+            services.send_manage_link(form.email.data)
+        return render_template("web/manage_link_sent.html", email=form.email.data)
+    status = 400 if request.method == "POST" else 200
+    return render_template("web/manage_link.html", form=form), status
+
+
+def _manage_subscriber(token: str) -> Subscriber:
+    return services.load_subscriber(read_token(TokenPurpose.MANAGE, token))
+
+
+def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **forms: object) -> str:
+    current = services.live_frequencies(subscriber)
+    forms.setdefault(
+        "form",
+        make_manage_form(
+            topics,
+            current,
+            formdata=None,
+            daily_hour=subscriber.daily_hour,
+            weekly_day=subscriber.weekly_day,
+            weekly_hour=subscriber.weekly_hour,
+            timezone=subscriber.timezone,
+        ),
+    )
+    forms.setdefault("pause_form", PauseForm(formdata=None, until=subscriber.paused_until))
+    forms.setdefault("empty_form", EmptyForm(formdata=None))
+    return render_template(
+        "web/manage.html",
+        token=token,
+        subscriber=subscriber,
+        topics=topics,
+        current=current,
+        subscribed_topics=[t for t in topics if t.id in current],
+        field_prefix=TOPIC_FIELD_PREFIX,
+        today=services.local_today(subscriber),
+        **forms,
+    )
+
+
+@bp.route("/manage/<token>", methods=["GET", "POST"])
+def manage(token: str) -> str | tuple[str, int] | Response:
+    try:
+        subscriber = _manage_subscriber(token)
+    except InvalidToken as error:
+        return _token_problem(TokenPurpose.MANAGE, error)
+    topics = list_topics()
+    if request.method == "GET":
+        return _render_manage(token, subscriber, topics)
+
+    form = make_manage_form(topics, services.live_frequencies(subscriber))
+    if not form.validate_on_submit():
+        return _render_manage(token, subscriber, topics, form=form), 400
+    wanted: dict[int, Frequency | None] = {}
+    for topic in topics:
+        value = form[TOPIC_FIELD_PREFIX + topic.slug].data
+        wanted[topic.id] = None if value == NOT_SUBSCRIBED else Frequency(value)
+    schedule = services.Schedule(
+        timezone=form.timezone.data,
+        daily_hour=form.daily_hour.data,
+        weekly_day=form.weekly_day.data,
+        weekly_hour=form.weekly_hour.data,
+    )
+    with transaction():
+        services.update_subscriptions(subscriber, wanted, schedule)
+    flash("Your changes have been saved.")
+    return redirect(url_for(".manage", token=token), 303)
+
+
+@bp.post("/manage/<token>/pause")
+def pause(token: str) -> str | tuple[str, int] | Response:
+    try:
+        subscriber = _manage_subscriber(token)
+    except InvalidToken as error:
+        return _token_problem(TokenPurpose.MANAGE, error)
+    if request.form.get("action") == "resume":
+        form = EmptyForm()
+        if form.validate_on_submit():
+            with transaction():
+                services.pause_subscriber(subscriber, None)
+            flash("Your emails have been resumed.")
+            return redirect(url_for(".manage", token=token), 303)
+        return _render_manage(token, subscriber, list_topics()), 400
+    pause_form = PauseForm()
+    if pause_form.validate_on_submit():
+        until = pause_form.until.data
+        if until > services.local_today(subscriber):
+            with transaction():
+                services.pause_subscriber(subscriber, until)
+            flash(f"Your emails are paused until {until:%-d %B %Y}.")
+            return redirect(url_for(".manage", token=token), 303)
+        pause_form.until.errors = ["The date must be in the future"]
+    return _render_manage(token, subscriber, list_topics(), pause_form=pause_form), 400
+
+
+@bp.post("/manage/<token>/unsubscribe-all")
+def unsubscribe_all(token: str) -> str | tuple[str, int]:
+    try:
+        subscriber = _manage_subscriber(token)
+    except InvalidToken as error:
+        return _token_problem(TokenPurpose.MANAGE, error)
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        return _render_manage(token, subscriber, list_topics()), 400
+    topics = sorted(services.live_frequencies(subscriber))
+    with transaction():
+        services.end_subscriptions(subscriber.id, None, services.EndedReason.UNSUBSCRIBED)
+    return render_template("web/unsubscribed.html", count=len(topics), topic_names=None)
+
+
+@bp.get("/manage/<token>/data.json")
+def export_data(token: str) -> Response | tuple[str, int]:
+    try:
+        subscriber = _manage_subscriber(token)
+    except InvalidToken as error:
+        return _token_problem(TokenPurpose.MANAGE, error)
+    response = jsonify(services.export_subscriber(subscriber))
+    response.headers["Content-Disposition"] = 'attachment; filename="my-email-alerts-data.json"'
+    return response
+
+
+@bp.post("/manage/<token>/erase")
+def erase(token: str) -> str | tuple[str, int]:
+    try:
+        subscriber = _manage_subscriber(token)
+    except InvalidToken as error:
+        return _token_problem(TokenPurpose.MANAGE, error)
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        return _render_manage(token, subscriber, list_topics()), 400
+    with transaction():
+        services.erase_subscriber(subscriber)
+    return render_template("web/erased.html")
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+@csrf.exempt
+def unsubscribe(token: str) -> str | tuple[str, int]:
+    """RFC 8058 one-click unsubscribe.
+
+    POST (from a mail client, or this page's button) acts at once, with no cookie and no
+    CSRF token, and answers 200 with no redirect (§3.2). GET only shows the button, because
+    link scanners fetch every URL in an email.
+    """
+    try:
+        payload = read_token(TokenPurpose.UNSUBSCRIBE, token)
+        if request.method == "POST":
+            with transaction():
+                names = services.unsubscribe(payload)
+            return render_template("web/unsubscribed.html", topic_names=names, count=len(names))
+        _, topics = services.unsubscribe_topics_of(payload)
+    except InvalidToken as error:
+        return _token_problem(TokenPurpose.UNSUBSCRIBE, error)
+    return render_template("web/unsubscribe.html", topics=topics, token=token)

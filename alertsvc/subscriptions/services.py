@@ -1,0 +1,404 @@
+"""Signing up, confirming, managing and ending subscriptions.
+
+Plain functions over the session; the caller (a route or a command) owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from alertsvc.delivery.outbox import queue_email
+from alertsvc.extensions import db
+from alertsvc.models import (
+    EndedReason,
+    Frequency,
+    OutboxEmail,
+    OutboxStatus,
+    SignupRequest,
+    Subscriber,
+    Subscription,
+    Topic,
+    utcnow,
+)
+from alertsvc.tokens import InvalidToken, TokenPurpose, signed_url
+
+
+class InvalidAddress(ValueError):
+    """Not an email address we can send to."""
+
+
+def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
+    """The canonical form of an address: one subscriber row per person.
+
+    email-validator normalises Unicode and the domain; the local part is lower-cased too,
+    because in practice no mailbox provider treats case as significant and a reader who
+    types their address differently must not end up with two subscriber rows.
+    """
+    try:
+        result = validate_email(
+            raw.strip(), check_deliverability=check_deliverability, allow_smtputf8=False
+        )
+    except EmailNotValidError as error:
+        raise InvalidAddress(str(error)) from error
+    return result.normalized.lower()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When digests arrive: the subscriber's own hour, weekday and timezone."""
+
+    timezone: str
+    daily_hour: int
+    weekly_day: int
+    weekly_hour: int
+
+
+def _find_or_create_subscriber(email: str) -> Subscriber:
+    """Race-free: two signups for a new address at once still make one row."""
+    dialect = db.session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(Subscriber)
+        .values(email=email, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["email"])
+    )
+    return db.session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+
+
+def _live_subscriptions(subscriber_id: int) -> list[Subscription]:
+    return list(
+        db.session.scalars(
+            select(Subscription)
+            .where(Subscription.subscriber_id == subscriber_id, Subscription.ended_at.is_(None))
+            .order_by(Subscription.id)
+        )
+    )
+
+
+def sign_up(email: str, topics: list[Topic], frequency: Frequency, schedule: Schedule) -> None:
+    """Record a signup and email a confirmation link.
+
+    The caller shows the same reply whatever happens here, so the page never tells whether
+    an address is new, waiting or subscribed. Nothing is subscribed until confirmed: an
+    already subscribed reader asking for more topics confirms those too. One who asks for
+    exactly what they already have is emailed a link to manage their subscription instead.
+    """
+    subscriber = _find_or_create_subscriber(email)
+    live = {(s.topic_id, s.frequency) for s in _live_subscriptions(subscriber.id)}
+    if subscriber.confirmed_at is not None and all((t.id, frequency) in live for t in topics):
+        queue_email(
+            template="already_subscribed",
+            to_address=subscriber.email,
+            subject="You're already subscribed",
+            context={"topic_names": [t.name for t in topics], "frequency": frequency.value},
+            subscriber_id=subscriber.id,
+        )
+        return
+
+    request = SignupRequest(
+        subscriber_id=subscriber.id,
+        topic_ids=[t.id for t in topics],
+        frequency=frequency,
+        timezone=schedule.timezone,
+        daily_hour=schedule.daily_hour,
+        weekly_day=schedule.weekly_day,
+        weekly_hour=schedule.weekly_hour,
+    )
+    db.session.add(request)
+    db.session.flush()
+    names = [t.name for t in topics]
+    queue_email(
+        template="confirm",
+        to_address=subscriber.email,
+        subject=f"Confirm your email alerts: {', '.join(names)}",
+        context={
+            "confirm_url": signed_url(TokenPurpose.CONFIRM, request.id),
+            "topic_names": names,
+            "frequency": frequency.value,
+        },
+        subscriber_id=subscriber.id,
+    )
+
+
+def load_signup_request(payload: Any) -> SignupRequest:
+    """The request a confirm token points at, or ``InvalidToken``."""
+    if not isinstance(payload, int):
+        raise InvalidToken("unexpected confirm token payload")
+    request = db.session.get(SignupRequest, payload)
+    if request is None:
+        raise InvalidToken("no such signup request")
+    return request
+
+
+def request_topics(request: SignupRequest) -> list[Topic]:
+    """The topics a signup asked for that still exist, in the order shown on the form."""
+    return list(
+        db.session.scalars(
+            select(Topic).where(Topic.id.in_(request.topic_ids)).order_by(Topic.name)
+        )
+    )
+
+
+def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Subscription:
+    """Make ``subscriber`` follow a topic at ``frequency``, keeping history append-only."""
+    current = db.session.scalars(
+        select(Subscription)
+        .where(
+            Subscription.subscriber_id == subscriber.id,
+            Subscription.topic_id == topic_id,
+            Subscription.ended_at.is_(None),
+        )
+        .with_for_update()
+    ).one_or_none()
+    if current is not None:
+        if current.frequency == frequency:
+            return current
+        current.ended_at = utcnow()
+        current.ended_reason = EndedReason.FREQUENCY_CHANGED
+        db.session.flush()
+    subscription = Subscription(subscriber_id=subscriber.id, topic_id=topic_id, frequency=frequency)
+    db.session.add(subscription)
+    db.session.flush()
+    return subscription
+
+
+def confirm_signup(request: SignupRequest) -> bool:
+    """Subscribe as the request asked. Returns False if it was already confirmed.
+
+    The request row is locked first, so two clicks at once confirm once and send one
+    welcome email.
+    """
+    request = db.session.scalars(
+        select(SignupRequest)
+        .where(SignupRequest.id == request.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if request.confirmed_at is not None:
+        return False
+    now = utcnow()
+    request.confirmed_at = now
+    subscriber = request.subscriber
+    subscriber.confirmed_at = subscriber.confirmed_at or now
+    subscriber.timezone = request.timezone
+    subscriber.daily_hour = request.daily_hour
+    subscriber.weekly_day = request.weekly_day
+    subscriber.weekly_hour = request.weekly_hour
+    topics = request_topics(request)
+    for topic in topics:
+        subscribe(subscriber, topic.id, Frequency(request.frequency))
+    if topics:
+        queue_email(
+            template="subscribed",
+            to_address=subscriber.email,
+            subject=f"You're subscribed: {', '.join(t.name for t in topics)}",
+            context={
+                "topic_names": [t.name for t in topics],
+                "frequency": request.frequency,
+            },
+            subscriber_id=subscriber.id,
+            unsubscribe_topic_ids=[t.id for t in topics],
+        )
+    return True
+
+
+def load_subscriber(payload: Any) -> Subscriber:
+    """The subscriber a manage token points at, or ``InvalidToken``."""
+    if not isinstance(payload, int):
+        raise InvalidToken("unexpected manage token payload")
+    subscriber = db.session.get(Subscriber, payload)
+    if subscriber is None:
+        raise InvalidToken("no such subscriber")
+    return subscriber
+
+
+def live_frequencies(subscriber: Subscriber) -> dict[int, str]:
+    """Topic id -> frequency of each live subscription."""
+    return {s.topic_id: s.frequency for s in _live_subscriptions(subscriber.id)}
+
+
+def end_subscriptions(
+    subscriber_id: int, topic_ids: Iterable[int] | None, reason: EndedReason
+) -> int:
+    """End the live subscriptions to ``topic_ids`` (all when ``None``). Returns how many."""
+    statement = (
+        update(Subscription)
+        .where(Subscription.subscriber_id == subscriber_id, Subscription.ended_at.is_(None))
+        .values(ended_at=utcnow(), ended_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if topic_ids is not None:
+        statement = statement.where(Subscription.topic_id.in_(list(topic_ids)))
+    return db.session.execute(statement).rowcount
+
+
+def update_subscriptions(
+    subscriber: Subscriber, wanted: Mapping[int, Frequency | None], schedule: Schedule
+) -> None:
+    """Apply the manage form: each topic at a frequency, or ``None`` to stop following it.
+
+    A subscriber holding a valid manage link has proved they own the address, so topics
+    added here take effect at once.
+    """
+    current = live_frequencies(subscriber)
+    dropped = [topic_id for topic_id, frequency in wanted.items() if frequency is None]
+    end_subscriptions(subscriber.id, [t for t in dropped if t in current], EndedReason.UNSUBSCRIBED)
+    for topic_id, frequency in wanted.items():
+        if frequency is not None and current.get(topic_id) != frequency:
+            subscribe(subscriber, topic_id, frequency)
+    subscriber.timezone = schedule.timezone
+    subscriber.daily_hour = schedule.daily_hour
+    subscriber.weekly_day = schedule.weekly_day
+    subscriber.weekly_hour = schedule.weekly_hour
+    if subscriber.confirmed_at is None and any(f is not None for f in wanted.values()):
+        subscriber.confirmed_at = utcnow()
+
+
+def local_today(subscriber: Subscriber) -> date:
+    """Today's date where the subscriber lives: pauses are dates in their timezone."""
+    return datetime.now(ZoneInfo(subscriber.timezone)).date()
+
+
+def pause_subscriber(subscriber: Subscriber, until: date | None) -> None:
+    """Hold all alerts until ``until`` (``None`` resumes). Articles meanwhile are not sent."""
+    subscriber.paused_until = until
+
+
+def unsubscribe(payload: Any) -> list[str]:
+    """Act on a one-click unsubscribe token. Returns the names of the topics it ended.
+
+    RFC 8058: the link ends the subscriptions the email was about, at once. Ending them
+    again is harmless and returns nothing.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
+        raise InvalidToken("unexpected unsubscribe token payload")
+    topic_ids = payload.get("t")
+    if topic_ids is not None and not (
+        isinstance(topic_ids, list) and all(isinstance(t, int) for t in topic_ids)
+    ):
+        raise InvalidToken("unexpected unsubscribe token payload")
+    subscriber = load_subscriber(payload["s"])
+    ending = [
+        s
+        for s in _live_subscriptions(subscriber.id)
+        if topic_ids is None or s.topic_id in topic_ids
+    ]
+    end_subscriptions(subscriber.id, [s.topic_id for s in ending], EndedReason.UNSUBSCRIBED)
+    return sorted(s.topic.name for s in ending)
+
+
+def unsubscribe_topics_of(payload: Any) -> tuple[Subscriber, list[Topic]]:
+    """Who an unsubscribe token is for and which of its topics they still follow."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
+        raise InvalidToken("unexpected unsubscribe token payload")
+    subscriber = load_subscriber(payload["s"])
+    topic_ids = payload.get("t")
+    topics = [
+        s.topic
+        for s in _live_subscriptions(subscriber.id)
+        if topic_ids is None or s.topic_id in topic_ids
+    ]
+    return subscriber, sorted(topics, key=lambda t: t.name)
+
+
+def send_manage_link(email: str) -> None:
+    """Email a fresh manage link if the address is known. The caller replies the same anyway."""
+    subscriber = db.session.scalars(
+        select(Subscriber).where(Subscriber.email == email)
+    ).one_or_none()
+    if subscriber is None:
+        return
+    queue_email(
+        template="manage_link",
+        to_address=subscriber.email,
+        subject="Manage your email alerts",
+        context={},
+        subscriber_id=subscriber.id,
+    )
+
+
+def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
+    """Everything stored about a subscriber, for "download my data"."""
+    subscriptions = db.session.scalars(
+        select(Subscription)
+        .where(Subscription.subscriber_id == subscriber.id)
+        .order_by(Subscription.id)
+    )
+    emails = db.session.scalars(
+        select(OutboxEmail)
+        .where(OutboxEmail.subscriber_id == subscriber.id)
+        .order_by(OutboxEmail.id)
+    )
+
+    def stamp(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "email": subscriber.email,
+        "created_at": stamp(subscriber.created_at),
+        "confirmed_at": stamp(subscriber.confirmed_at),
+        "timezone": subscriber.timezone,
+        "daily_hour": subscriber.daily_hour,
+        "weekly_day": subscriber.weekly_day,
+        "weekly_hour": subscriber.weekly_hour,
+        "paused_until": stamp(subscriber.paused_until),
+        "subscriptions": [
+            {
+                "topic": s.topic.slug,
+                "frequency": s.frequency,
+                "created_at": stamp(s.created_at),
+                "ended_at": stamp(s.ended_at),
+                "ended_reason": s.ended_reason,
+            }
+            for s in subscriptions
+        ],
+        "emails": [
+            {
+                "subject": e.subject,
+                "status": e.status,
+                "created_at": stamp(e.created_at),
+                "sent_at": stamp(e.sent_at),
+            }
+            for e in emails
+        ],
+    }
+
+
+def erase_subscriber(subscriber: Subscriber) -> None:
+    """Forget the person: end every subscription, drop unsent mail, anonymise the address.
+
+    The subscription history stays (``ended_reason='erased'``) without anything that
+    identifies them, so counts and delivery statistics stay true.
+    """
+    end_subscriptions(subscriber.id, None, EndedReason.ERASED)
+    db.session.execute(
+        delete(SignupRequest)
+        .where(SignupRequest.subscriber_id == subscriber.id, SignupRequest.confirmed_at.is_(None))
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        update(OutboxEmail)
+        .where(OutboxEmail.subscriber_id == subscriber.id)
+        .values(to_address="erased@erased.invalid", context={})
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        update(OutboxEmail)
+        .where(
+            OutboxEmail.subscriber_id == subscriber.id,
+            OutboxEmail.status.in_([OutboxStatus.QUEUED, OutboxStatus.SENDING]),
+        )
+        .values(status=OutboxStatus.FAILED, last_error="subscriber erased")
+        .execution_options(synchronize_session=False)
+    )
+    subscriber.email = f"erased-{subscriber.id}@erased.invalid"
+    subscriber.paused_until = None

@@ -1,0 +1,3 @@
+from alertsvc import create_app
+
+app = create_app()

@@ -1,5 +1,14 @@
 """The database models, one module per entity. Import them from here."""
 
+from alertsvc.models.article import (
+    ApiToken,
+    Article,
+    ArticleSource,
+    CategoryMapping,
+    Feed,
+    article_topics,
+    feed_topics,
+)
 from alertsvc.models.outbox import OutboxEmail, OutboxStatus
 from alertsvc.models.subscriber import (
     EndedReason,
@@ -12,7 +21,12 @@ from alertsvc.models.topic import Topic
 from alertsvc.models.types import UTCDateTime, utcnow
 
 __all__ = [
+    "ApiToken",
+    "Article",
+    "ArticleSource",
+    "CategoryMapping",
     "EndedReason",
+    "Feed",
     "Frequency",
     "OutboxEmail",
     "OutboxStatus",
@@ -21,5 +35,7 @@ __all__ = [
     "Subscription",
     "Topic",
     "UTCDateTime",
+    "article_topics",
+    "feed_topics",
     "utcnow",
 ]

@@ -18,7 +18,14 @@ class Topic(db.Model):
     slug: Mapped[str] = mapped_column(String(80), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
+    # A keyword topic is a saved query (e.g. ``NHS``, ``"artificial intelligence"``,
+    # ``cyber OR ransomware``): new articles whose title or summary match join it.
+    query: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def is_keyword(self) -> bool:
+        return self.query is not None
 
     def __repr__(self) -> str:
         return f"<Topic {self.slug}>"

@@ -1,6 +1,6 @@
 """subscribers, topics, subscriptions, signup requests, outbox
 
-Revision ID: 711f5f5b2386
+Revision ID: 0001_initial
 Revises:
 Create Date: 2026-11-25 08:00:13.807829
 

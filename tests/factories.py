@@ -30,7 +30,7 @@ def seed_topics(app: Flask) -> dict[str, int]:
     with app.app_context():
         seed_demo_topics()
         db.session.commit()
-        return dict(db.session.execute(select(Topic.slug, Topic.id)).tuples().all())
+        return dict(db.session.execute(select(Topic.slug, Topic.id)).all())
 
 
 def create_subscriber(
@@ -76,7 +76,46 @@ def live_subscriptions(app: Flask, subscriber_id: int) -> dict[int, str]:
                 select(Subscription.topic_id, Subscription.frequency).where(
                     Subscription.subscriber_id == subscriber_id, Subscription.ended_at.is_(None)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
+
+
+def stored_state(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to assert that something changed nothing stored."""
+    with app.app_context():
+        return {
+            table.name: [
+                tuple(row)
+                for row in db.session.execute(table.select().order_by(*table.primary_key.columns))
+            ]
+            for table in db.metadata.sorted_tables
+        }
+
+
+def subscription_history(app: Flask, subscriber_id: int) -> list[tuple[int, str, str]]:
+    """(topic id, frequency, "live" or the ended reason) of each subscription row, oldest first."""
+
+    def state(ended_at: Any, reason: str | None) -> str:
+        if (ended_at is None) != (reason is None):
+            return f"inconsistent: ended_at={ended_at} ended_reason={reason}"
+        return "live" if ended_at is None else str(reason)
+
+    with app.app_context():
+        return [
+            (topic_id, frequency, state(ended_at, reason))
+            for topic_id, frequency, ended_at, reason in db.session.execute(
+                select(
+                    Subscription.topic_id,
+                    Subscription.frequency,
+                    Subscription.ended_at,
+                    Subscription.ended_reason,
+                )
+                .where(Subscription.subscriber_id == subscriber_id)
+                .order_by(Subscription.id)
+            )
+        ]
+
+
+def subscriber_id_for(app: Flask, email: str) -> int:
+    with app.app_context():
+        return db.session.scalars(select(Subscriber.id).where(Subscriber.email == email)).one()

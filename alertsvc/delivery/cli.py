@@ -4,6 +4,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from alertsvc.config import ConfigurationError
 from alertsvc.delivery.worker import Worker
 
 
@@ -14,8 +15,11 @@ def worker_command(burst: bool) -> None:
     """Send queued email. Stops after the current batch on SIGTERM; at once on a second."""
     worker = Worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
     worker.stop.install()
-    totals = worker.run()
+    try:
+        totals = worker.run()
+    except ConfigurationError as error:
+        raise click.ClickException(str(error)) from error
     click.echo(
         f"Worker stopped: {totals.sent} sent, {totals.retried} to retry, "
-        f"{totals.failed} failed, in {totals.batches} batches"
+        f"{totals.failed} failed, in {totals.batches} batch{'' if totals.batches == 1 else 'es'}"
     )

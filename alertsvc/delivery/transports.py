@@ -11,7 +11,7 @@ from typing import Protocol
 
 from flask import Flask
 
-from alertsvc.config import ConfigurationError
+from alertsvc.config import MAIL_TRANSPORTS, ConfigurationError
 
 
 class SendError(Exception):
@@ -62,14 +62,12 @@ class FileTransport:
         return name
 
 
-TRANSPORTS = ("file",)
-
-
 def make_transport(app: Flask) -> Transport:
     """The transport named by ``MAIL_TRANSPORT``."""
     name = app.config["MAIL_TRANSPORT"]
     if name == "file":
         return FileTransport(app.config["MAIL_DIR"])
     raise ConfigurationError(
-        f"ALERTSVC_MAIL_TRANSPORT={name!r} is not available; choose one of {', '.join(TRANSPORTS)}"
+        f"ALERTSVC_MAIL_TRANSPORT={name!r} is not available; "
+        f"choose one of {', '.join(MAIL_TRANSPORTS)}"
     )

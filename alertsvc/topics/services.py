@@ -11,7 +11,8 @@ from alertsvc.extensions import db
 from alertsvc.models import Topic
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls (CR, LF, NEL among them) and the Unicode line and paragraph separators.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 DEMO_TOPICS: list[tuple[str, str, str]] = [
     (
@@ -49,7 +50,7 @@ class TopicError(ValueError):
 
 
 def validate_topic(slug: str, name: str) -> None:
-    if not SLUG_PATTERN.match(slug) or len(slug) > 80:
+    if not SLUG_PATTERN.fullmatch(slug) or len(slug) > 80:  # fullmatch: "$" allows "\n"
         raise TopicError(
             f"slug {slug!r} must be lower-case letters and digits separated by single hyphens"
         )

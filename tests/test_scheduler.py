@@ -1,0 +1,160 @@
+"""The scheduler: one leader at a time, a waiting one takes over, and the retention purge."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from alertsvc.database import transaction
+from alertsvc.extensions import db
+from alertsvc.models import SignupRequest, utcnow
+from alertsvc.scheduler import build_scheduler, make_leader_lock, purge_signup_requests
+from tests.factories import create_subscriber, rows
+from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_for
+
+LEADING = "scheduler leading"
+WAITING = "another scheduler leads; waiting to take over"
+
+
+@pytest.fixture
+def app_with(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:
+    """``make_app`` whose engines are closed after the test."""
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        made.append(make_app(**overrides))
+        return made[-1]
+
+    yield make
+    for flask_app in made:
+        with flask_app.app_context():
+            db.engine.dispose()
+
+
+def test_second_leader_lock_is_refused_until_the_first_is_released(app, app_with):
+    elsewhere = app_with()  # another process: its own engine and connections
+    first = make_leader_lock(app)
+    second = make_leader_lock(elsewhere)
+    try:
+        assert first.acquire()
+        assert first.still_held()
+        assert not second.acquire()
+        assert not make_leader_lock(app).acquire(), "not even from the same process"
+        assert not second.still_held()
+
+        first.release()
+        assert not first.still_held()
+        assert second.acquire()
+        assert second.still_held()
+        assert not first.acquire()
+    finally:
+        first.release()
+        second.release()
+
+
+def test_released_leader_lock_can_be_taken_again_by_the_same_process(app, app_with):
+    elsewhere = app_with()
+    lock = make_leader_lock(app)
+    try:
+        for _ in range(3):
+            assert lock.acquire()
+            lock.release()
+        other = make_leader_lock(elsewhere)
+        assert other.acquire(), "released means another process can lead"
+        other.release()
+    finally:
+        lock.release()
+
+
+def test_a_waiting_scheduler_takes_over_when_the_leader_dies(database_url, tmp_path):
+    env = alertsvc_env(database_url, tmp_path / "mail")
+    logs = [tmp_path / "scheduler-1.log", tmp_path / "scheduler-2.log"]
+    processes = []
+    try:
+        for log in logs:
+            processes.append(start(["scheduler", "--wait-seconds", "0.5"], env, log))
+
+        def says(index: int, words: str) -> bool:
+            return words in output(logs[index])
+
+        wait_for(
+            lambda: all(says(i, LEADING) or says(i, WAITING) for i in (0, 1)),
+            timeout=60,
+            what="both schedulers to start",
+            processes=processes,
+            logs=logs,
+        )
+        leaders = [i for i in (0, 1) if says(i, LEADING)]
+        assert len(leaders) == 1, [output(log) for log in logs]
+        [leader] = leaders
+        follower = 1 - leader
+        assert says(follower, WAITING)
+
+        kill(processes[leader])
+        wait_for(
+            lambda: says(follower, LEADING),
+            timeout=10,
+            what="the other scheduler to lead",
+            processes=[processes[follower]],
+            logs=logs,
+        )
+
+        processes[follower].send_signal(signal.SIGTERM)
+        assert exit_code(processes[follower], 20, logs[follower]) == 0, output(logs[follower])
+        assert "scheduler stopped" in output(logs[follower])
+    finally:
+        for process in processes:
+            kill(process)
+
+
+def signup_request(app: Flask, email: str, age: timedelta, *, confirmed: bool = False) -> int:
+    subscriber_id = create_subscriber(app, email, confirmed=confirmed)
+    created = utcnow() - age
+    with app.app_context(), transaction() as session:
+        request = SignupRequest(
+            subscriber_id=subscriber_id,
+            topic_ids=[],
+            frequency="daily",
+            timezone="Europe/London",
+            daily_hour=7,
+            weekly_day=0,
+            weekly_hour=7,
+            created_at=created,
+            confirmed_at=created + timedelta(hours=1) if confirmed else None,
+        )
+        session.add(request)
+        session.flush()
+        return request.id
+
+
+@pytest.mark.parametrize("retention_days", [30, 7])
+def test_purge_deletes_only_unconfirmed_signup_requests_past_retention(app_with, retention_days):
+    app = app_with(SIGNUP_REQUEST_RETENTION_DAYS=retention_days)
+    day = timedelta(days=1)
+    expired = signup_request(app, "expired@example.com", (retention_days + 1) * day)
+    confirmed = signup_request(
+        app, "confirmed@example.com", (retention_days + 1) * day, confirmed=True
+    )
+    recent = signup_request(app, "recent@example.com", (retention_days - 1) * day)
+    new = signup_request(app, "new@example.com", timedelta(minutes=5))
+
+    with app.app_context(), transaction():
+        deleted = purge_signup_requests()
+
+    assert deleted == 1
+    assert sorted(rows(app, select(SignupRequest.id))) == sorted([confirmed, recent, new])
+    assert expired not in rows(app, select(SignupRequest.id))
+
+
+def test_jobs_are_named_for_what_they_do(app):
+    """Operators read which job ran or failed in the log by its name."""
+    lock = make_leader_lock(app)
+    names = {job.id: job.name for job in build_scheduler(app, lock).get_jobs()}
+    assert names["purge_signup_requests"] == "purge_signup_requests"
+    assert all("<locals>" not in name for name in names.values()), names

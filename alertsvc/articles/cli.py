@@ -1,0 +1,324 @@
+"""Commands for articles in: ``feeds …``, ``articles …``, ``api-tokens …`` and the keyword
+topic commands ``topics add-keyword`` / ``topics preview`` (added to the ``topics`` group)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from marshmallow import ValidationError
+
+from alertsvc.api import auth
+from alertsvc.api.schemas import ArticleInSchema
+from alertsvc.articles import feeds, services
+from alertsvc.articles.keywords import QueryError
+from alertsvc.database import transaction
+from alertsvc.models import ArticleSource, utcnow
+from alertsvc.topics.services import TopicError
+
+IMPORT_CHUNK = 500
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
+# -- feeds -----------------------------------------------------------------------------------
+
+
+@click.group("feeds")
+def feeds_cli() -> None:
+    """Add, list and poll RSS and Atom feeds."""
+
+
+@feeds_cli.command("add")
+@click.argument("url")
+@click.option("--topic", "topics", multiple=True, help="Topic slug for its articles (repeat).")
+@click.option("--title", default="", help="A name for the feed (default: the feed's own title).")
+@with_appcontext
+def feeds_add_command(url: str, topics: Sequence[str], title: str) -> None:
+    """Add a feed whose articles join the given topics."""
+    try:
+        with transaction():
+            feed = feeds.add_feed(url, topics, title)
+    except feeds.FeedError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Added feed {feed.id}: {feed.url}")
+    if not topics:
+        click.echo("It has no topics: its articles join topics only through category mappings")
+        click.echo("and keyword topics.")
+
+
+@feeds_cli.command("list")
+@with_appcontext
+def feeds_list_command() -> None:
+    """List feeds with their health; problems are flagged FAILING or STALE."""
+    rows = feeds.list_feeds()
+    if not rows:
+        click.echo("No feeds yet. Add one with: alertsvc feeds add URL --topic SLUG")
+        return
+    rules = feeds.HealthRules.from_config(current_app.config)
+    now = utcnow()
+    for feed in rows:
+        topics = ", ".join(topic.slug for topic in feed.topics) or "no topics"
+        click.echo(f"{feed.id:>4}  {feed.url}  [{topics}]")
+        click.echo(
+            f"      last success {_when(feed.last_success_at)} · "
+            f"{feed.consecutive_failures} failures in a row · "
+            f"newest item {_when(feed.newest_item_at)}"
+        )
+        if feed.last_error:
+            click.echo(f"      last error {_when(feed.last_error_at)}: {feed.last_error}")
+        for problem in rules.problems(feed, now):
+            click.echo(f"      {problem}")
+
+
+@feeds_cli.command("poll")
+@click.argument("feed_id", type=int, required=False)
+@click.option("--all", "poll_all", is_flag=True, help="Poll every feed now, due or not.")
+@with_appcontext
+def feeds_poll_command(feed_id: int | None, poll_all: bool) -> None:
+    """Poll the feeds that are due (or FEED_ID, or --all). Exits 1 if any failed."""
+    if feed_id is not None and poll_all:
+        raise click.UsageError("give a FEED_ID or --all, not both")
+    if feed_id is not None:
+        results = feeds.poll_feeds([feed_id], due_only=False)
+    elif poll_all:
+        results = feeds.poll_feeds([feed.id for feed in feeds.list_feeds()], due_only=False)
+    else:
+        results = feeds.poll_feeds()
+    if not results:
+        click.echo("No feeds are due.")
+    for result in results:
+        click.echo(f"feed {result.feed_id} {result.url}: {result.describe()}")
+    if any(result.status == feeds.PollStatus.FAILED for result in results):
+        raise SystemExit(1)
+
+
+@feeds_cli.command("map-category")
+@click.argument("category")
+@click.argument("topic")
+@click.option("--feed", "feed_id", type=int, help="Only for this feed (default: every feed).")
+@with_appcontext
+def feeds_map_category_command(category: str, topic: str, feed_id: int | None) -> None:
+    """Put new articles with CATEGORY (a feed category or tag) in TOPIC (a slug)."""
+    try:
+        with transaction():
+            mapping = services.map_category(category, topic, feed_id)
+    except TopicError as error:
+        raise click.ClickException(str(error)) from error
+    where = f"feed {feed_id}" if feed_id else "every feed"
+    click.echo(f"Category {mapping.category!r} from {where} -> topic {topic}")
+
+
+@feeds_cli.command("categories")
+@with_appcontext
+def feeds_categories_command() -> None:
+    """List category mappings."""
+    mappings = services.list_category_mappings()
+    if not mappings:
+        click.echo("No category mappings. Add one with: alertsvc feeds map-category CATEGORY SLUG")
+    for mapping in mappings:
+        where = f"feed {mapping.feed_id}" if mapping.feed_id else "every feed"
+        click.echo(f"{mapping.category!r} from {where} -> {mapping.topic.slug}")
+
+
+# -- articles --------------------------------------------------------------------------------
+
+
+@click.group("articles")
+def articles_cli() -> None:
+    """Add or import articles by hand."""
+
+
+def _report(result: services.IngestResult) -> str:
+    text = f"{result.created} new, {result.updated} updated, {result.unchanged} unchanged"
+    return text + (f", {result.skipped} skipped" if result.skipped else "")
+
+
+def _validation_message(messages: Any, prefix: str = "") -> list[str]:
+    lines = []
+    for key, value in messages.items():
+        if isinstance(value, dict):
+            lines.extend(_validation_message(value, f"{prefix}{key}."))
+        else:
+            lines.append(f"{prefix}{key}: {' '.join(map(str, value))}")
+    return lines
+
+
+@articles_cli.command("add")
+@click.option("--title", required=True)
+@click.option("--url", required=True)
+@click.option("--topic", "topics", multiple=True, required=True, help="Topic slug (repeat).")
+@click.option("--summary", default="", help="HTML (cleaned to a small allow-list) or text.")
+@click.option("--published", help="ISO 8601 time, e.g. 2026-11-25T09:30:00+00:00 (default now).")
+@click.option("--guid", help="Unique id (default: the normalised URL).")
+@with_appcontext
+def articles_add_command(
+    title: str,
+    url: str,
+    topics: Sequence[str],
+    summary: str,
+    published: str | None,
+    guid: str | None,
+) -> None:
+    """Add one article (subscribers to its topics are alerted as for any new article)."""
+    data: dict[str, Any] = {"title": title, "url": url, "topics": list(topics), "summary": summary}
+    if published:
+        data["published"] = published
+    if guid:
+        data["guid"] = guid
+    try:
+        item = ArticleInSchema().load(data)
+    except ValidationError as error:
+        raise click.ClickException("; ".join(_validation_message(error.messages))) from error
+    try:
+        with transaction():
+            result = services.ingest_articles([item], ArticleSource.CLI)
+    except services.UnknownTopics as error:
+        raise click.ClickException(str(error)) from error
+    [outcome] = result.outcomes
+    click.echo(f"Article {outcome.article_id}: {outcome.status}")
+
+
+def _read_import(path: Path, topics: Sequence[str]) -> list[services.ArticleInput]:
+    if path.suffix.lower() == ".json":
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise click.ClickException(f"{path} is not JSON: {error}") from error
+        if not isinstance(payload, list):
+            raise click.ClickException(f"{path} must hold a JSON list of articles")
+        try:
+            items: list[services.ArticleInput] = ArticleInSchema(many=True).load(payload)
+        except ValidationError as error:
+            lines = _validation_message(error.messages)
+            shown = "\n".join(f"  item {line}" for line in lines[:20])
+            more = f"\n  … and {len(lines) - 20} more" if len(lines) > 20 else ""
+            raise click.ClickException(
+                f"{path} has invalid articles; nothing imported:\n{shown}{more}"
+            ) from error
+    else:
+        try:
+            parsed = feeds.parse_feed(path.read_bytes(), path.resolve().as_uri())
+        except feeds.FeedError as error:
+            raise click.ClickException(f"{path}: {error}") from error
+        items = parsed.items
+    for item in items:
+        item.topics = list(dict.fromkeys([*item.topics, *topics]))
+    return items
+
+
+@articles_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--topic", "topics", multiple=True, help="Also put every article in this topic.")
+@click.option(
+    "--backfill",
+    is_flag=True,
+    help="Store new articles as already alerted: nobody is emailed about them immediately.",
+)
+@with_appcontext
+def articles_import_command(file: Path, topics: Sequence[str], backfill: bool) -> None:
+    """Import FILE: a JSON list of articles (as the API takes them) or an RSS/Atom file.
+
+    Each 500 articles are committed together, so an import that stops can be run again:
+    articles already stored are left as they are.
+    """
+    items = _read_import(file, topics)
+    total = services.IngestResult()
+    with click.progressbar(length=len(items), label=f"Importing {len(items)} articles") as bar:
+        for start in range(0, len(items), IMPORT_CHUNK):
+            chunk = items[start : start + IMPORT_CHUNK]
+            try:
+                with transaction():
+                    result = services.ingest_articles(chunk, ArticleSource.CLI, alert=not backfill)
+            except services.UnknownTopics as error:
+                raise click.ClickException(str(error)) from error
+            total.outcomes.extend(result.outcomes)
+            total.alert_ids.extend(result.alert_ids)
+            bar.update(len(chunk))
+    click.echo(f"Imported {file.name}: {_report(total)}")
+
+
+# -- API tokens ------------------------------------------------------------------------------
+
+
+@click.group("api-tokens")
+def api_tokens_cli() -> None:
+    """Create and revoke tokens for the JSON API."""
+
+
+@api_tokens_cli.command("create")
+@click.argument("name")
+@with_appcontext
+def api_tokens_create_command(name: str) -> None:
+    """Create a token named NAME and print it. It is shown once: only its hash is stored."""
+    try:
+        with transaction():
+            _, token = auth.create_api_token(name)
+    except auth.TokenError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(token)
+
+
+@api_tokens_cli.command("revoke")
+@click.argument("name")
+@with_appcontext
+def api_tokens_revoke_command(name: str) -> None:
+    """Revoke the token named NAME: it stops working at once."""
+    try:
+        with transaction():
+            auth.revoke_api_token(name)
+    except auth.TokenError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Revoked token {name}")
+
+
+# -- keyword topics (commands of the ``topics`` group) ---------------------------------------
+
+
+@click.command("add-keyword")
+@click.argument("slug")
+@click.argument("name")
+@click.argument("query")
+@click.option("--description", default="", help="One sentence shown on the signup form.")
+@with_appcontext
+def add_keyword_command(slug: str, name: str, query: str, description: str) -> None:
+    """Add a keyword topic: new articles whose title or summary match QUERY join it.
+
+    QUERY: words match whole words, any case; "quoted words" are a phrase; words are ANDed;
+    OR between terms makes alternatives. E.g. NHS, '"artificial intelligence"',
+    'cyber OR ransomware'.
+    """
+    try:
+        with transaction():
+            topic = services.add_keyword_topic(slug, name, query, description)
+    except TopicError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Added keyword topic {topic.slug}: {topic.name} (query: {topic.query})")
+
+
+@click.command("preview")
+@click.argument("query")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@with_appcontext
+def preview_command(query: str, days: int, limit: int) -> None:
+    """Show which recent articles QUERY matches (newest first)."""
+    try:
+        articles = services.preview_query(query, days=days, limit=limit)
+    except QueryError as error:
+        raise click.ClickException(f"query {query!r}: {error}") from error
+    if not articles:
+        click.echo(f"No articles from the last {days} days match {query}.")
+        return
+    for article in articles:
+        click.echo(f"{article.published_at:%Y-%m-%d}  {article.title}  {article.url}")
+    more = " (limit reached)" if len(articles) >= limit else ""
+    click.echo(f"{len(articles)} articles from the last {days} days match{more}.")

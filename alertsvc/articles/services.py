@@ -1,0 +1,660 @@
+"""Articles in: one ingestion path for feeds, the JSON API and the CLI.
+
+``ingest_articles`` is set-based: whatever the batch size, it looks up the batch's GUIDs in
+one query per thousand, inserts the new articles and their topic links with one multi-row
+statement each, and updates changed articles with one executemany. Nothing runs a query per
+article. Like every service it never commits: the caller owns the transaction.
+
+Untrusted text is made safe once, here, before it is stored: titles are plain text (HTML
+from a feed is reduced to its text; Jinja escapes titles wherever they are shown),
+summaries are HTML cleaned by nh3 to a small allow-list, so templates may mark them safe.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import html
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import nh3
+from flask import current_app
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from alertsvc.articles.keywords import Document, Query, QueryError, parse_query, words
+from alertsvc.extensions import db
+from alertsvc.models import (
+    Article,
+    ArticleSource,
+    CategoryMapping,
+    Topic,
+    article_topics,
+    feed_topics,
+    utcnow,
+)
+from alertsvc.topics.services import SLUG_PATTERN, TopicError, validate_topic
+
+log = logging.getLogger(__name__)
+
+TITLE_MAX = 500
+AUTHOR_MAX = 300
+URL_MAX = 2048
+GUID_MAX = 2048
+# A longer GUID (in UTF-8) is stored as its SHA-256: still unique and stable, and within
+# what a PostgreSQL b-tree index entry can hold (about 2,700 bytes).
+GUID_INDEX_BYTES = 1024
+CATEGORY_MAX = 300
+# A summary is a teaser, not the article: past this much HTML it is cut to plain text.
+SUMMARY_HTML_MAX = 5000
+SUMMARY_TEXT_MAX = 1000
+LOOKUP_CHUNK = 1000
+
+SUMMARY_TAGS = {"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote"}
+SUMMARY_ATTRIBUTES = {"a": {"href", "title"}}
+SUMMARY_URL_SCHEMES = {"http", "https", "mailto"}
+
+# Control characters, and lone surrogates (invalid JSON escapes such as "\ud800"): neither is
+# text, and PostgreSQL refuses NUL and anything that is not valid UTF-8.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_TRACKING_PARAMETER = re.compile(r"^(utm_[a-z]+|fbclid|gclid|mc_cid|mc_eid)$", re.IGNORECASE)
+
+
+# -- untrusted text --------------------------------------------------------------------------
+
+
+def _collapse(value: str) -> str:
+    return " ".join(_CONTROL.sub("", value).split())
+
+
+def _cut(value: str, limit: int) -> str:
+    """``value`` cut to at most ``limit`` characters at a word boundary, with an ellipsis."""
+    if len(value) <= limit:
+        return value
+    cut = value[: limit - 1]
+    if " " in cut[limit // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def html_to_text(value: str) -> str:
+    """The visible text of an HTML fragment, whitespace collapsed (scripts and styles dropped)."""
+    return _collapse(html.unescape(nh3.clean(value, tags=set())))
+
+
+def clean_title(value: str, *, is_html: bool = False) -> str:
+    """A title as plain text. Feeds may send HTML titles (``is_html``): keep only their text."""
+    text = html_to_text(value) if is_html else _collapse(value)
+    return _cut(text, TITLE_MAX)
+
+
+def clean_summary(value: str, base_url: str | None = None) -> str:
+    """A summary as HTML limited to a small allow-list, safe to put in a page or an email.
+
+    Links keep only http(s) and mailto targets, relative ones made absolute against
+    ``base_url`` (the article's address; dropped without one, as an email has no base), and
+    get ``rel="noopener noreferrer nofollow"``. Plain text comes out as the equivalent HTML
+    (``<`` becomes ``&lt;``). A summary longer than ``SUMMARY_HTML_MAX`` (a feed that puts the
+    whole article in its description) becomes its first ``SUMMARY_TEXT_MAX`` characters of
+    plain text.
+    """
+
+    def absolute_links(element: str, attribute: str, link: str) -> str | None:
+        if attribute != "href":
+            return link
+        if urlsplit(link).scheme:
+            return link  # nh3 has already dropped schemes outside SUMMARY_URL_SCHEMES
+        if base_url is None:
+            return None
+        resolved = urljoin(base_url, link)
+        return resolved if urlsplit(resolved).scheme in ("http", "https") else None
+
+    cleaned = nh3.clean(
+        _CONTROL.sub("", value),
+        tags=SUMMARY_TAGS,
+        attributes=SUMMARY_ATTRIBUTES,
+        url_schemes=SUMMARY_URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        attribute_filter=absolute_links,
+    ).strip()
+    if len(cleaned) > SUMMARY_HTML_MAX:
+        return html.escape(_cut(html_to_text(cleaned), SUMMARY_TEXT_MAX), quote=False)
+    return cleaned
+
+
+def summary_text(summary: str) -> str:
+    """A stored (HTML) summary as plain text, for text emails and keyword matching."""
+    return html_to_text(summary)
+
+
+def normalise_category(value: str) -> str:
+    return _collapse(value).casefold()[:CATEGORY_MAX]
+
+
+# -- URLs and GUIDs --------------------------------------------------------------------------
+
+
+def is_web_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def normalise_url(value: str) -> str:
+    """The form of a URL used as an article's GUID when its feed gives none.
+
+    Lower-case scheme and host, no default port, no fragment, no tracking parameters
+    (``utm_*``, ``fbclid`` …), an empty path as ``/``. The remaining query is kept in order:
+    some sites use it to say which article.
+    """
+    parts = urlsplit(value.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    query = urlencode(
+        [
+            (key, item)
+            for key, item in parse_qsl(parts.query, keep_blank_values=True)
+            if not _TRACKING_PARAMETER.match(key)
+        ]
+    )
+    return urlunsplit((scheme, host, parts.path or "/", query, ""))
+
+
+# -- ingestion -------------------------------------------------------------------------------
+
+
+@dataclass
+class ArticleInput:
+    """One article as a feed, the API or the CLI gives it, before cleaning.
+
+    ``topics`` are topic slugs the sender chose; ``categories`` are the feed's (or sender's)
+    categories or tags, mapped to topics through category mappings. ``major_update`` asks
+    for subscribers to be alerted again if the article changed.
+    """
+
+    title: str
+    url: str
+    guid: str | None = None
+    summary: str = ""
+    author: str = ""
+    published_at: datetime | None = None
+    updated_at: datetime | None = None
+    topics: Sequence[str] = ()
+    categories: Sequence[str] = ()
+    major_update: bool = False
+    title_is_html: bool = False
+
+
+class ItemStatus(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class ItemOutcome:
+    """What happened to one input item, in input order."""
+
+    status: ItemStatus
+    guid: str | None
+    article_id: int | None = None
+    reason: str | None = None
+
+
+@dataclass
+class IngestResult:
+    """What a batch did. ``alert_ids``: articles subscribers should now be alerted about."""
+
+    outcomes: list[ItemOutcome] = field(default_factory=list)
+    alert_ids: list[int] = field(default_factory=list)
+    newest_published_at: datetime | None = None
+
+    def _ids(self, status: ItemStatus) -> list[int]:
+        return list(
+            dict.fromkeys(
+                o.article_id
+                for o in self.outcomes
+                if o.status == status and o.article_id is not None
+            )
+        )
+
+    @property
+    def created_ids(self) -> list[int]:
+        return self._ids(ItemStatus.CREATED)
+
+    @property
+    def updated_ids(self) -> list[int]:
+        return self._ids(ItemStatus.UPDATED)
+
+    @property
+    def created(self) -> int:
+        return len(self.created_ids)
+
+    @property
+    def updated(self) -> int:
+        return len(self.updated_ids)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for o in self.outcomes if o.status == ItemStatus.UNCHANGED)
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for o in self.outcomes if o.status == ItemStatus.SKIPPED)
+
+
+class UnknownTopics(ValueError):
+    """Some topic slugs in the batch name no topic."""
+
+    def __init__(self, slugs: Iterable[str]) -> None:
+        self.slugs = sorted(set(slugs))
+        super().__init__(f"no such topic: {', '.join(self.slugs)}")
+
+
+@dataclass
+class _Prepared:
+    index: int
+    guid: str
+    url: str
+    title: str
+    summary: str
+    author: str
+    published_at: datetime
+    updated_at: datetime | None
+    topics: Sequence[str]
+    categories: Sequence[str]
+    major_update: bool
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _prepare(index: int, item: ArticleInput, now: datetime) -> _Prepared | ItemOutcome:
+    url = _CONTROL.sub("", item.url).strip()
+    if not is_web_url(url) or len(url) > URL_MAX:
+        return ItemOutcome(ItemStatus.SKIPPED, item.guid, reason="no http(s) link")
+    summary = clean_summary(item.summary or "", base_url=url)
+    title = clean_title(item.title or "", is_html=item.title_is_html)
+    if not title:
+        title = _cut(summary_text(summary), 120)
+    if not title:
+        return ItemOutcome(ItemStatus.SKIPPED, item.guid, reason="no title")
+    guid = _collapse(item.guid or "") or normalise_url(url)
+    if len(guid.encode()) > GUID_INDEX_BYTES:
+        guid = "sha256:" + hashlib.sha256(guid.encode()).hexdigest()
+    return _Prepared(
+        index=index,
+        guid=guid,
+        url=url,
+        title=title,
+        summary=summary,
+        author=_cut(_collapse(item.author or ""), AUTHOR_MAX),
+        published_at=_aware(item.published_at) or now,
+        updated_at=_aware(item.updated_at),
+        topics=item.topics,
+        categories=item.categories,
+        major_update=item.major_update,
+    )
+
+
+def _chunks(values: Sequence[str], size: int = LOOKUP_CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _insert(table):  # type: ignore[no-untyped-def]
+    """An INSERT that can say ON CONFLICT DO NOTHING on both databases we run on."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    return insert(table)
+
+
+class _TopicRules:
+    """Everything that puts an article in topics, loaded once per batch."""
+
+    def __init__(self, prepared: list[_Prepared], feed_id: int | None) -> None:
+        slugs = {slug for item in prepared for slug in item.topics}
+        self.by_slug: dict[str, int] = {}
+        if slugs:
+            possible = {slug for slug in slugs if SLUG_PATTERN.match(slug)}
+            self.by_slug = dict(
+                db.session.execute(
+                    select(Topic.slug, Topic.id).where(Topic.slug.in_(possible))
+                ).all()
+            )
+            unknown = slugs - self.by_slug.keys()
+            if unknown:
+                raise UnknownTopics(unknown)
+        self.feed_topic_ids: set[int] = set()
+        if feed_id is not None:
+            self.feed_topic_ids = set(
+                db.session.scalars(
+                    select(feed_topics.c.topic_id).where(feed_topics.c.feed_id == feed_id)
+                )
+            )
+        self.by_category: dict[str, set[int]] = {}
+        if any(item.categories for item in prepared):
+            mappings = db.session.execute(
+                select(CategoryMapping.category, CategoryMapping.topic_id).where(
+                    (CategoryMapping.feed_id.is_(None)) | (CategoryMapping.feed_id == feed_id)
+                )
+            )
+            for category, topic_id in mappings:
+                self.by_category.setdefault(category, set()).add(topic_id)
+        self.keyword_queries: list[tuple[int, Query]] = []
+        for topic_id, slug, text in db.session.execute(
+            select(Topic.id, Topic.slug, Topic.query).where(Topic.query.is_not(None))
+        ):
+            try:
+                self.keyword_queries.append((topic_id, parse_query(text)))
+            except QueryError as error:
+                log.warning("keyword topic %s has a query that cannot be used: %s", slug, error)
+
+    def topic_ids(self, item: _Prepared) -> set[int]:
+        ids = {self.by_slug[slug] for slug in item.topics} | self.feed_topic_ids
+        for category in item.categories:
+            ids |= self.by_category.get(normalise_category(category), set())
+        if self.keyword_queries:
+            documents = [Document(words(item.title)), Document(words(summary_text(item.summary)))]
+            ids.update(
+                topic_id
+                for topic_id, query in self.keyword_queries
+                if topic_id not in ids and query.matches_documents(documents)
+            )
+        return ids
+
+
+def ingest_articles(
+    items: Sequence[ArticleInput],
+    source: ArticleSource,
+    *,
+    feed_id: int | None = None,
+    alert: bool = True,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Store a batch of articles: create the new, update the changed, leave the rest alone.
+
+    - Unique by GUID (or the normalised URL when there is none). When a batch holds the same
+      GUID twice, the first wins and the second is reported unchanged.
+    - Sending an article again exactly as stored writes nothing and alerts nobody, even if
+      it is marked as a major update: retries are harmless.
+    - A changed title or summary updates the row (and adds any topics it now matches; topics
+      are never taken away). The update alerts again when it is marked ``major_update`` or
+      the ``ALERT_ON_UPDATE`` setting is on: ``major_update_at`` is stamped, ``revision``
+      goes up and the article is due for immediate alerts again.
+    - ``alert=False`` stores new articles as already alerted (a feed's first poll, an
+      archive import): subscribers are not mailed a backlog.
+    - Topics: the sender's ``topics``, the feed's topics, category mappings for the feed
+      (and for every feed), and every keyword topic whose query the title or summary match.
+
+    Raises :class:`UnknownTopics` before writing anything if a topic slug names no topic.
+    """
+    now = now or utcnow()
+    result = IngestResult(outcomes=[None] * len(items))  # type: ignore[list-item]
+    prepared: list[_Prepared] = []
+    first_by_guid: dict[str, _Prepared] = {}
+    duplicates: list[_Prepared] = []
+    for index, item in enumerate(items):
+        outcome = _prepare(index, item, now)
+        if isinstance(outcome, ItemOutcome):
+            result.outcomes[index] = outcome
+        elif outcome.guid in first_by_guid:
+            duplicates.append(outcome)
+        else:
+            first_by_guid[outcome.guid] = outcome
+            prepared.append(outcome)
+    if not prepared:
+        return result
+    result.newest_published_at = max(item.published_at for item in prepared)
+    rules = _TopicRules(prepared, feed_id)
+
+    table = Article.__table__
+    existing: dict[str, tuple[int, str, str]] = {}
+    for chunk in _chunks([item.guid for item in prepared]):
+        for article_id, guid, title, summary in db.session.execute(
+            select(table.c.id, table.c.guid, table.c.title, table.c.summary).where(
+                table.c.guid.in_(chunk)
+            )
+        ):
+            existing[guid] = (article_id, title, summary)
+
+    new = [item for item in prepared if item.guid not in existing]
+    created = _create(new, source, feed_id, rules, alert=alert, now=now)
+    realert_all = bool(current_app.config["ALERT_ON_UPDATE"])
+    changed: list[tuple[_Prepared, int, bool]] = []
+    for item in prepared:
+        if item.guid in existing:
+            article_id, title, summary = existing[item.guid]
+            if (title, summary) == (item.title, item.summary):
+                result.outcomes[item.index] = ItemOutcome(
+                    ItemStatus.UNCHANGED, item.guid, article_id
+                )
+            else:
+                realert = realert_all or item.major_update
+                changed.append((item, article_id, realert))
+                result.outcomes[item.index] = ItemOutcome(ItemStatus.UPDATED, item.guid, article_id)
+                if realert:
+                    result.alert_ids.append(article_id)
+        elif item.guid in created:
+            result.outcomes[item.index] = ItemOutcome(
+                ItemStatus.CREATED, item.guid, created[item.guid]
+            )
+            if alert:
+                result.alert_ids.append(created[item.guid])
+        else:
+            # Another transaction stored this GUID between our lookup and our insert.
+            result.outcomes[item.index] = ItemOutcome(ItemStatus.UNCHANGED, item.guid)
+    _update(changed, rules, now=now)
+    for item in duplicates:
+        first = result.outcomes[first_by_guid[item.guid].index]
+        status = ItemStatus.UNCHANGED if first.status == ItemStatus.CREATED else first.status
+        result.outcomes[item.index] = ItemOutcome(status, item.guid, first.article_id)
+    return result
+
+
+def _create(
+    items: list[_Prepared],
+    source: ArticleSource,
+    feed_id: int | None,
+    rules: _TopicRules,
+    *,
+    alert: bool,
+    now: datetime,
+) -> dict[str, int]:
+    """Insert new articles and their topic links; return guid -> id of the rows inserted.
+
+    ON CONFLICT DO NOTHING: a concurrent ingest of the same GUID (a feed poll racing an API
+    call) leaves one row and no error; the loser reports the item as unchanged.
+    """
+    if not items:
+        return {}
+    table = Article.__table__
+    rows = [
+        {
+            "guid": item.guid,
+            "url": item.url,
+            "title": item.title,
+            "summary": item.summary,
+            "author": item.author,
+            "published_at": item.published_at,
+            "updated_at": item.updated_at,
+            "source": str(source),
+            "feed_id": feed_id,
+            "created_at": now,
+            "alerts_processed_at": None if alert else now,
+        }
+        for item in items
+    ]
+    statement = (
+        _insert(table)
+        .on_conflict_do_nothing(index_elements=["guid"])
+        .returning(table.c.id, table.c.guid)
+    )
+    created = dict((guid, article_id) for article_id, guid in db.session.execute(statement, rows))
+    links = [
+        {"article_id": created[item.guid], "topic_id": topic_id}
+        for item in items
+        if item.guid in created
+        for topic_id in sorted(rules.topic_ids(item))
+    ]
+    if links:
+        db.session.execute(insert(article_topics), links)
+    return created
+
+
+def _update(
+    changed: list[tuple[_Prepared, int, bool]], rules: _TopicRules, *, now: datetime
+) -> None:
+    if not changed:
+        return
+    table = Article.__table__
+    values = {
+        "title": bindparam("new_title"),
+        "summary": bindparam("new_summary"),
+        "url": bindparam("new_url"),
+        "author": bindparam("new_author"),
+        "updated_at": bindparam("new_updated_at", type_=table.c.updated_at.type),
+        "changed_at": bindparam("new_changed_at", type_=table.c.changed_at.type),
+    }
+    plain = [entry for entry in changed if not entry[2]]
+    realerting = [entry for entry in changed if entry[2]]
+    for group, extra in (
+        (plain, {}),
+        (
+            realerting,
+            {
+                "major_update_at": bindparam("new_changed_at", type_=table.c.changed_at.type),
+                "revision": table.c.revision + 1,
+                "alerts_processed_at": None,
+            },
+        ),
+    ):
+        if not group:
+            continue
+        statement = (
+            update(table).where(table.c.id == bindparam("article_id")).values(**values, **extra)
+        )
+        db.session.execute(
+            statement,
+            [
+                {
+                    "article_id": article_id,
+                    "new_title": item.title,
+                    "new_summary": item.summary,
+                    "new_url": item.url,
+                    "new_author": item.author,
+                    "new_updated_at": item.updated_at or now,
+                    "new_changed_at": now,
+                }
+                for item, article_id, _ in group
+            ],
+        )
+    links = [
+        {"article_id": article_id, "topic_id": topic_id}
+        for item, article_id, _ in changed
+        for topic_id in sorted(rules.topic_ids(item))
+    ]
+    if links:
+        db.session.execute(
+            _insert(article_topics).on_conflict_do_nothing(
+                index_elements=["article_id", "topic_id"]
+            ),
+            links,
+        )
+
+
+# -- topics and category mappings ----------------------------------------------------------
+
+
+def add_keyword_topic(slug: str, name: str, query: str, description: str = "") -> Topic:
+    """A topic that new articles join when their title or summary match ``query``."""
+    validate_topic(slug, name)
+    try:
+        parsed = parse_query(query)
+    except QueryError as error:
+        raise TopicError(f"query {query!r}: {error}") from error
+    if db.session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:
+        raise TopicError(f"a topic with slug {slug!r} already exists")
+    topic = Topic(slug=slug, name=name.strip(), description=description.strip(), query=parsed.text)
+    db.session.add(topic)
+    return topic
+
+
+def preview_query(query: str, *, days: int = 30, limit: int = 50) -> list[Article]:
+    """Recent articles (published in the last ``days``) that ``query`` matches, newest first.
+
+    Raises :class:`QueryError` for a query that cannot be understood.
+    """
+    parsed = parse_query(query)
+    since = utcnow() - timedelta(days=days)
+    matches: list[Article] = []
+    for article in db.session.scalars(
+        select(Article)
+        .where(Article.published_at >= since)
+        .order_by(Article.published_at.desc(), Article.id.desc())
+        .execution_options(yield_per=500)
+    ):
+        if parsed.matches(article.title, summary_text(article.summary)):
+            matches.append(article)
+            if len(matches) >= limit:
+                break
+    return matches
+
+
+def map_category(category: str, topic_slug: str, feed_id: int | None = None) -> CategoryMapping:
+    """Put articles with ``category`` (from ``feed_id``, or any feed) in a topic."""
+    normalised = normalise_category(category)
+    if not normalised:
+        raise TopicError("the category must have some text")
+    topic = (
+        db.session.scalar(select(Topic).where(Topic.slug == topic_slug))
+        if SLUG_PATTERN.match(topic_slug)
+        else None
+    )
+    if topic is None:
+        raise TopicError(f"no topic with slug {topic_slug!r}")
+    found = db.session.scalar(
+        select(CategoryMapping).where(
+            CategoryMapping.category == normalised,
+            CategoryMapping.topic_id == topic.id,
+            CategoryMapping.feed_id.is_(None)
+            if feed_id is None
+            else CategoryMapping.feed_id == feed_id,
+        )
+    )
+    if found is not None:
+        return found
+    mapping = CategoryMapping(category=normalised, topic=topic, feed_id=feed_id)
+    db.session.add(mapping)
+    return mapping
+
+
+def list_category_mappings() -> list[CategoryMapping]:
+    return list(
+        db.session.scalars(
+            select(CategoryMapping).order_by(
+                CategoryMapping.feed_id.nulls_first(), CategoryMapping.category
+            )
+        )
+    )
+
+
+def count_articles() -> int:
+    return db.session.scalar(select(func.count()).select_from(Article)) or 0

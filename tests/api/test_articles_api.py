@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+import json
+
+from alertsvc.extensions import db
+from alertsvc.models import ApiToken, Article
+from tests.articles.helpers import article_writes, articles, create_token, statements
+from tests.factories import count, rows, seed_topics
+
+ARTICLES = "/api/v1/articles"
+
+
+def article(n: int = 1, **fields) -> dict:
+    return {
+        "title": f"Article {n}",
+        "url": f"https://news.example.org/articles/{n}",
+        "summary": f"<p>Summary {n}</p>",
+        "topics": ["data"],
+        **fields,
+    }
+
+
+def test_create_one_then_again_is_200_and_changes_nothing(app, client, auth):
+    seed_topics(app)
+    sent = article(
+        1,
+        guid="pt-1",
+        author="Sam Reporter",
+        published="2026-11-24T08:00:00Z",
+        categories=["Data"],
+    )
+    response = client.post(ARTICLES, json=sent, headers=auth)
+    assert response.status_code == 201
+    [stored] = articles(app)
+    assert response.json == {
+        "created": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "skipped": 0,
+        "articles": [{"id": stored["id"], "guid": "pt-1", "status": "created", "reason": None}],
+    }
+    assert stored["source"] == "api" and stored["topics"] == ["data"]
+    assert stored["author"] == "Sam Reporter"
+
+    with statements(app) as seen:
+        again = client.post(ARTICLES, json=sent, headers=auth)
+    assert again.status_code == 200
+    assert again.json["unchanged"] == 1 and again.json["articles"][0]["status"] == "unchanged"
+    assert article_writes(seen) == []
+    assert articles(app) == [stored]
+
+
+def test_update_and_major_update(app, client, auth):
+    seed_topics(app)
+    client.post(ARTICLES, json=article(1), headers=auth)
+    response = client.post(ARTICLES, json=article(1, title="Article 1, corrected"), headers=auth)
+    assert response.status_code == 200 and response.json["updated"] == 1
+    assert articles(app)[0]["revision"] == 0
+    response = client.post(
+        ARTICLES, json=article(1, summary="<p>New facts</p>", major_update=True), headers=auth
+    )
+    assert response.status_code == 200 and response.json["updated"] == 1
+    [stored] = articles(app)
+    assert stored["revision"] == 1 and stored["major_update_at"] is not None
+    assert stored["summary"] == "<p>New facts</p>"
+
+
+def test_batch_of_500(app, client, auth):
+    seed_topics(app)
+    batch = [article(n, author="A. Correspondent, Public Technology") for n in range(500)]
+    body = json.dumps(batch)
+    assert len(body) > app.config["MAX_CONTENT_LENGTH"], "bigger than the site's form limit"
+    with statements(app) as seen:
+        response = client.post(ARTICLES, data=body, content_type="application/json", headers=auth)
+    assert response.status_code == 201
+    assert response.json["created"] == 500 and len(response.json["articles"]) == 500
+    assert len(seen) < 25, "set-based: not a statement per article"
+    assert count(app, Article) == 500
+
+    batch[7]["title"] = "Article 7, updated"
+    response = client.post(ARTICLES, json=[*batch[1:], article(500)], headers=auth)
+    assert response.status_code == 201
+    assert (response.json["created"], response.json["updated"], response.json["unchanged"]) == (
+        1,
+        1,
+        498,
+    )
+
+
+def test_more_than_500_or_none_is_422(app, client, auth):
+    seed_topics(app)
+    response = client.post(ARTICLES, json=[article(n) for n in range(501)], headers=auth)
+    assert response.status_code == 422
+    assert response.json["errors"] == {"_schema": ["Send between 1 and 500 articles."]}
+    response = client.post(ARTICLES, json=[], headers=auth)
+    assert response.status_code == 422
+    assert count(app, Article) == 0
+
+
+def test_validation_errors_name_the_fields(app, client, auth):
+    seed_topics(app)
+    response = client.post(
+        ARTICLES,
+        json={"title": " ", "url": "javascript:alert(1)", "published": "yesterday", "x": 1},
+        headers=auth,
+    )
+    assert response.status_code == 422
+    assert response.json["error"] == "Unprocessable Entity"
+    errors = response.json["errors"]
+    assert set(errors) == {"title", "url", "published", "x"}
+    assert errors["url"] == ["Not a valid URL."]
+    assert errors["x"] == ["Unknown field."]
+
+    response = client.post(
+        ARTICLES,
+        json=[article(1), {"url": "https://news.example.org/2"}, article(3, topics=["nope"])],
+        headers=auth,
+    )
+    assert response.status_code == 422
+    assert response.json["errors"] == {"1": {"title": ["Missing data for required field."]}}
+
+    response = client.post(ARTICLES, json=[article(1), article(2, topics=["nope"])], headers=auth)
+    assert response.status_code == 422
+    assert response.json["errors"] == {"1": {"topics": ["No topic with slug 'nope'."]}}
+    response = client.post(ARTICLES, json=article(2, topics=["nope", "data"]), headers=auth)
+    assert response.json["errors"] == {"topics": ["No topic with slug 'nope'."]}
+
+    for body in ("not json at all", "[1, 2]", '"a string"', "null", "{"):
+        response = client.post(ARTICLES, data=body, content_type="application/json", headers=auth)
+        assert response.status_code in (400, 422), body
+        assert "error" in response.json
+    assert count(app, Article) == 0
+
+
+def test_wrong_content_type_is_415(app, client, auth):
+    response = client.post(ARTICLES, data={"title": "x"}, headers=auth)
+    assert response.status_code == 415
+    assert response.json["error"] == "Unsupported Media Type"
+
+
+def test_auth(app, client):
+    seed_topics(app)
+    token = create_token(app, "newsroom")
+    response = client.post(ARTICLES, json=article())
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="alertsvc"'
+    assert response.json["error"] == "Unauthorized"
+    for header in (f"Basic {token}", f"Bearer {token}x", "Bearer alertsvc_guess", "Bearer"):
+        response = client.post(ARTICLES, json=article(), headers={"Authorization": header})
+        assert response.status_code == 401, header
+    assert (
+        'error="invalid_token"'
+        in client.post(
+            ARTICLES, json=article(), headers={"Authorization": "Bearer alertsvc_guess"}
+        ).headers["WWW-Authenticate"]
+    )
+
+    response = client.post(ARTICLES, json=article(), headers={"Authorization": f"bearer {token}"})
+    assert response.status_code == 201
+    assert rows(app, db.select(ApiToken.last_used_at))[0] is not None
+
+    result = app.test_cli_runner().invoke(args=["api-tokens", "revoke", "newsroom"])
+    assert result.exit_code == 0
+    response = client.post(ARTICLES, json=article(2), headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert count(app, Article) == 1
+
+
+def test_unauthenticated_oversized_body_is_refused_without_reading_it(app, client):
+    response = client.post(
+        ARTICLES, data=b"[" + b" " * 10_000_000 + b"]", content_type="application/json"
+    )
+    assert response.status_code == 401
+
+
+def test_oversized_body_is_413(make_app, auth):
+    app = make_app(API_MAX_CONTENT_LENGTH=50_000)
+    response = app.test_client().post(
+        ARTICLES, json=[article(n, summary="x" * 500) for n in range(200)], headers=auth
+    )
+    assert response.status_code == 413
+    assert response.json["error"] == "Request Entity Too Large"
+
+
+def test_token_is_printed_once_and_only_its_hash_stored(app, client):
+    seed_topics(app)
+    result = app.test_cli_runner().invoke(args=["api-tokens", "create", "CMS"])
+    assert result.exit_code == 0
+    token = result.output.strip()
+    assert token.startswith("alertsvc_") and len(token) > 40
+    [(name, token_hash)] = rows(app, db.select(ApiToken.name, ApiToken.token_hash))
+    assert name == "CMS" and token not in token_hash
+    response = client.post(ARTICLES, json=article(), headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 201
+    again = app.test_cli_runner().invoke(args=["api-tokens", "create", "CMS"])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_csrf_does_not_apply_but_other_pages_keep_it(app, client, auth):
+    seed_topics(app)
+    assert client.post(ARTICLES, json=article(), headers=auth).status_code == 201
+    assert client.post("/", data={"email": "a@example.org"}).status_code == 400
+
+
+def test_openapi_document(client):
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    document = response.json
+    operation = document["paths"]["/api/v1/articles"]["post"]
+    assert set(operation["responses"]) >= {"200", "201", "401", "413", "422"}
+    assert operation["security"] == [{"bearerAuth": []}]
+    assert document["components"]["schemas"]["ArticleIn"]["required"] == ["title", "url"]
+
+
+def test_api_errors_are_json_and_pages_stay_html(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404 and response.json["error"] == "Not Found"
+    response = client.get(ARTICLES)
+    assert response.status_code == 405 and response.json["error"] == "Method Not Allowed"
+    page = client.get("/nothing-here")
+    assert page.status_code == 404 and page.mimetype == "text/html"
+
+
+def test_leading_and_trailing_spaces_are_tidied_not_refused(app, client, auth):
+    seed_topics(app)
+    response = client.post(
+        ARTICLES, json=article(1, title="  Spaced   out\n title ", guid=" g-1 "), headers=auth
+    )
+    assert response.status_code == 201
+    [stored] = articles(app)
+    assert (stored["title"], stored["guid"]) == ("Spaced out title", "g-1")
+
+
+def test_nul_bytes_and_lone_surrogates_never_reach_the_database(app, client, auth):
+    seed_topics(app)
+    bad = "A\u0000B\ud800C\x07"
+    response = client.post(
+        ARTICLES,
+        data=json.dumps(
+            article(1, title=bad, summary=f"<p>{bad}</p>", author=bad, guid=bad, categories=[bad])
+        ),
+        content_type="application/json",
+        headers=auth,
+    )
+    assert response.status_code == 201
+    [stored] = articles(app)
+    assert (stored["title"], stored["summary"], stored["author"], stored["guid"]) == (
+        "ABC",
+        "<p>ABC</p>",
+        "ABC",
+        "ABC",
+    )
+    response = client.post(
+        ARTICLES,
+        data=json.dumps(article(2, topics=["da\u0000ta", "\ud800"])),
+        content_type="application/json",
+        headers=auth,
+    )
+    assert response.status_code == 422
+    assert response.json["errors"]["topics"] == {
+        "0": ["Not a topic slug."],
+        "1": ["Not a topic slug."],
+    }
+
+
+def test_a_very_long_guid_is_kept_unique_by_its_hash(app, client, auth):
+    seed_topics(app)
+    long_guid = "€" * 2048
+    first = client.post(ARTICLES, json=article(1, guid=long_guid), headers=auth)
+    again = client.post(ARTICLES, json=article(1, guid=long_guid), headers=auth)
+    other = client.post(ARTICLES, json=article(2, guid="€" * 2047 + "x"), headers=auth)
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 201)
+    assert [a["guid"][:7] for a in articles(app)] == ["sha256:", "sha256:"]

@@ -75,6 +75,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ops.bp)
     if app.config["ENV"] != "production" and app.config["MAIL_TRANSPORT"] == "file":
         app.register_blueprint(dev_routes.bp)
+    from alertsvc.api import init_api
+
+    init_api(app)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -113,6 +116,7 @@ def register_template_filters(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from alertsvc.delivery.cli import worker_command
+    from alertsvc.digests.cli import alerts_cli, digest_cli
     from alertsvc.scheduler import scheduler_command
     from alertsvc.topics.cli import seed_demo_command, topics_cli
 
@@ -120,3 +124,12 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(digest_cli)
+    app.cli.add_command(alerts_cli)
+    from alertsvc.articles import cli as articles_cli
+
+    app.cli.add_command(articles_cli.feeds_cli)
+    app.cli.add_command(articles_cli.articles_cli)
+    app.cli.add_command(articles_cli.api_tokens_cli)
+    topics_cli.add_command(articles_cli.add_keyword_command)
+    topics_cli.add_command(articles_cli.preview_command)

@@ -7,6 +7,7 @@ to the keys the extensions expect, and production refuses to start with unsafe v
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from flask import Flask
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
 
 ENVIRONMENTS = ("development", "testing", "production")
+MAIL_TRANSPORTS = ("file",)
 
 DEFAULTS: dict[str, Any] = {
     "ENV": "development",
@@ -44,7 +46,25 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_BACKOFF_BASE_SECONDS": 30,
     "WORKER_BACKOFF_MAX_SECONDS": 3600,
     "SIGNUP_REQUEST_RETENTION_DAYS": 30,
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "FEEDS_POLL_INTERVAL_SECONDS": 900,
+    "FEEDS_TIMEOUT_SECONDS": 20,
+    "FEEDS_MAX_BYTES": 10 * 1024 * 1024,
+    "FEEDS_MAX_REDIRECTS": 5,
+    "FEEDS_FAILURE_THRESHOLD": 5,
+    "FEEDS_STALE_DAYS": 14,
+    "FEEDS_ALLOW_PRIVATE_ADDRESSES": False,
+    "ALERT_ON_UPDATE": False,
+    "API_MAX_BATCH": 500,
+    "API_MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
+    "DIGEST_RUN_MINUTE": 2,
+    "DIGEST_LOOKBACK_HOURS": 48,
+    "DIGEST_CHUNK_SIZE": 20000,
+    "ALERTS_INTERVAL_SECONDS": 60,
+    "ALERTS_DAILY_CAP": 10,
+    "ALERT_MAX_ARTICLE_AGE_DAYS": 3,
+    # Recycle connections before servers or proxies drop idle ones, rather than pinging the
+    # database before every request (a round trip each time).
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
     "WTF_CSRF_TIME_LIMIT": 3600 * 6,
     "RATELIMIT_HEADERS_ENABLED": True,
     "SESSION_COOKIE_HTTPONLY": True,
@@ -60,6 +80,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     """Fill ``app.config`` from defaults, the environment and ``overrides``, then check it."""
     app.config.update(DEFAULTS)
     app.config.from_prefixed_env("ALERTSVC")
+    _keys_as_text(app.config)
     if overrides:
         app.config.update(overrides)
     config = app.config
@@ -85,10 +106,30 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         domain = str(config["MAIL_FROM"]).rsplit("@", 1)[-1].rstrip(">").strip()
         config["UNSUBSCRIBE_MAILTO"] = f"unsubscribe@{domain}"
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
+    if config["MAIL_TRANSPORT"] not in MAIL_TRANSPORTS:
+        # Refuse at start-up: a web process would otherwise queue mail no worker can send.
+        raise ConfigurationError(
+            f"ALERTSVC_MAIL_TRANSPORT={config['MAIL_TRANSPORT']!r} is not available; "
+            f"choose one of {', '.join(MAIL_TRANSPORTS)}"
+        )
     if isinstance(config["SECRET_KEY_FALLBACKS"], str):
         config["SECRET_KEY_FALLBACKS"] = [
-            key for key in config["SECRET_KEY_FALLBACKS"].split(",") if key
+            key.strip() for key in config["SECRET_KEY_FALLBACKS"].split(",") if key.strip()
         ]
+
+
+def _keys_as_text(config: dict[str, Any]) -> None:
+    """Secret keys are text even when they look like JSON numbers.
+
+    ``from_prefixed_env`` would turn an all-digit key into an int (which cannot sign) and
+    ``123e4567…`` into ``inf``; only a JSON list of fallbacks is worth parsing.
+    """
+    key = os.environ.get("ALERTSVC_SECRET_KEY")
+    if key is not None:
+        config["SECRET_KEY"] = key
+    fallbacks = os.environ.get("ALERTSVC_SECRET_KEY_FALLBACKS")
+    if fallbacks is not None and not fallbacks.lstrip().startswith("["):
+        config["SECRET_KEY_FALLBACKS"] = fallbacks
 
 
 def _check_production(config: dict[str, Any]) -> None:

@@ -20,13 +20,19 @@ from types import FrameType
 from typing import IO, Any
 
 import click
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
+from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
+from alertsvc.articles.feeds import poll_due_feeds
 from alertsvc.database import transaction
+from alertsvc.digests.alerts import run_immediate_alerts
+from alertsvc.digests.planning import run_digest, sweep_digest_runs
+from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import SignupRequest, utcnow
 
@@ -78,9 +84,22 @@ class PostgresLeaderLock(LeaderLock):
         return True
 
     def release(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        """Unlock before the connection goes back to the pool, which would keep the lock.
+
+        Unlocking is synchronous; closing the connection frees the lock only once the
+        server notices, so another scheduler asking at once could still be refused.
+        """
+        if self.connection is None:
+            return
+        connection, self.connection = self.connection, None
+        try:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            connection.commit()
+        except SQLAlchemyError:
+            log.exception("could not unlock; dropping the connection frees the lock")
+            connection.invalidate()
+        finally:
+            connection.close()
 
 
 class FileLeaderLock(LeaderLock):
@@ -129,20 +148,33 @@ def purge_signup_requests() -> int:
     return result.rowcount
 
 
-def _job(app: Flask, function: Callable[[], Any]) -> Callable[[], None]:
-    """Run ``function`` as one job: its own app context and one transaction."""
+def plan_due_digests() -> list[Any]:
+    """The hourly digest runs: daily and weekly, for the hour that has just ended."""
+    window_end = floor_hour(utcnow())
+    return [run_digest(frequency, window_end) for frequency in ("daily", "weekly")]
+
+
+def _job(
+    app: Flask, function: Callable[[], Any], *, own_transactions: bool = False
+) -> Callable[[], None]:
+    """Run ``function`` as one job in its own app context: in one transaction, or, for
+    jobs that commit as they go (digest planning), in the transactions it opens itself."""
 
     def run() -> None:
-        with app.app_context(), transaction():
-            outcome = function()
+        with app.app_context():
+            if own_transactions:
+                outcome = function()
+            else:
+                with transaction():
+                    outcome = function()
         log.info("job %s done: %s", function.__name__, outcome)
 
-    run.__name__ = function.__name__
+    run.__name__ = run.__qualname__ = function.__name__  # APScheduler logs the qualname
     return run
 
 
-def build_scheduler(app: Flask, lock: LeaderLock) -> BlockingScheduler:
-    scheduler = BlockingScheduler(timezone="UTC")
+def build_scheduler(app: Flask, lock: LeaderLock) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         _job(app, purge_signup_requests),
         "interval",
@@ -153,25 +185,68 @@ def build_scheduler(app: Flask, lock: LeaderLock) -> BlockingScheduler:
         coalesce=True,
     )
 
+    feed_interval = float(app.config["FEEDS_POLL_INTERVAL_SECONDS"])
+    scheduler.add_job(
+        _job(app, poll_due_feeds, own_transactions=True),
+        "interval",
+        seconds=min(feed_interval, 60.0),  # each feed is due every interval; look each minute
+        id="poll_due_feeds",
+        next_run_time=utcnow(),
+        max_instances=1,
+        coalesce=True,
+    )
+
+    config = app.config
+    scheduler.add_job(
+        _job(app, plan_due_digests, own_transactions=True),
+        "cron",
+        minute=int(config["DIGEST_RUN_MINUTE"]),
+        id="plan_due_digests",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        _job(app, run_immediate_alerts, own_transactions=True),
+        "interval",
+        seconds=float(config["ALERTS_INTERVAL_SECONDS"]),
+        id="immediate_alerts",
+        next_run_time=utcnow(),
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        _job(app, sweep_digest_runs, own_transactions=True),
+        "interval",
+        minutes=10,
+        id="sweep_digest_runs",
+        next_run_time=utcnow(),
+        max_instances=1,
+        coalesce=True,
+    )
+
     def check_leadership() -> None:
         if not lock.still_held():
             log.error("no longer the leader: stopping so another scheduler can lead")
             scheduler.shutdown(wait=False)
 
-    scheduler.add_job(check_leadership, "interval", seconds=15, id="check_leadership")
+    scheduler.add_job(
+        check_leadership, "interval", seconds=15, id="check_leadership", name="check_leadership"
+    )
     return scheduler
 
 
 def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
-    """Wait to lead, then run the jobs until stopped."""
+    """Wait to lead, then run the jobs until stopped.
+
+    The signal handler only sets ``stopping``; the main thread shuts the scheduler down.
+    Shutting down inside the handler could deadlock (the handler may interrupt the main
+    thread while it holds the executor's lock) or be lost (before the scheduler runs).
+    """
     lock = make_leader_lock(app)
     stopping = threading.Event()
-    scheduler: BlockingScheduler | None = None
 
     def stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
-        if scheduler is not None and scheduler.running:
-            scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -184,10 +259,17 @@ def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
     if stopping.is_set():
         return
     log.info("scheduler leading")
+    scheduler = build_scheduler(app, lock)
+    scheduler.add_listener(lambda event: stopping.set(), EVENT_SCHEDULER_SHUTDOWN)
     try:
-        scheduler = build_scheduler(app, lock)
         scheduler.start()
+        # Wake now and then: the kernel may deliver SIGTERM to a job thread, and Python runs
+        # the handler only when the main thread next wakes.
+        while not stopping.wait(timeout=1.0):
+            pass
     finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=True)  # let running jobs finish while still the leader
         lock.release()
         log.info("scheduler stopped")
 

@@ -11,14 +11,29 @@ import css_inline
 from flask import current_app, render_template
 
 from alertsvc.delivery.outbox import clean_header
-from alertsvc.models import OutboxEmail, utcnow
+from alertsvc.models import EmailBody, OutboxEmail, utcnow
 from alertsvc.tokens import TokenPurpose, make_token, signed_url, unsubscribe_payload
+
+# Shared bodies (digests, alerts) carry these where each subscriber's own links go.
+MANAGE_PLACEHOLDER = "https://placeholder.alertsvc.invalid/manage"
+UNSUBSCRIBE_PLACEHOLDER = "https://placeholder.alertsvc.invalid/unsubscribe"
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
+# Headers stored with ``set_raw`` are written exactly as given: mailbox providers read
+# List-Unsubscribe raw (RFC 2369), so its URLs must never be refolded into RFC 2047 words.
+_POLICY = email.policy.SMTP.clone(refold_source="none")
 
-def build_message(row: OutboxEmail) -> EmailMessage:
-    """Render the row's template pair and add the headers every email carries.
+
+def _fill_links(shared: str, context: dict[str, str]) -> str:
+    """Put this subscriber's signed links where a shared body has placeholders."""
+    return shared.replace(MANAGE_PLACEHOLDER, context.get("manage_url", "")).replace(
+        UNSUBSCRIBE_PLACEHOLDER, context.get("unsubscribe_url", "")
+    )
+
+
+def build_message(row: OutboxEmail, body: EmailBody | None = None) -> EmailMessage:
+    """Render the row's template pair (or fill in its shared ``body``) and add the headers.
 
     Subscriber links (manage, unsubscribe) are signed here rather than when queued, so that
     one stored body can serve many subscribers.
@@ -35,10 +50,13 @@ def build_message(row: OutboxEmail) -> EmailMessage:
         unsubscribe_token = make_token(TokenPurpose.UNSUBSCRIBE, payload)
         context["unsubscribe_url"] = f"{config['BASE_URL']}/unsubscribe/{unsubscribe_token}"
 
-    text = render_template(f"email/{row.template}.txt", **context)
-    html = _inliner.inline(render_template(f"email/{row.template}.html", **context))
+    if body is not None:
+        text, html = _fill_links(body.text, context), _fill_links(body.html, context)
+    else:
+        text = render_template(f"email/{row.template}.txt", **context)
+        html = _inliner.inline(render_template(f"email/{row.template}.html", **context))
 
-    message = EmailMessage(policy=email.policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = clean_header(config["MAIL_FROM"])
     message["To"] = clean_header(row.to_address)
     message["Subject"] = clean_header(row.subject)
@@ -49,8 +67,9 @@ def build_message(row: OutboxEmail) -> EmailMessage:
     if unsubscribe_token is not None:
         mailto = config["UNSUBSCRIBE_MAILTO"]
         subject = quote(f"unsubscribe {unsubscribe_token}")
-        message["List-Unsubscribe"] = (
-            f"<{context['unsubscribe_url']}>, <mailto:{mailto}?subject={subject}>"
+        message.set_raw(
+            "List-Unsubscribe",
+            f"<{context['unsubscribe_url']}>,\r\n <mailto:{mailto}?subject={subject}>",
         )
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text, cte="quoted-printable")

@@ -20,7 +20,7 @@ from alertsvc.database import transaction
 from alertsvc.delivery.messages import build_message
 from alertsvc.delivery.transports import SendError, Transport, make_transport
 from alertsvc.extensions import db
-from alertsvc.models import OutboxEmail, OutboxStatus, utcnow
+from alertsvc.models import EmailBody, OutboxEmail, OutboxStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +123,22 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
     if not rows:
         return BatchResult()
 
+    body_ids = {row.body_id for row in rows if row.body_id is not None}
+    bodies = (
+        {
+            body.id: body
+            for body in db.session.scalars(select(EmailBody).where(EmailBody.id.in_(body_ids)))
+        }
+        if body_ids
+        else {}
+    )
+    db.session.expunge_all()
+    db.session.rollback()
     outcomes: dict[int, tuple[str | None, SendError | None]] = {}
     futures = {}
     for row in rows:
         try:
-            message = build_message(row)
+            message = build_message(row, bodies.get(row.body_id) if row.body_id else None)
         except Exception as error:
             log.exception("could not build outbox email %s", row.id)
             outcomes[row.id] = (None, SendError(f"could not build message: {error}"))
@@ -202,9 +213,10 @@ class Worker:
             while not self.stop.event.is_set():
                 with self.app.app_context():
                     result = send_outbox_batch(transport, pool)
-                totals.add(result)
-                if result.claimed == 0:
-                    if self.burst:
-                        break
+                if result.claimed:
+                    totals.add(result)
+                elif self.burst:
+                    break
+                else:
                     self.stop.event.wait(config["WORKER_POLL_SECONDS"])
         return totals

@@ -9,6 +9,14 @@ from alertsvc.models.article import (
     article_topics,
     feed_topics,
 )
+from alertsvc.models.digest import (
+    AlertDelivery,
+    DigestDelivery,
+    DigestRun,
+    DigestRunSlot,
+    EmailBody,
+    RunStatus,
+)
 from alertsvc.models.outbox import OutboxEmail, OutboxStatus
 from alertsvc.models.subscriber import (
     EndedReason,
@@ -21,15 +29,21 @@ from alertsvc.models.topic import Topic
 from alertsvc.models.types import UTCDateTime, utcnow
 
 __all__ = [
+    "AlertDelivery",
     "ApiToken",
     "Article",
     "ArticleSource",
     "CategoryMapping",
+    "DigestDelivery",
+    "DigestRun",
+    "DigestRunSlot",
+    "EmailBody",
     "EndedReason",
     "Feed",
     "Frequency",
     "OutboxEmail",
     "OutboxStatus",
+    "RunStatus",
     "SignupRequest",
     "Subscriber",
     "Subscription",

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -60,6 +61,15 @@ class Feed(db.Model):
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     newest_item_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Polling: due when ``next_poll_at`` has passed (or is NULL). A poller claims the feed by
+    # setting ``poll_lease_until`` in one conditional UPDATE, so two schedulers (or a scheduler
+    # and ``feeds poll``) never poll the same feed at once; a poller that dies leaves the lease
+    # to run out.
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    poll_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # SHA-256 of the last body fetched: a server that ignores conditional GET but sends the
+    # same bytes again costs a hash, not a parse and an article lookup.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
     topics: Mapped[list[Topic]] = relationship(secondary=feed_topics, order_by=Topic.slug)
 
@@ -96,6 +106,12 @@ class Article(db.Model):
         ),
         Index("ix_articles_created_at", "created_at"),
         Index("ix_articles_published_at", "published_at"),
+        Index(
+            "ix_articles_unalerted",
+            "id",
+            sqlite_where=text("alerts_processed_at IS NULL"),
+            postgresql_where=text("alerts_processed_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,6 +129,10 @@ class Article(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     major_update_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Immediate alerts: bumped by a major update; NULL ``alerts_processed_at`` means the
+    # current revision still has to be alerted.
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    alerts_processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topics: Mapped[list[Topic]] = relationship(secondary=article_topics, order_by=Topic.name)
 

@@ -47,6 +47,7 @@ class OutboxEmail(db.Model):
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
     unsubscribe_topic_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    body_id: Mapped[int | None] = mapped_column(ForeignKey("email_bodies.id"))
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

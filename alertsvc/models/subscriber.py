@@ -55,6 +55,9 @@ class Subscriber(db.Model):
     weekly_day: Mapped[int] = mapped_column(SmallInteger, default=0)
     weekly_hour: Mapped[int] = mapped_column(SmallInteger, default=7)
     paused_until: Mapped[date | None] = mapped_column(Date)
+    # The instant the pause ends: midnight starting ``paused_until`` in the subscriber's
+    # timezone, or when they resumed. Nothing that arrived before it is sent afterwards.
+    pause_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", order_by="Subscription.id"
@@ -99,6 +102,10 @@ class Subscription(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_reason: Mapped[str | None] = mapped_column(String(32))
+    # Articles of this topic that arrived before this instant have been handled for this
+    # subscription (sent in a digest, or before it began). A frequency change carries it
+    # over to the new row, so nothing is sent twice or skipped.
+    delivered_until: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     topic: Mapped[Topic] = relationship(lazy="joined")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,8 @@ from alertsvc.models import (
     utcnow,
 )
 from alertsvc.tokens import InvalidToken, TokenPurpose, signed_url
+
+ERASED_ADDRESS_SUFFIX = "@erased.invalid"
 
 
 class InvalidAddress(ValueError):
@@ -63,14 +65,22 @@ class Schedule:
 
 
 def _find_or_create_subscriber(email: str) -> Subscriber:
-    """Race-free: two signups for a new address at once still make one row."""
+    """Race-free: two signups for a new address at once still make one row.
+
+    A new address costs one statement (the INSERT returns the row); a known one two.
+    """
     dialect = db.session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(Subscriber)
-        .values(email=email, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["email"])
-    )
+    created = db.session.scalars(
+        select(Subscriber).from_statement(
+            insert(Subscriber)
+            .values(email=email, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(Subscriber)
+        )
+    ).one_or_none()
+    if created is not None:
+        return created
     return db.session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
 
 
@@ -84,6 +94,11 @@ def _live_subscriptions(subscriber_id: int) -> list[Subscription]:
     )
 
 
+def _follows_all(subscriber: Subscriber, topics: list[Topic], frequency: Frequency) -> bool:
+    live = {(s.topic_id, s.frequency) for s in _live_subscriptions(subscriber.id)}
+    return all((t.id, frequency) in live for t in topics)
+
+
 def sign_up(email: str, topics: list[Topic], frequency: Frequency, schedule: Schedule) -> None:
     """Record a signup and email a confirmation link.
 
@@ -93,8 +108,7 @@ def sign_up(email: str, topics: list[Topic], frequency: Frequency, schedule: Sch
     exactly what they already have is emailed a link to manage their subscription instead.
     """
     subscriber = _find_or_create_subscriber(email)
-    live = {(s.topic_id, s.frequency) for s in _live_subscriptions(subscriber.id)}
-    if subscriber.confirmed_at is not None and all((t.id, frequency) in live for t in topics):
+    if subscriber.confirmed_at is not None and _follows_all(subscriber, topics, frequency):
         queue_email(
             template="already_subscribed",
             to_address=subscriber.email,
@@ -157,15 +171,29 @@ def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Su
             Subscription.topic_id == topic_id,
             Subscription.ended_at.is_(None),
         )
-        .with_for_update()
+        # OF: the topic is eager-loaded by an outer join, which PostgreSQL cannot lock.
+        .with_for_update(of=Subscription)
     ).one_or_none()
+    now = utcnow()
+    delivered_until = now
     if current is not None:
         if current.frequency == frequency:
             return current
-        current.ended_at = utcnow()
+        current.ended_at = now
         current.ended_reason = EndedReason.FREQUENCY_CHANGED
+        if Frequency.IMMEDIATELY not in (current.frequency, frequency):
+            # Daily <-> weekly: the new digest picks up exactly where the old one stopped.
+            # To or from immediately the change counts from now: alerts went out as
+            # articles arrived, and a digest's unsent articles are not turned into alerts.
+            delivered_until = current.delivered_until
         db.session.flush()
-    subscription = Subscription(subscriber_id=subscriber.id, topic_id=topic_id, frequency=frequency)
+    subscription = Subscription(
+        subscriber_id=subscriber.id,
+        topic_id=topic_id,
+        frequency=frequency,
+        created_at=now,
+        delivered_until=delivered_until,
+    )
     db.session.add(subscription)
     db.session.flush()
     return subscription
@@ -174,19 +202,19 @@ def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Su
 def confirm_signup(request: SignupRequest) -> bool:
     """Subscribe as the request asked. Returns False if it was already confirmed.
 
-    The request row is locked first, so two clicks at once confirm once and send one
-    welcome email.
+    The request is claimed by one conditional UPDATE, so of two clicks at once exactly one
+    confirms and sends the welcome email: on PostgreSQL the second waits for the first's row
+    lock and then finds the request confirmed; SQLite, which has no row locks, lets one writer
+    in at a time and the second's UPDATE matches nothing.
     """
-    request = db.session.scalars(
-        select(SignupRequest)
-        .where(SignupRequest.id == request.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-    if request.confirmed_at is not None:
-        return False
     now = utcnow()
-    request.confirmed_at = now
+    claimed = db.session.execute(
+        update(SignupRequest)
+        .where(SignupRequest.id == request.id, SignupRequest.confirmed_at.is_(None))
+        .values(confirmed_at=now)
+    ).rowcount
+    if not claimed:
+        return False
     subscriber = request.subscriber
     subscriber.confirmed_at = subscriber.confirmed_at or now
     subscriber.timezone = request.timezone
@@ -218,6 +246,9 @@ def load_subscriber(payload: Any) -> Subscriber:
     subscriber = db.session.get(Subscriber, payload)
     if subscriber is None:
         raise InvalidToken("no such subscriber")
+    if subscriber.email.endswith(ERASED_ADDRESS_SUFFIX):
+        # Links in old emails no longer stand for anyone once their data is deleted.
+        raise InvalidToken("subscriber erased")
     return subscriber
 
 
@@ -269,8 +300,19 @@ def local_today(subscriber: Subscriber) -> date:
 
 
 def pause_subscriber(subscriber: Subscriber, until: date | None) -> None:
-    """Hold all alerts until ``until`` (``None`` resumes). Articles meanwhile are not sent."""
+    """Hold all email until the start of ``until`` in their timezone; ``None`` resumes now.
+
+    Nothing that arrived before the pause ends is sent afterwards: digests after the pause
+    start from ``pause_ends_at``.
+    """
+    now = utcnow()
     subscriber.paused_until = until
+    if until is not None:
+        subscriber.pause_ends_at = datetime(
+            until.year, until.month, until.day, tzinfo=ZoneInfo(subscriber.timezone)
+        ).astimezone(UTC)
+    elif subscriber.pause_ends_at is not None and subscriber.pause_ends_at > now:
+        subscriber.pause_ends_at = now
 
 
 def unsubscribe(payload: Any) -> list[str]:
@@ -311,11 +353,15 @@ def unsubscribe_topics_of(payload: Any) -> tuple[Subscriber, list[Topic]]:
 
 
 def send_manage_link(email: str) -> None:
-    """Email a fresh manage link if the address is known. The caller replies the same anyway."""
+    """Email a fresh manage link if the address is a confirmed subscriber's.
+
+    Nothing goes to an unknown address, nor to one that signed up but never confirmed: that
+    one gets its confirmation by signing up again. The caller replies the same anyway.
+    """
     subscriber = db.session.scalars(
         select(Subscriber).where(Subscriber.email == email)
     ).one_or_none()
-    if subscriber is None:
+    if subscriber is None or subscriber.confirmed_at is None:
         return
     queue_email(
         template="manage_link",
@@ -400,5 +446,5 @@ def erase_subscriber(subscriber: Subscriber) -> None:
         .values(status=OutboxStatus.FAILED, last_error="subscriber erased")
         .execution_options(synchronize_session=False)
     )
-    subscriber.email = f"erased-{subscriber.id}@erased.invalid"
+    subscriber.email = f"erased-{subscriber.id}{ERASED_ADDRESS_SUFFIX}"
     subscriber.paused_until = None

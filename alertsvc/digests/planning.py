@@ -1,0 +1,727 @@
+"""Planning digest runs: who gets which articles, queued exactly once.
+
+The invariants, and how they hold:
+
+* A run is a row keyed by (frequency, window end), written with its slots before any email
+  is queued.
+* Each live subscription remembers ``delivered_until``: its topic's articles that arrived
+  before then have been dealt with. A subscriber's digest covers, per subscription,
+  ``[max(delivered_until, pause_ends_at), window_end)``, and planning them sets
+  ``delivered_until = window_end`` in the same transaction as their ledger row and outbox
+  row. So a run re-planned, resumed after a crash, or raced by a second planner finds
+  nothing left to do for the subscribers already done, and windows chain without gaps or
+  overlaps whatever the subscriber changes between runs (hour, timezone, frequency).
+* The ledger row (``digest_deliveries``) is unique per (run, subscriber): two planners
+  racing on the same subscriber cannot both commit.
+* Work is streamed: the audience is read in subscriber order through one query and written
+  in chunks (COPY on PostgreSQL), so memory does not grow with the number of subscribers.
+  Bodies are rendered once per distinct (topic -> articles) content and shared.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from alertsvc.database import transaction
+from alertsvc.delivery.outbox import mail_domain
+from alertsvc.digests.rendering import ArticleView, article_view, render_digest
+from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
+from alertsvc.extensions import db
+from alertsvc.models import (
+    AlertDelivery,
+    Article,
+    DigestDelivery,
+    DigestRun,
+    DigestRunSlot,
+    EmailBody,
+    RunStatus,
+    Subscriber,
+    Subscription,
+    Topic,
+    article_topics,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+DIGEST_FREQUENCIES = ("daily", "weekly")
+
+
+@dataclass
+class PlanResult:
+    run_id: int | None
+    frequency: str
+    window_end: datetime
+    subscribers: int = 0
+    emails: int = 0
+    bodies: int = 0
+    seconds: float = 0.0
+    already_planned: bool = False
+    dry_run: bool = False
+    preview: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def _insert_ignoring_conflicts(model: type, values: dict, conflict: list[str]) -> None:
+    dialect = db.session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(model).values(**values)
+    db.session.execute(statement.on_conflict_do_nothing(index_elements=conflict))
+
+
+def _audience_timezones(frequency: str) -> list[str]:
+    return list(
+        db.session.scalars(
+            select(Subscriber.timezone)
+            .distinct()
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(Subscription.ended_at.is_(None), Subscription.frequency == frequency)
+        )
+    )
+
+
+def _carryover_timezones() -> list[str]:
+    return list(
+        db.session.scalars(
+            select(Subscriber.timezone)
+            .distinct()
+            .join(AlertDelivery, AlertDelivery.subscriber_id == Subscriber.id)
+            .where(AlertDelivery.carried_over.is_(True), AlertDelivery.digest_run_id.is_(None))
+        )
+    )
+
+
+def start_digest_run(frequency: str, window_end: datetime, trigger: str = "scheduler") -> DigestRun:
+    """Find or create the run and fix its slots. The caller commits before planning."""
+    if frequency not in DIGEST_FREQUENCIES:
+        raise ValueError(f"frequency must be daily or weekly, not {frequency!r}")
+    window_end = floor_hour(window_end)
+    _insert_ignoring_conflicts(
+        DigestRun,
+        {
+            "frequency": frequency,
+            "window_start": window_end,
+            "window_end": window_end,
+            "status": RunStatus.PLANNING,
+            "created_at": utcnow(),
+            "subscriber_count": 0,
+            "email_count": 0,
+            "trigger": trigger,
+        },
+        ["frequency", "window_end"],
+    )
+    run = db.session.scalars(
+        select(DigestRun).where(
+            DigestRun.frequency == frequency, DigestRun.window_end == window_end
+        )
+    ).one()
+    has_slots = db.session.scalar(
+        select(DigestRunSlot.run_id).where(DigestRunSlot.run_id == run.id).limit(1)
+    )
+    if has_slots is None and run.status == RunStatus.PLANNING:
+        timezones = _audience_timezones(frequency)
+        if frequency == "daily":
+            timezones += _carryover_timezones()
+        for timezone, hour, weekday in due_slots(frequency, window_end, timezones):
+            _insert_ignoring_conflicts(
+                DigestRunSlot,
+                {"run_id": run.id, "timezone": timezone, "hour": hour, "weekday": weekday},
+                ["run_id", "timezone", "hour", "weekday"],
+            )
+    return run
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """What planning needs of a candidate article."""
+
+    view: ArticleView
+    created_at: datetime
+    topic_ids: tuple[int, ...]
+
+
+class _ArticleIndex:
+    """The run's candidate articles by topic, sorted by arrival, for window look-ups."""
+
+    def __init__(self, start: datetime, end: datetime, max_age: timedelta, zone: ZoneInfo) -> None:
+        rows = db.session.execute(
+            select(Article, article_topics.c.topic_id)
+            .join(article_topics, article_topics.c.article_id == Article.id)
+            .where(Article.created_at >= start, Article.created_at < end)
+            .order_by(Article.created_at, Article.id)
+        ).all()
+        self.zone = zone
+        self.articles: dict[int, _Candidate] = {}
+        self.by_topic: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+        topics: dict[int, list[int]] = defaultdict(list)
+        for article, topic_id in rows:
+            if article.published_at < article.created_at - max_age:
+                continue  # an old article imported late: stored, never sent
+            topics[article.id].append(topic_id)
+            if article.id not in self.articles:
+                self.articles[article.id] = _Candidate(
+                    article_view(article, zone), article.created_at, ()
+                )
+            self.by_topic[topic_id].append((article.created_at, article.id))
+        for article_id, candidate in self.articles.items():
+            self.articles[article_id] = _Candidate(
+                candidate.view, candidate.created_at, tuple(topics[article_id])
+            )
+        self.keys = {topic: [t for t, _ in items] for topic, items in self.by_topic.items()}
+
+    def add(self, article_ids: set[int]) -> None:
+        """Carried-over alerts may be older than the window: load them too."""
+        missing = article_ids - set(self.articles)
+        if not missing:
+            return
+        topics: dict[int, list[int]] = defaultdict(list)
+        for article_id, topic_id in db.session.execute(
+            select(article_topics.c.article_id, article_topics.c.topic_id).where(
+                article_topics.c.article_id.in_(missing)
+            )
+        ):
+            topics[article_id].append(topic_id)
+        for article in db.session.scalars(select(Article).where(Article.id.in_(missing))):
+            self.articles[article.id] = _Candidate(
+                article_view(article, self.zone), article.created_at, tuple(topics[article.id])
+            )
+
+    def in_window(self, topic_id: int, start: datetime) -> list[int]:
+        items = self.by_topic.get(topic_id)
+        if not items:
+            return []
+        return [a for _, a in items[bisect.bisect_left(self.keys[topic_id], start) :]]
+
+    def view(self, article_id: int) -> ArticleView:
+        return self.articles[article_id].view
+
+
+def _slot_join(run: DigestRun):
+    hour = Subscriber.daily_hour if run.frequency == "daily" else Subscriber.weekly_hour
+    weekday = DAILY_WEEKDAY if run.frequency == "daily" else Subscriber.weekly_day
+    return and_(
+        DigestRunSlot.run_id == run.id,
+        DigestRunSlot.timezone == Subscriber.timezone,
+        DigestRunSlot.hour == hour,
+        DigestRunSlot.weekday == weekday,
+    )
+
+
+@dataclass(eq=False)
+class _Content:
+    """A digest's content as ids: ((topic id, article ids) per section, carried-over ids)."""
+
+    key: tuple[tuple[tuple[int, tuple[int, ...]], ...], tuple[int, ...]]
+    count: int
+    topic_ids: tuple[int, ...]
+
+
+# Working tables, private to the planning connection. The audience is worked out and
+# written by the database, set-based; Python only sees one row per distinct profile.
+# The statements below format in fixed fragments only; every value is a bound parameter.
+_SETUP = (
+    "CREATE TEMPORARY TABLE digest_audience ("
+    " kind CHAR(1) NOT NULL, ref INTEGER NOT NULL, subscriber_id INTEGER NOT NULL,"
+    " entry VARCHAR(80) NOT NULL)",
+    "CREATE TEMPORARY TABLE digest_recipients ("
+    " n INTEGER NOT NULL, subscriber_id INTEGER PRIMARY KEY, profile TEXT NOT NULL)",
+    "CREATE TEMPORARY TABLE digest_profiles ("
+    " profile TEXT PRIMARY KEY, body_id INTEGER, article_count INTEGER,"
+    " subject VARCHAR(300), topic_ids TEXT)",
+)
+_TEARDOWN = ("digest_audience", "digest_recipients", "digest_profiles")
+
+
+class _Planner:
+    """Plans one run through a connection of its own (its temporary tables live there)."""
+
+    def __init__(self, connection: Connection, run: _RunRef, dry_run: bool) -> None:
+        config = current_app.config
+        self.connection = connection
+        self.postgres = connection.dialect.name == "postgresql"
+        self.run = run
+        self.dry_run = dry_run
+        self.zone = ZoneInfo(config["TIMEZONE"])
+        self.max_age = timedelta(days=config["ALERT_MAX_ARTICLE_AGE_DAYS"])
+        self.chunk_size = int(config["DIGEST_CHUNK_SIZE"])
+        self.domain = mail_domain()
+        self.topic_names = dict(db.session.execute(select(Topic.id, Topic.name)).all())
+
+    def execute(self, sql: str, **params: object):
+        return self.connection.execute(text(sql), params)
+
+    def _timestamp_text(self, column: str) -> str:
+        if self.postgres:
+            return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+        return column
+
+    def build_audience(self) -> int:
+        """Fill the working tables; return how many subscribers the run still has to do."""
+        for name in _TEARDOWN:
+            self.execute(f"DROP TABLE IF EXISTS {name}")
+        for statement in _SETUP:
+            self.execute(statement)
+        run = self.run
+        hour = "s.daily_hour" if run.frequency == "daily" else "s.weekly_hour"
+        weekday = str(DAILY_WEEKDAY) if run.frequency == "daily" else "s.weekly_day"
+        start = (
+            "CASE WHEN s.pause_ends_at IS NOT NULL AND s.pause_ends_at > sub.delivered_until"
+            " THEN s.pause_ends_at ELSE sub.delivered_until END"
+        )
+        self.execute(
+            f"""
+            INSERT INTO digest_audience (kind, ref, subscriber_id, entry)
+            SELECT 's', sub.id, s.id,
+                   CAST(sub.topic_id AS VARCHAR(12)) || '@' || {self._timestamp_text(start)}
+            FROM subscribers s
+            JOIN digest_run_slots sl ON sl.run_id = :run AND sl.timezone = s.timezone
+                 AND sl.hour = {hour} AND sl.weekday = {weekday}
+            JOIN subscriptions sub ON sub.subscriber_id = s.id
+            WHERE s.confirmed_at IS NOT NULL
+              AND (s.pause_ends_at IS NULL OR s.pause_ends_at <= :end)
+              AND sub.frequency = :frequency AND sub.ended_at IS NULL
+              AND sub.delivered_until < :end
+            """,
+            run=run.id,
+            end=run.window_end,
+            frequency=run.frequency,
+        )
+        if run.frequency == "daily":
+            self.execute(
+                f"""
+                INSERT INTO digest_audience (kind, ref, subscriber_id, entry)
+                SELECT 'c', ad.id, s.id, 'c' || CAST(ad.article_id AS VARCHAR(12))
+                FROM subscribers s
+                JOIN digest_run_slots sl ON sl.run_id = :run AND sl.timezone = s.timezone
+                     AND sl.hour = {hour} AND sl.weekday = {weekday}
+                JOIN alert_deliveries ad ON ad.subscriber_id = s.id
+                WHERE ad.carried_over = :true AND ad.digest_run_id IS NULL
+                  AND (s.pause_ends_at IS NULL OR s.pause_ends_at <= :end)
+                """,
+                run=run.id,
+                end=run.window_end,
+                true=True,
+            )
+        aggregate = "string_agg(entry, ',')" if self.postgres else "group_concat(entry, ',')"
+        self.execute(
+            f"""
+            INSERT INTO digest_recipients (n, subscriber_id, profile)
+            SELECT row_number() OVER (ORDER BY subscriber_id), subscriber_id, profile
+            FROM (SELECT subscriber_id, {aggregate} AS profile
+                  FROM digest_audience GROUP BY subscriber_id) grouped
+            """
+        )
+        self.execute(
+            "INSERT INTO digest_profiles (profile) SELECT DISTINCT profile FROM digest_recipients"
+        )
+        if self.postgres:
+            self.execute("ANALYZE digest_audience")
+            self.execute("ANALYZE digest_recipients")
+        return self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
+
+    def plan_profiles(self) -> None:
+        """Work out, render and store each distinct profile's content once."""
+        profiles = [row[0] for row in self.execute("SELECT profile FROM digest_profiles")]
+        parsed = {profile: _parse_profile(profile) for profile in profiles}
+        starts = [start for entries, _ in parsed.values() for _, start in entries]
+        window_start = min(starts, default=self.run.window_end)
+        self.window_start = min(window_start, self.run.window_end)
+        self.articles = _ArticleIndex(
+            self.window_start, self.run.window_end, self.max_age, self.zone
+        )
+        self.articles.add({a for _, carried in parsed.values() for a in carried})
+        self.contents: dict[str, _Content | None] = {}
+        by_key: dict[tuple, _Content] = {}
+        for profile, (entries, carried) in parsed.items():
+            content = self._content(entries, carried)
+            if content is not None:
+                content = by_key.setdefault(content.key, content)
+            self.contents[profile] = content
+        self.bodies = len(by_key)
+        if self.dry_run:
+            return
+        bodies = self._store_bodies(list(by_key.values()))
+        updates = [
+            {
+                "p": profile,
+                "body": bodies[content.key][0],
+                "count": content.count,
+                "subject": bodies[content.key][1],
+                "topics": "[" + ",".join(str(t) for t in content.topic_ids) + "]",
+            }
+            for profile, content in self.contents.items()
+            if content is not None
+        ]
+        if updates:
+            self.connection.execute(
+                text(
+                    "UPDATE digest_profiles SET body_id = :body, article_count = :count,"
+                    " subject = :subject, topic_ids = :topics WHERE profile = :p"
+                ),
+                updates,
+            )
+
+    def _content(self, entries: list[tuple[int, datetime]], carried: list[int]) -> _Content | None:
+        """Each article once, under the first of the subscriber's topics (by name) holding it."""
+        seen: set[int] = set()
+        sections = []
+        ordered = sorted(entries, key=lambda item: (self.topic_names.get(item[0], ""), item[0]))
+        for topic_id, start in ordered:
+            fresh = [a for a in self.articles.in_window(topic_id, start) if a not in seen]
+            seen.update(fresh)
+            if fresh:
+                sections.append((topic_id, tuple(fresh)))
+        held = tuple(
+            a
+            for a in dict.fromkeys(sorted(carried))
+            if a not in seen and a in self.articles.articles
+        )
+        count = len(seen) + len(held)
+        if not count:
+            return None
+        topic_ids = {topic_id for topic_id, _ in entries}
+        for article_id in held:
+            topic_ids.update(self.articles.articles[article_id].topic_ids)
+        return _Content((tuple(sections), held), count, tuple(sorted(topic_ids)))
+
+    def _store_bodies(self, contents: list[_Content]) -> dict[tuple, tuple[int, str]]:
+        """Render each distinct content once and store it; content key -> (body id, subject).
+
+        One multi-row insert that skips bodies already stored (a resumed or raced run),
+        then one query for the ids.
+        """
+        rendered = {}
+        for content in contents:
+            sections, carried = content.key
+            rendered[content.key] = render_digest(
+                self.run.id,
+                self.run.frequency,
+                tuple(
+                    (self.topic_names[topic_id], tuple(self.articles.view(a) for a in ids))
+                    for topic_id, ids in sections
+                ),
+                tuple(self.articles.view(a) for a in carried),
+            )
+        if not rendered:
+            return {}
+        now = utcnow()
+        insert_ignoring = (pg_insert if self.postgres else sqlite_insert)(EmailBody)
+        self.connection.execute(
+            insert_ignoring.on_conflict_do_nothing(index_elements=["content_key"]),
+            [
+                {
+                    "content_key": r.content_key,
+                    "subject": r.subject,
+                    "html": r.html,
+                    "text": r.text,
+                    "created_at": now,
+                }
+                for r in rendered.values()
+            ],
+        )
+        ids: dict[str, int] = {}
+        keys = [r.content_key for r in rendered.values()]
+        for start in range(0, len(keys), 1000):
+            ids.update(
+                (key, body_id)
+                for body_id, key in self.connection.execute(
+                    select(EmailBody.id, EmailBody.content_key).where(
+                        EmailBody.content_key.in_(keys[start : start + 1000])
+                    )
+                )
+            )
+        return {key: (ids[r.content_key], r.subject) for key, r in rendered.items()}
+
+    def write(self, low: int, high: int) -> int:
+        """Queue the digests of recipients ``low``..``high`` and advance their windows.
+
+        Returns the emails queued. Runs inside the caller's transaction.
+        """
+        now = utcnow()
+        params = {
+            "run": self.run.id,
+            "low": low,
+            "high": high,
+            "now": now,
+            "end": self.run.window_end,
+            "domain": self.domain,
+        }
+        chosen = "r.n BETWEEN :low AND :high AND p.body_id IS NOT NULL"
+        self.execute(
+            f"""
+            INSERT INTO digest_deliveries (run_id, subscriber_id, body_id, article_count)
+            SELECT :run, r.subscriber_id, p.body_id, p.article_count
+            FROM digest_recipients r JOIN digest_profiles p ON p.profile = r.profile
+            WHERE {chosen}
+            """,
+            **params,
+        )
+        if self.postgres:
+            message_id = "'<' || gen_random_uuid()::text || '@' || :domain || '>'"
+            as_json = "CAST({} AS JSON)"
+        else:
+            message_id = "'<' || lower(hex(randomblob(16))) || '@' || :domain || '>'"
+            as_json = "{}"
+        emails = self.execute(
+            f"""
+            INSERT INTO outbox (created_at, template, to_address, subject, context,
+                                subscriber_id, unsubscribe_topic_ids, body_id, message_id,
+                                status, attempts, next_attempt_at)
+            SELECT :now, 'digest', s.email, p.subject, {as_json.format("'{}'")}, s.id,
+                   {as_json.format("p.topic_ids")}, p.body_id, {message_id}, 'queued', 0, :now
+            FROM digest_recipients r
+            JOIN digest_profiles p ON p.profile = r.profile
+            JOIN subscribers s ON s.id = r.subscriber_id
+            WHERE {chosen}
+            """,
+            **params,
+        ).rowcount
+        self.execute(
+            """
+            UPDATE subscriptions SET delivered_until = :end
+            WHERE delivered_until < :end AND id IN (
+                SELECT a.ref FROM digest_audience a
+                JOIN digest_recipients r ON r.subscriber_id = a.subscriber_id
+                WHERE a.kind = 's' AND r.n BETWEEN :low AND :high)
+            """,
+            **params,
+        )
+        if self.run.frequency == "daily":
+            self.execute(
+                """
+                UPDATE alert_deliveries SET digest_run_id = :run
+                WHERE id IN (
+                    SELECT a.ref FROM digest_audience a
+                    JOIN digest_recipients r ON r.subscriber_id = a.subscriber_id
+                    WHERE a.kind = 'c' AND r.n BETWEEN :low AND :high)
+                """,
+                **params,
+            )
+        return emails
+
+    def preview(self, limit: int = 20) -> tuple[int, list[tuple[str, str, int]]]:
+        """For a dry run: emails that would be queued, and a sample of who gets what."""
+        emails = 0
+        for profile, recipients in self.execute(
+            "SELECT profile, count(*) FROM digest_recipients GROUP BY profile"
+        ):
+            if self.contents.get(profile) is not None:
+                emails += recipients
+        sample = []
+        for email, profile in self.execute(
+            "SELECT s.email, r.profile FROM digest_recipients r"
+            " JOIN subscribers s ON s.id = r.subscriber_id ORDER BY r.n"
+        ):
+            content = self.contents.get(profile)
+            if content is not None:
+                names = ", ".join(self.topic_names[t] for t, _ in content.key[0])
+                sample.append((email, names, content.count))
+                if len(sample) >= limit:
+                    break
+        return emails, sample
+
+    def teardown(self) -> None:
+        for name in _TEARDOWN:
+            self.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _parse_profile(profile: str) -> tuple[list[tuple[int, datetime]], list[int]]:
+    """``"12@2026-11-24T07:00:00.000000,c345"`` -> ([(12, start)], [345])."""
+    entries: list[tuple[int, datetime]] = []
+    carried: list[int] = []
+    for entry in profile.split(","):
+        if entry.startswith("c"):
+            carried.append(int(entry[1:]))
+            continue
+        topic, _, start = entry.partition("@")
+        moment = datetime.fromisoformat(start.replace(" ", "T"))
+        entries.append(
+            (int(topic), moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
+        )
+    entries.sort()
+    return entries, carried
+
+
+@dataclass(frozen=True)
+class _RunRef:
+    id: int
+    frequency: str
+    window_end: datetime
+
+
+@contextmanager
+def _planning_connection(dry_run: bool) -> Iterator[Connection]:
+    """A connection of the planner's own, committing chunk by chunk; for a dry run, the
+    session's, whose transaction (holding the unsaved run) the caller rolls back."""
+    if dry_run:
+        yield db.session.connection()
+        return
+    db.session.rollback()
+    with db.engine.connect() as connection:
+        yield connection
+
+
+def plan_digest_run(
+    run: DigestRun,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> PlanResult:
+    """Queue the run's digests. Safe to call again, concurrently, or after a crash.
+
+    The audience is fixed in working tables, each distinct profile is rendered once, and
+    the ledger rows, outbox rows and window advances are written by the database in chunks
+    of ``DIGEST_CHUNK_SIZE`` subscribers, each chunk one transaction. A chunk that collides
+    with another planner's work is rolled back and the audience worked out again, which
+    then leaves out what the other did. ``progress(done, total)`` is called per chunk.
+    """
+    started = time.perf_counter()
+    result = PlanResult(run.id, run.frequency, run.window_end, dry_run=dry_run)
+    if run.status == RunStatus.PLANNED and not dry_run:
+        result.already_planned = True
+        return result
+    run = _RunRef(run.id, run.frequency, run.window_end)
+    run_id, window_end = run.id, run.window_end
+    has_slots = db.session.scalar(
+        select(DigestRunSlot.run_id).where(DigestRunSlot.run_id == run_id).limit(1)
+    )
+    if has_slots is None and not dry_run:
+        # Nobody's hour: most runs outside the popular hours. Nothing to work out.
+        with transaction():
+            db.session.execute(
+                update(DigestRun)
+                .where(DigestRun.id == run_id, DigestRun.status == RunStatus.PLANNING)
+                .values(status=RunStatus.PLANNED, planned_at=utcnow())
+            )
+        result.seconds = time.perf_counter() - started
+        return result
+    with _planning_connection(dry_run) as connection:
+        for _attempt in range(5):
+            planner = _Planner(connection, run, dry_run)
+            try:
+                _plan(planner, result, progress)
+                break
+            except IntegrityError:
+                connection.rollback()
+                log.warning("digest run %s: another planner got there first; again", run_id)
+            finally:
+                if not dry_run:
+                    if connection.in_transaction():
+                        connection.rollback()
+                    planner.teardown()
+                    connection.commit()
+        else:
+            raise RuntimeError(f"digest run {run_id} kept colliding with another planner")
+        if not dry_run:
+            counts = connection.execute(
+                select(func.count(), func.count(func.distinct(DigestDelivery.body_id))).where(
+                    DigestDelivery.run_id == run_id
+                )
+            ).one()
+            connection.execute(
+                update(DigestRun)
+                .where(DigestRun.id == run_id)
+                .values(
+                    status=RunStatus.PLANNED,
+                    planned_at=utcnow(),
+                    window_start=min(planner.window_start, window_end),
+                    email_count=counts[0],
+                    subscriber_count=DigestRun.subscriber_count + result.subscribers,
+                )
+            )
+            connection.commit()
+            result.bodies = counts[1]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _plan(
+    planner: _Planner, result: PlanResult, progress: Callable[[int, int], None] | None
+) -> None:
+    connection = planner.connection
+    total = planner.build_audience()
+    planner.plan_profiles()
+    if planner.dry_run:
+        result.subscribers = total
+        result.emails, result.preview = planner.preview()
+        result.bodies = planner.bodies
+        return
+    connection.commit()  # the working tables and the shared bodies
+    if progress:
+        progress(0, total)
+    for low in range(1, total + 1, planner.chunk_size):
+        high = min(low + planner.chunk_size - 1, total)
+        result.emails += planner.write(low, high)
+        connection.commit()
+        result.subscribers += high - low + 1
+        if progress:
+            progress(high - low + 1, total)
+
+
+def run_digest(
+    frequency: str,
+    window_end: datetime,
+    *,
+    trigger: str = "scheduler",
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> PlanResult:
+    """Start (or find) the run for ``window_end`` and plan it. Owns its transactions."""
+    if dry_run:
+        # Nothing may be written: work out the slots in a transaction that is rolled back.
+        try:
+            run = start_digest_run(frequency, window_end, trigger)
+            db.session.flush()
+            return plan_digest_run(run, dry_run=True, progress=progress)
+        finally:
+            db.session.rollback()
+    with transaction():
+        run = start_digest_run(frequency, window_end, trigger)
+    return plan_digest_run(run, progress=progress)
+
+
+def sweep_digest_runs(now: datetime | None = None) -> list[PlanResult]:
+    """Finish runs left half-planned, and create runs missed while nothing was running.
+
+    Looks back ``DIGEST_LOOKBACK_HOURS``; older missed hours are not sent (their
+    subscribers' next digest still covers those articles, as windows chain).
+    """
+    now = floor_hour(now or utcnow())
+    lookback = timedelta(hours=current_app.config["DIGEST_LOOKBACK_HOURS"])
+    results = []
+    unfinished = db.session.execute(
+        select(DigestRun.frequency, DigestRun.window_end).where(
+            DigestRun.status == RunStatus.PLANNING, DigestRun.window_end >= now - lookback
+        )
+    ).all()
+    db.session.rollback()
+    for frequency, window_end in unfinished:
+        results.append(run_digest(frequency, window_end, trigger="sweeper"))
+    for frequency in DIGEST_FREQUENCIES:
+        existing = set(
+            db.session.scalars(
+                select(DigestRun.window_end).where(
+                    DigestRun.frequency == frequency, DigestRun.window_end > now - lookback
+                )
+            )
+        )
+        db.session.rollback()
+        hour = now - lookback + timedelta(hours=1)
+        while hour <= now:
+            if hour not in existing:
+                results.append(run_digest(frequency, hour, trigger="sweeper"))
+            hour += timedelta(hours=1)
+    return results

@@ -1,0 +1,132 @@
+"""Rendering digest and alert bodies once, to be shared by every subscriber who gets them.
+
+Bodies carry placeholder links; the worker puts each subscriber's signed manage and
+unsubscribe links in at send time (``alertsvc.delivery.messages``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import css_inline
+import nh3
+from flask import current_app, render_template
+from markupsafe import Markup
+
+from alertsvc.delivery.messages import MANAGE_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
+from alertsvc.delivery.outbox import clean_header
+from alertsvc.models import Article
+
+_inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    """What an email shows of an article; built once per run."""
+
+    id: int
+    title: str
+    url: str
+    summary_html: Markup
+    summary_text: str
+    published: str
+
+
+@dataclass(frozen=True)
+class RenderedBody:
+    content_key: str
+    subject: str
+    html: str
+    text: str
+
+
+def article_view(article: Article, zone: ZoneInfo) -> ArticleView:
+    summary = article.summary or ""
+    # Summaries were sanitised on the way in; cleaning again costs little and means a
+    # row written by any other path still cannot put markup in an email.
+    safe_html = nh3.clean(
+        summary, tags={"p", "a", "em", "strong", "b", "i", "ul", "ol", "li", "br"}
+    )
+    text = html.unescape(nh3.clean(summary, tags=set()))
+    published: datetime = article.published_at
+    return ArticleView(
+        id=article.id,
+        title=" ".join(article.title.split()),
+        # Only web links: a javascript: or data: URL from a feed never reaches an href.
+        url=article.url if article.url.lower().startswith(("https://", "http://")) else "",
+        summary_html=Markup(safe_html),  # noqa: S704 - sanitised by nh3 just above
+        summary_text=" ".join(text.split()),
+        published=f"{published.astimezone(zone):%-d %B %Y}",
+    )
+
+
+def _render(template: str, content_key: str, subject: str, **context: object) -> RenderedBody:
+    context.update(
+        site_name=current_app.config["SITE_NAME"],
+        base_url=current_app.config["BASE_URL"],
+        manage_url=MANAGE_PLACEHOLDER,
+        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER,
+    )
+    return RenderedBody(
+        content_key=content_key,
+        subject=clean_header(subject)[:300],
+        html=_inliner.inline(render_template(f"email/{template}.html", **context)),
+        text=render_template(f"email/{template}.txt", **context),
+    )
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def render_digest(
+    run_id: int,
+    frequency: str,
+    sections: tuple[tuple[str, tuple[ArticleView, ...]], ...],
+    carried_over: tuple[ArticleView, ...],
+) -> RenderedBody:
+    """One digest body: articles grouped by topic, each article once."""
+    count = sum(len(articles) for _, articles in sections) + len(carried_over)
+    label = "Daily" if frequency == "daily" else "Weekly"
+    topic_names = [name for name, _ in sections]
+    about = ", ".join(topic_names) if topic_names else "your topics"
+    if len(about) > 120:
+        about = about[:117] + "..."
+    return _render(
+        "digest",
+        "digest:"
+        + _key(
+            run_id,
+            [(name, [a.id for a in articles]) for name, articles in sections],
+            [a.id for a in carried_over],
+        ),
+        f"{label} email alert: {_plural(count, 'new article')} on {about}",
+        frequency=frequency,
+        sections=sections,
+        carried_over=carried_over,
+        article_count=count,
+    )
+
+
+def render_alert(
+    article: ArticleView, revision: int, topic_names: tuple[str, ...], cap_reached: bool, cap: int
+) -> RenderedBody:
+    """One immediate alert body; ``cap_reached`` adds that later articles wait for the digest."""
+    return _render(
+        "alert",
+        "alert:" + _key(article.id, revision, topic_names, cap_reached, cap),
+        ("Updated: " if revision else "") + article.title,
+        article=article,
+        updated=bool(revision),
+        topic_names=topic_names,
+        cap_reached=cap_reached,
+        cap=cap,
+    )

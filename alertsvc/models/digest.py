@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from alertsvc.extensions import db
+from alertsvc.models.types import UTCDateTime, utcnow
+
+
+class RunStatus(enum.StrEnum):
+    PLANNING = "planning"
+    PLANNED = "planned"
+
+
+class DigestRun(db.Model):
+    """One hourly run of a digest frequency, identified by (frequency, window end).
+
+    The row and its slots are written before any email is queued. A run serves the
+    subscribers whose chosen local hour (and weekday, for weekly) falls in the hour ending
+    at ``window_end``; each of them gets the articles of their topics that arrived since
+    their previous digest (``Subscription.delivered_until``) and before ``window_end``.
+    ``window_start`` is the earliest such start among the run's subscribers.
+    """
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (
+        UniqueConstraint("frequency", "window_end"),
+        CheckConstraint("frequency IN ('daily', 'weekly')", name="frequency"),
+        CheckConstraint("status IN ('planning', 'planned')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    frequency: Mapped[str] = mapped_column(String(16))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.PLANNING)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    subscriber_count: Mapped[int] = mapped_column(Integer, default=0)
+    email_count: Mapped[int] = mapped_column(Integer, default=0)
+    trigger: Mapped[str] = mapped_column(String(32), default="scheduler")
+
+
+class DigestRunSlot(db.Model):
+    """A (timezone, hour[, weekday]) whose subscribers a run serves, fixed when it starts."""
+
+    __tablename__ = "digest_run_slots"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("digest_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    timezone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    weekday: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # -1 for daily
+
+
+class EmailBody(db.Model):
+    """A rendered email body shared by many outbox rows.
+
+    Rendered once per distinct content (a digest's article set, an alert's article); the
+    worker swaps the per-subscriber placeholders for signed links when it sends.
+    """
+
+    __tablename__ = "email_bodies"
+    __table_args__ = (UniqueConstraint("content_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_key: Mapped[str] = mapped_column(String(80))
+    subject: Mapped[str] = mapped_column(String(300))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DigestDelivery(db.Model):
+    """The ledger: a subscriber's part of a run, written with its outbox row.
+
+    Unique per (run, subscriber): a second planner of the same run, or a resumed one,
+    cannot queue anyone's digest twice.
+    """
+
+    __tablename__ = "digest_deliveries"
+    __table_args__ = (UniqueConstraint("run_id", "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("digest_runs.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    body_id: Mapped[int] = mapped_column(ForeignKey("email_bodies.id"))
+    article_count: Mapped[int] = mapped_column(Integer)
+
+
+class AlertDelivery(db.Model):
+    """The ledger for immediate alerts: one row per subscriber, article and revision.
+
+    ``carried_over`` rows were past the subscriber's daily cap: no alert was sent, and the
+    article goes into their next daily digest instead (``digest_run_id`` once it has).
+    """
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "article_id", "revision"),
+        Index("ix_alert_deliveries_subscriber_created", "subscriber_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    carried_over: Mapped[bool] = mapped_column(default=False)
+    digest_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digest_runs.id", ondelete="SET NULL")
+    )

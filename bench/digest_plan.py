@@ -1,0 +1,209 @@
+"""Planning one daily digest run at a national publisher's scale, on PostgreSQL.
+
+    uv run python bench/digest_plan.py [--subscribers N] [--million]
+
+Creates N confirmed subscribers (100,000 by default; 1,000,000 with --million) over 20
+topics with a realistic mix (most follow 1-4 topics; about 60% of subscriptions daily, 25%
+immediately, 15% weekly; most want their digest at 07:00, the rest spread over the day;
+5% outside London), plus 200 new articles, then times `alertsvc digest run daily` for the
+07:00 UTC run in its own process and reads that process's peak RSS.
+
+The floor, measured in the same run: COPY of as many rows as the run queued emails into an
+unlogged table shaped like the outbox. Targets: 1,000,000 subscribers in <= 30 s, <= 3x the
+floor, peak RSS <= 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import make_msgid
+
+import psycopg
+from _support import PROJECT_ROOT, alertsvc_command, fresh_database, render_url, step
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/alertsvc_bench_digest"
+WINDOW_END = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
+
+
+def populate(dsn: str, subscribers: int) -> None:
+    """Everything in SQL: generating a million rows through Python would measure Python."""
+    day_before = WINDOW_END - timedelta(days=1)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(
+            """
+            INSERT INTO topics (slug, name, description, created_at)
+            SELECT 'topic-' || n, 'Topic ' || n, '', now() FROM generate_series(1, 20) AS n
+            """
+        )
+        connection.execute(
+            """
+            INSERT INTO subscribers (email, created_at, confirmed_at, timezone, daily_hour,
+                                     weekly_day, weekly_hour)
+            SELECT 'reader' || n || '@example.com', %(start)s, %(start)s,
+                   CASE WHEN n %% 20 = 0 THEN 'America/New_York' ELSE 'Europe/London' END,
+                   CASE WHEN n %% 10 < 6 THEN 7 ELSE (n * 7) %% 24 END,
+                   n %% 7, CASE WHEN n %% 2 = 0 THEN 7 ELSE 9 END
+            FROM generate_series(1, %(count)s) AS n
+            """,
+            {"count": subscribers, "start": day_before},
+        )
+        # 1-4 topics each, skewed towards the popular ones; frequency by a hash of the pair.
+        connection.execute(
+            """
+            INSERT INTO subscriptions (subscriber_id, topic_id, frequency, created_at,
+                                       delivered_until)
+            SELECT s.id, t.id,
+                   CASE WHEN (s.id + t.id) %% 20 < 12 THEN 'daily'
+                        WHEN (s.id + t.id) %% 20 < 17 THEN 'immediately'
+                        ELSE 'weekly' END,
+                   %(start)s, %(start)s
+            FROM subscribers s
+            JOIN LATERAL (
+                SELECT DISTINCT
+                       1 + ((s.id::bigint * k * 7919 + k * k) %% (4 + (s.id %% 17))) AS topic
+                FROM generate_series(1, 1 + s.id %% 4) AS k
+            ) chosen ON true
+            JOIN topics t ON t.slug = 'topic-' || chosen.topic
+            """,
+            {"start": day_before},
+        )
+        connection.execute(
+            """
+            INSERT INTO articles (guid, url, title, summary, author, published_at, source,
+                                  created_at, revision, alerts_processed_at)
+            SELECT 'https://news.example/' || n, 'https://news.example/' || n,
+                   'Article number ' || n || ' about public sector technology',
+                   '<p>A summary of article ' || n || ', with <strong>some</strong> markup.</p>',
+                   'Reporter', %(at)s, 'cli', %(at)s, 0, %(at)s
+            FROM generate_series(1, 200) AS n
+            """,
+            {"at": day_before + timedelta(hours=5)},
+        )
+        connection.execute(
+            """
+            INSERT INTO article_topics (article_id, topic_id)
+            SELECT a.id, t.id FROM articles a JOIN topics t
+              ON (a.id + t.id) % 9 = 0 OR (a.id % 20) + 1 = t.id
+            """
+        )
+        connection.execute("VACUUM ANALYZE")
+        counts = connection.execute(
+            "SELECT (SELECT count(*) FROM subscribers), (SELECT count(*) FROM subscriptions),"
+            " (SELECT count(*) FROM articles), (SELECT count(*) FROM article_topics)"
+        ).fetchone()
+    step(
+        f"data: {counts[0]:,} subscribers, {counts[1]:,} subscriptions, "
+        f"{counts[2]} articles in {counts[3]} article-topic pairs"
+    )
+
+
+def plan(env: dict[str, str]) -> tuple[float, int, int, float]:
+    """Run the CLI in its own process: (seconds, subscribers, emails, peak RSS in MB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from alertsvc.cli import main; main()",
+            "digest",
+            "run",
+            "daily",
+            "--at",
+            WINDOW_END.isoformat(),
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit("digest run failed")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    summary = result.stdout.strip().splitlines()[-1]
+    match = re.search(r"(\d+) subscribers, (\d+) emails queued, .* ([\d.]+) s$", summary)
+    if not match:
+        raise SystemExit(f"unexpected output: {summary}")
+    step(f"planner said: {summary} (process wall time {wall:.2f} s)")
+    return float(match.group(3)), int(match.group(1)), int(match.group(2)), max(peak, before) / 1024
+
+
+def floor(dsn: str, rows: int) -> float:
+    """COPY ``rows`` outbox-shaped rows into an unlogged table: the least the run must write."""
+    with psycopg.connect(dsn) as connection:
+        connection.execute("CREATE UNLOGGED TABLE floor_outbox (LIKE outbox INCLUDING DEFAULTS)")
+        connection.commit()
+        now = datetime.now(UTC)
+        topic_ids = json.dumps([1, 2, 3])
+        started = time.perf_counter()
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                "COPY floor_outbox (created_at, template, to_address, subject, context, "
+                "subscriber_id, unsubscribe_topic_ids, body_id, message_id, status, attempts, "
+                "next_attempt_at) FROM STDIN"
+            ) as copy,
+        ):
+            for n in range(rows):
+                copy.write_row(
+                    (
+                        now,
+                        "digest",
+                        f"reader{n}@example.com",
+                        "Daily email alert: 12 new articles on Topic 1, Topic 2",
+                        "{}",
+                        n,
+                        topic_ids,
+                        1,
+                        make_msgid(domain="alerts.example.org"),
+                        "queued",
+                        0,
+                        now,
+                    )
+                )
+        connection.commit()
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--million", action="store_true", help="1,000,000 subscribers")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DIGEST_DATABASE_URL", DEFAULT_URL)
+    )
+    args = parser.parse_args()
+    subscribers = 1_000_000 if args.million else args.subscribers
+    with fresh_database(args.database_url) as url:
+        env = {"ALERTSVC_DATABASE_URL": render_url(url), "ALERTSVC_ENV": "development"}
+        alertsvc_command(["db", "upgrade"], env)
+        dsn = render_url(url).replace("postgresql+psycopg://", "postgresql://")
+        step(f"creating {subscribers:,} subscribers")
+        populate(dsn, subscribers)
+        seconds, served, emails, peak_mb = plan(env)
+        floor_seconds = floor(dsn, emails)
+    ratio = seconds / floor_seconds if floor_seconds else float("inf")
+    print()
+    print(f"{'subscribers in database':<28}{subscribers:>14,}")
+    print(f"{'subscribers in the run':<28}{served:>14,}")
+    print(f"{'emails queued':<28}{emails:>14,}")
+    print(f"{'planning seconds':<28}{seconds:>14.2f}   (target at 1M: <= 30 s)")
+    print(f"{'subscribers/s':<28}{served / seconds if seconds else 0:>14,.0f}")
+    print(f"{'peak RSS (MB)':<28}{peak_mb:>14.0f}   (target: <= 300 MB)")
+    print(f"{'floor: COPY seconds':<28}{floor_seconds:>14.2f}")
+    print(f"{'ratio to floor':<28}{ratio:>14.2f}   (target: <= 3x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Builders and drivers for digest and alert tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import insert, select
+
+from alertsvc.digests.alerts import AlertResult, run_immediate_alerts
+from alertsvc.digests.planning import PlanResult, run_digest
+from alertsvc.extensions import db
+from alertsvc.models import Article, Subscription, article_topics
+
+
+def at(text: str) -> datetime:
+    """A UTC instant from ``2026-11-25T07:00``."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def create_article(
+    app: Flask,
+    title: str,
+    topic_ids: list[int],
+    arrived: datetime,
+    *,
+    url: str | None = None,
+    summary: str = "",
+    published: datetime | None = None,
+    alerted: bool = True,
+) -> int:
+    """An article that arrived at ``arrived``. ``alerted`` marks it done for immediate alerts."""
+    with app.app_context():
+        article = Article(
+            guid=url or f"https://news.example/{title.replace(' ', '-').lower()}-{arrived:%s}",
+            url=url or f"https://news.example/{title.replace(' ', '-').lower()}",
+            title=title,
+            summary=summary,
+            published_at=published or arrived,
+            created_at=arrived,
+            source="cli",
+            alerts_processed_at=arrived if alerted else None,
+        )
+        db.session.add(article)
+        db.session.flush()
+        if topic_ids:
+            db.session.execute(
+                insert(article_topics),
+                [{"article_id": article.id, "topic_id": t} for t in topic_ids],
+            )
+        db.session.commit()
+        return article.id
+
+
+def start_subscriptions_at(app: Flask, subscriber_id: int, moment: datetime) -> None:
+    """Backdate a subscriber's subscriptions, as if they had subscribed at ``moment``."""
+    with app.app_context():
+        for subscription in db.session.scalars(
+            select(Subscription).where(Subscription.subscriber_id == subscriber_id)
+        ):
+            subscription.created_at = moment
+            subscription.delivered_until = moment
+        db.session.commit()
+
+
+def digest(app: Flask, frequency: str, window_end: datetime, **options: Any) -> PlanResult:
+    with app.app_context():
+        return run_digest(frequency, window_end, **options)
+
+
+def alerts(app: Flask, now: datetime) -> AlertResult:
+    with app.app_context():
+        return run_immediate_alerts(now)

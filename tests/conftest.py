@@ -94,13 +94,39 @@ def app(base_config: dict[str, Any]) -> Iterator[Flask]:
 
 
 @pytest.fixture(scope="session")
-def make_app(base_config: dict[str, Any], app: Flask) -> Callable[..., Flask]:
-    """Another app on the same (already migrated) test database, with settings changed."""
+def make_app(base_config: dict[str, Any], app: Flask) -> Iterator[Callable[..., Flask]]:
+    """Another app on the same (already migrated) test database, with settings changed.
+
+    Its connections are closed at the end of the session; ``app_with`` closes them at the
+    end of the test.
+    """
+    made: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        return create_app({**base_config, **overrides})
+        made.append(create_app({**base_config, **overrides}))
+        return made[-1]
 
-    return make
+    yield make
+    _dispose(made)
+
+
+@pytest.fixture
+def app_with(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:
+    """``make_app`` whose database connections are closed after the test."""
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        made.append(make_app(**overrides))
+        return made[-1]
+
+    yield make
+    _dispose(made)
+
+
+def _dispose(apps: list[Flask]) -> None:
+    for flask_app in apps:
+        with flask_app.app_context():
+            db.engine.dispose()
 
 
 def empty_tables(flask_app: Flask) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from flask import Flask
 
 from alertsvc import create_app
 from alertsvc.cli import build_cli
@@ -18,21 +16,6 @@ from alertsvc.tokens import TokenPurpose, make_token, read_token
 from tests.delivery.helpers import outbox_row, queue_manage_link
 
 PRODUCTION_KEY = "a-real-production-secret-0123456789abcdef"
-
-
-@pytest.fixture
-def app_with(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:
-    """``make_app`` whose engines are closed after the test."""
-    made: list[Flask] = []
-
-    def make(**overrides: Any) -> Flask:
-        made.append(make_app(**overrides))
-        return made[-1]
-
-    yield make
-    for flask_app in made:
-        with flask_app.app_context():
-            db.engine.dispose()
 
 
 @pytest.fixture

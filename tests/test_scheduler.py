@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from alertsvc.database import transaction
-from alertsvc.extensions import db
 from alertsvc.models import SignupRequest, utcnow
 from alertsvc.scheduler import build_scheduler, make_leader_lock, purge_signup_requests
 from tests.factories import create_subscriber, rows
@@ -20,21 +17,6 @@ from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_f
 
 LEADING = "scheduler leading"
 WAITING = "another scheduler leads; waiting to take over"
-
-
-@pytest.fixture
-def app_with(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:
-    """``make_app`` whose engines are closed after the test."""
-    made: list[Flask] = []
-
-    def make(**overrides: Any) -> Flask:
-        made.append(make_app(**overrides))
-        return made[-1]
-
-    yield make
-    for flask_app in made:
-        with flask_app.app_context():
-            db.engine.dispose()
 
 
 def test_second_leader_lock_is_refused_until_the_first_is_released(app, app_with):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from flask import (
     Blueprint,
     Response,
@@ -13,6 +16,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from alertsvc.database import transaction
 from alertsvc.extensions import csrf, limiter
@@ -140,6 +144,22 @@ def _manage_subscriber(token: str) -> Subscriber:
     return services.load_subscriber(read_token(TokenPurpose.MANAGE, token))
 
 
+def _with_manage_link(
+    view: Callable[..., ResponseReturnValue],
+) -> Callable[[str], ResponseReturnValue]:
+    """Resolve a manage token to its subscriber, or answer with the link-problem page."""
+
+    @functools.wraps(view)
+    def wrapper(token: str) -> ResponseReturnValue:
+        try:
+            subscriber = _manage_subscriber(token)
+        except InvalidToken as error:
+            return _token_problem(TokenPurpose.MANAGE, error)
+        return view(token, subscriber)
+
+    return wrapper
+
+
 def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **forms: object) -> str:
     current = services.live_frequencies(subscriber)
     forms.setdefault(
@@ -170,11 +190,8 @@ def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **fo
 
 
 @bp.route("/manage/<token>", methods=["GET", "POST"])
-def manage(token: str) -> str | tuple[str, int] | Response:
-    try:
-        subscriber = _manage_subscriber(token)
-    except InvalidToken as error:
-        return _token_problem(TokenPurpose.MANAGE, error)
+@_with_manage_link
+def manage(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Response:
     topics = list_topics()
     if request.method == "GET":
         return _render_manage(token, subscriber, topics)
@@ -199,11 +216,8 @@ def manage(token: str) -> str | tuple[str, int] | Response:
 
 
 @bp.post("/manage/<token>/pause")
-def pause(token: str) -> str | tuple[str, int] | Response:
-    try:
-        subscriber = _manage_subscriber(token)
-    except InvalidToken as error:
-        return _token_problem(TokenPurpose.MANAGE, error)
+@_with_manage_link
+def pause(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Response:
     if request.form.get("action") == "resume":
         form = EmptyForm()
         if form.validate_on_submit():
@@ -225,11 +239,8 @@ def pause(token: str) -> str | tuple[str, int] | Response:
 
 
 @bp.post("/manage/<token>/unsubscribe-all")
-def unsubscribe_all(token: str) -> str | tuple[str, int]:
-    try:
-        subscriber = _manage_subscriber(token)
-    except InvalidToken as error:
-        return _token_problem(TokenPurpose.MANAGE, error)
+@_with_manage_link
+def unsubscribe_all(token: str, subscriber: Subscriber) -> str | tuple[str, int]:
     form = EmptyForm()
     if not form.validate_on_submit():
         return _render_manage(token, subscriber, list_topics()), 400
@@ -240,22 +251,16 @@ def unsubscribe_all(token: str) -> str | tuple[str, int]:
 
 
 @bp.get("/manage/<token>/data.json")
-def export_data(token: str) -> Response | tuple[str, int]:
-    try:
-        subscriber = _manage_subscriber(token)
-    except InvalidToken as error:
-        return _token_problem(TokenPurpose.MANAGE, error)
+@_with_manage_link
+def export_data(token: str, subscriber: Subscriber) -> Response | tuple[str, int]:
     response = jsonify(services.export_subscriber(subscriber))
     response.headers["Content-Disposition"] = 'attachment; filename="my-email-alerts-data.json"'
     return response
 
 
 @bp.post("/manage/<token>/erase")
-def erase(token: str) -> str | tuple[str, int]:
-    try:
-        subscriber = _manage_subscriber(token)
-    except InvalidToken as error:
-        return _token_problem(TokenPurpose.MANAGE, error)
+@_with_manage_link
+def erase(token: str, subscriber: Subscriber) -> str | tuple[str, int]:
     form = EmptyForm()
     if not form.validate_on_submit():
         return _render_manage(token, subscriber, list_topics()), 400

@@ -1,12 +1,13 @@
 """Planning one daily digest run at a national publisher's scale, on PostgreSQL.
 
-    uv run python bench/digest_plan.py [--subscribers N] [--million]
+    uv run python bench/digest_plan.py [--subscribers N] [--million] [--all-due]
 
 Creates N confirmed subscribers (100,000 by default; 1,000,000 with --million) over 20
 topics with a realistic mix (most follow 1-4 topics; about 60% of subscriptions daily, 25%
 immediately, 15% weekly; most want their digest at 07:00, the rest spread over the day;
 5% outside London), plus 200 new articles, then times `alertsvc digest run daily` for the
-07:00 UTC run in its own process and reads that process's peak RSS.
+07:00 UTC run in its own process and reads that process's peak RSS. With --all-due every
+subscriber wants 07:00 in London, so the one run serves every daily subscriber.
 
 The floor, measured in the same run: COPY of as many rows as the run queued emails into an
 unlogged table shaped like the outbox. Targets: 1,000,000 subscribers in <= 30 s, <= 3x the
@@ -33,7 +34,7 @@ DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/alertsvc_bench_diges
 WINDOW_END = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
 
 
-def populate(dsn: str, subscribers: int) -> None:
+def populate(dsn: str, subscribers: int, *, all_due: bool = False) -> None:
     """Everything in SQL: generating a million rows through Python would measure Python."""
     day_before = WINDOW_END - timedelta(days=1)
     with psycopg.connect(dsn, autocommit=True) as connection:
@@ -55,6 +56,8 @@ def populate(dsn: str, subscribers: int) -> None:
             """,
             {"count": subscribers, "start": day_before},
         )
+        if all_due:
+            connection.execute("UPDATE subscribers SET daily_hour = 7, timezone = 'Europe/London'")
         # 1-4 topics each, skewed towards the popular ones; frequency by a hash of the pair.
         connection.execute(
             """
@@ -181,6 +184,11 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--million", action="store_true", help="1,000,000 subscribers")
     parser.add_argument(
+        "--all-due",
+        action="store_true",
+        help="worst case: every subscriber wants 07:00 London, so the run serves them all",
+    )
+    parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DIGEST_DATABASE_URL", DEFAULT_URL)
     )
     args = parser.parse_args()
@@ -190,7 +198,7 @@ def main() -> None:
         alertsvc_command(["db", "upgrade"], env)
         dsn = render_url(url).replace("postgresql+psycopg://", "postgresql://")
         step(f"creating {subscribers:,} subscribers")
-        populate(dsn, subscribers)
+        populate(dsn, subscribers, all_due=args.all_due)
         seconds, served, emails, peak_mb = plan(env)
         floor_seconds = floor(dsn, emails)
     ratio = seconds / floor_seconds if floor_seconds else float("inf")

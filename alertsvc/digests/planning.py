@@ -13,9 +13,11 @@ The invariants, and how they hold:
   overlaps whatever the subscriber changes between runs (hour, timezone, frequency).
 * The ledger row (``digest_deliveries``) is unique per (run, subscriber): two planners
   racing on the same subscriber cannot both commit.
-* Work is streamed: the audience is read in subscriber order through one query and written
-  in chunks (COPY on PostgreSQL), so memory does not grow with the number of subscribers.
-  Bodies are rendered once per distinct (topic -> articles) content and shared.
+* The work is set-based and memory does not grow with the audience: the database fixes
+  the audience and each subscriber's profile (topics and window starts) in temporary
+  tables; Python sees one row per distinct profile, renders one shared body per distinct
+  content, and the database writes ledger rows, outbox rows and window advances with
+  ``INSERT … SELECT`` / ``UPDATE``, a chunk of subscribers per transaction.
 """
 
 from __future__ import annotations
@@ -677,7 +679,7 @@ def run_digest(
     *,
     trigger: str = "scheduler",
     dry_run: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PlanResult:
     """Start (or find) the run for ``window_end`` and plan it. Owns its transactions."""
     if dry_run:

@@ -8,7 +8,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from alertsvc.extensions import db
 
@@ -50,3 +54,16 @@ def bulk_insert(table: Table, columns: Sequence[str], rows: Iterable[Sequence[An
     if batch:
         connection.execute(table.insert(), batch)
     return len(batch)
+
+
+def insert_skipping_existing(
+    model: Any, conflict: Sequence[str], connection: Connection | None = None
+) -> Insert:
+    """``INSERT … ON CONFLICT (conflict) DO NOTHING`` for PostgreSQL or SQLite.
+
+    For rows that two requests or two planners may try to create at once: the loser's
+    insert does nothing instead of failing its transaction.
+    """
+    dialect = (connection or db.session.get_bind()).dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(model).on_conflict_do_nothing(index_elements=list(conflict))

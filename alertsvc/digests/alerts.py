@@ -24,13 +24,12 @@ from sqlalchemy import exists, func, or_, select
 
 from alertsvc.database import bulk_insert, transaction
 from alertsvc.delivery.outbox import mail_domain
-from alertsvc.digests.rendering import article_view, render_alert
+from alertsvc.digests.rendering import article_view, render_alert, store_bodies
 from alertsvc.digests.schedule import local_midnight
 from alertsvc.extensions import db
 from alertsvc.models import (
     AlertDelivery,
     Article,
-    EmailBody,
     OutboxEmail,
     OutboxStatus,
     Subscriber,
@@ -57,23 +56,6 @@ def _claim_next_article() -> Article | None:
         .limit(1)
         .with_for_update(skip_locked=True)
     ).first()
-
-
-def _body_id(rendered) -> int:
-    body_id = db.session.scalar(
-        select(EmailBody.id).where(EmailBody.content_key == rendered.content_key)
-    )
-    if body_id is None:
-        body = EmailBody(
-            content_key=rendered.content_key,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-        )
-        db.session.add(body)
-        db.session.flush()
-        body_id = body.id
-    return body_id
 
 
 def _alerts_today(
@@ -154,7 +136,8 @@ def alert_article(article: Article, now: datetime) -> tuple[int, int]:
     def body(cap_reached: bool) -> tuple[int, str]:
         if cap_reached not in bodies:
             rendered = render_alert(view, article.revision, topic_names, cap_reached, cap)
-            bodies[cap_reached] = (_body_id(rendered), rendered.subject)
+            body_id = store_bodies(db.session.connection(), [rendered])[rendered.content_key]
+            bodies[cap_reached] = (body_id, rendered.subject)
         return bodies[cap_reached]
 
     domain = mail_domain()

@@ -34,14 +34,12 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import and_, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from alertsvc.database import transaction
+from alertsvc.database import insert_skipping_existing, transaction
 from alertsvc.delivery.outbox import mail_domain
-from alertsvc.digests.rendering import ArticleView, article_view, render_digest
+from alertsvc.digests.rendering import ArticleView, article_view, render_digest, store_bodies
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import (
@@ -50,7 +48,6 @@ from alertsvc.models import (
     DigestDelivery,
     DigestRun,
     DigestRunSlot,
-    EmailBody,
     RunStatus,
     Subscriber,
     Subscription,
@@ -79,9 +76,7 @@ class PlanResult:
 
 
 def _insert_ignoring_conflicts(model: type, values: dict, conflict: list[str]) -> None:
-    dialect = db.session.get_bind().dialect.name
-    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(model).values(**values)
-    db.session.execute(statement.on_conflict_do_nothing(index_elements=conflict))
+    db.session.execute(insert_skipping_existing(model, conflict).values(**values))
 
 
 def _audience_timezones(frequency: str) -> list[str]:
@@ -402,8 +397,7 @@ class _Planner:
     def _store_bodies(self, contents: list[_Content]) -> dict[tuple, tuple[int, str]]:
         """Render each distinct content once and store it; content key -> (body id, subject).
 
-        One multi-row insert that skips bodies already stored (a resumed or raced run),
-        then one query for the ids.
+        Bodies already stored (a resumed or raced run) are reused.
         """
         rendered = {}
         for content in contents:
@@ -417,34 +411,7 @@ class _Planner:
                 ),
                 tuple(self.articles.view(a) for a in carried),
             )
-        if not rendered:
-            return {}
-        now = utcnow()
-        insert_ignoring = (pg_insert if self.postgres else sqlite_insert)(EmailBody)
-        self.connection.execute(
-            insert_ignoring.on_conflict_do_nothing(index_elements=["content_key"]),
-            [
-                {
-                    "content_key": r.content_key,
-                    "subject": r.subject,
-                    "html": r.html,
-                    "text": r.text,
-                    "created_at": now,
-                }
-                for r in rendered.values()
-            ],
-        )
-        ids: dict[str, int] = {}
-        keys = [r.content_key for r in rendered.values()]
-        for start in range(0, len(keys), 1000):
-            ids.update(
-                (key, body_id)
-                for body_id, key in self.connection.execute(
-                    select(EmailBody.id, EmailBody.content_key).where(
-                        EmailBody.content_key.in_(keys[start : start + 1000])
-                    )
-                )
-            )
+        ids = store_bodies(self.connection, list(rendered.values()))
         return {key: (ids[r.content_key], r.subject) for key, r in rendered.items()}
 
     def write(self, low: int, high: int) -> int:

@@ -16,10 +16,13 @@ import css_inline
 import nh3
 from flask import current_app, render_template
 from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
+from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.messages import MANAGE_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 from alertsvc.delivery.outbox import clean_header
-from alertsvc.models import Article
+from alertsvc.models import Article, EmailBody, utcnow
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
@@ -130,3 +133,39 @@ def render_alert(
         cap_reached=cap_reached,
         cap=cap,
     )
+
+
+def store_bodies(connection: Connection, rendered: list[RenderedBody]) -> dict[str, int]:
+    """Store rendered bodies, reusing any already stored; content key -> body id.
+
+    One multi-row insert that skips existing keys (a resumed or raced run, an alert queued
+    again), then one query per thousand keys for the ids.
+    """
+    if not rendered:
+        return {}
+    now = utcnow()
+    connection.execute(
+        insert_skipping_existing(EmailBody, ["content_key"], connection),
+        [
+            {
+                "content_key": r.content_key,
+                "subject": r.subject,
+                "html": r.html,
+                "text": r.text,
+                "created_at": now,
+            }
+            for r in rendered
+        ],
+    )
+    keys = [r.content_key for r in rendered]
+    ids: dict[str, int] = {}
+    for start in range(0, len(keys), 1000):
+        ids.update(
+            (key, body_id)
+            for body_id, key in connection.execute(
+                select(EmailBody.id, EmailBody.content_key).where(
+                    EmailBody.content_key.in_(keys[start : start + 1000])
+                )
+            )
+        )
+    return ids

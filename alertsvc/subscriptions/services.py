@@ -13,9 +13,8 @@ from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.outbox import queue_email
 from alertsvc.extensions import db
 from alertsvc.models import (
@@ -69,13 +68,10 @@ def _find_or_create_subscriber(email: str) -> Subscriber:
 
     A new address costs one statement (the INSERT returns the row); a known one two.
     """
-    dialect = db.session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     created = db.session.scalars(
         select(Subscriber).from_statement(
-            insert(Subscriber)
+            insert_skipping_existing(Subscriber, ["email"])
             .values(email=email, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["email"])
             .returning(Subscriber)
         )
     ).one_or_none()

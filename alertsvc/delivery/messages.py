@@ -38,6 +38,8 @@ def build_message(row: OutboxEmail, body: EmailBody | None = None) -> EmailMessa
     Subscriber links (manage, unsubscribe) are signed here rather than when queued, so that
     one stored body can serve many subscribers.
     """
+    if row.to_address is None:
+        raise ValueError(f"outbox email {row.id} has no address: its subscriber is gone")
     config = current_app.config
     context = dict(row.context)
     context.setdefault("site_name", config["SITE_NAME"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from email.utils import make_msgid
 from typing import Any
 
@@ -18,6 +19,11 @@ def clean_header(value: str) -> str:
 
 def mail_domain() -> str:
     return str(current_app.config["MAIL_FROM"]).rsplit("@", 1)[-1].rstrip(">").strip()
+
+
+def row_message_id(row_id: int, created_at: datetime) -> str:
+    """The Message-ID of a row queued without one (digests): unique, and the same on retry."""
+    return f"<{created_at:%Y%m%d%H%M%S%f}.{row_id}@{mail_domain()}>"
 
 
 def queue_email(

@@ -14,13 +14,14 @@ from types import FrameType
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from alertsvc.database import transaction
 from alertsvc.delivery.messages import build_message
+from alertsvc.delivery.outbox import row_message_id
 from alertsvc.delivery.transports import SendError, Transport, make_transport
 from alertsvc.extensions import db
-from alertsvc.models import EmailBody, OutboxEmail, OutboxStatus, utcnow
+from alertsvc.models import EmailBody, OutboxEmail, OutboxStatus, Subscriber, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,29 @@ def claim_outbox_batch(limit: int, lease_seconds: int, now: datetime) -> list[Ou
             status=OutboxStatus.SENDING,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             attempts=OutboxEmail.attempts + 1,
+            # Digest rows are queued without address or subject: take them now, from the
+            # subscriber as they are and from the shared body, and keep them for the record.
+            to_address=func.coalesce(
+                OutboxEmail.to_address,
+                select(Subscriber.email)
+                .where(Subscriber.id == OutboxEmail.subscriber_id)
+                .scalar_subquery(),
+            ),
+            subject=func.coalesce(
+                OutboxEmail.subject,
+                select(EmailBody.subject)
+                .where(EmailBody.id == OutboxEmail.body_id)
+                .scalar_subquery(),
+            ),
         )
         .returning(OutboxEmail)
         .execution_options(synchronize_session=False)
     )
     rows = list(db.session.scalars(claim))
     rows.sort(key=lambda row: row.id)
+    for row in rows:
+        if row.message_id is None:
+            row.message_id = row_message_id(row.id, row.created_at)
     return rows
 
 
@@ -152,7 +170,11 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
     changes: list[dict[str, Any]] = []
     for row in rows:
         provider_id, error = outcomes[row.id]
-        change: dict[str, Any] = {"id": row.id, "lease_expires_at": None}
+        change: dict[str, Any] = {
+            "id": row.id,
+            "lease_expires_at": None,
+            "message_id": row.message_id,
+        }
         if error is None:
             change.update(
                 status=OutboxStatus.SENT,

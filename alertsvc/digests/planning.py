@@ -4,20 +4,26 @@ The invariants, and how they hold:
 
 * A run is a row keyed by (frequency, window end), written with its slots before any email
   is queued.
-* Each live subscription remembers ``delivered_until``: its topic's articles that arrived
-  before then have been dealt with. A subscriber's digest covers, per subscription,
-  ``[max(delivered_until, pause_ends_at), window_end)``, and planning them sets
-  ``delivered_until = window_end`` in the same transaction as their ledger row and outbox
-  row. So a run re-planned, resumed after a crash, or raced by a second planner finds
-  nothing left to do for the subscribers already done, and windows chain without gaps or
-  overlaps whatever the subscriber changes between runs (hour, timezone, frequency).
-* The ledger row (``digest_deliveries``) is unique per (run, subscriber): two planners
-  racing on the same subscriber cannot both commit.
+* The ledger (``digest_deliveries``) has one row per subscriber served by a run, keyed by
+  (subscriber, frequency, window end): unique per (run, subscriber), so two planners racing
+  on the same subscriber cannot both commit. A subscriber who was due but had nothing new
+  gets a row too.
+* The ledger is also each subscriber's cursor. Their part of a run covers, per
+  subscription, ``[start, window_end)`` where ``start`` is the latest of the
+  subscription's ``delivered_until`` (when it began), the end of the subscriber's latest
+  ledger row at this frequency, and the end of their pause. A subscription whose position
+  was carried over from another frequency (``carried_position``) starts at its own
+  ``delivered_until`` instead, until its first run moves that to the window end and clears
+  the flag. So windows chain without gaps or overlaps whatever the subscriber changes
+  between runs (hour, timezone, frequency), and a run re-planned, resumed after a crash,
+  or raced by a second planner finds nothing left to do for the subscribers already done.
+* The ledger row, the outbox row and the carried positions of a subscriber are written in
+  one transaction; nothing else is updated per subscriber.
 * The work is set-based and memory does not grow with the audience: the database fixes
   the audience and each subscriber's profile (topics and window starts) in temporary
   tables; Python sees one row per distinct profile, renders one shared body per distinct
-  content, and the database writes ledger rows, outbox rows and window advances with
-  ``INSERT … SELECT`` / ``UPDATE``, a chunk of subscribers per transaction.
+  content, and the database writes the ledger and outbox rows with ``INSERT … SELECT``, a
+  chunk of subscribers per transaction.
 """
 
 from __future__ import annotations
@@ -33,19 +39,17 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, bindparam, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from alertsvc.database import insert_skipping_existing, transaction
-from alertsvc.delivery.outbox import mail_domain
 from alertsvc.digests.rendering import ArticleView, article_view, render_digest, store_bodies
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import (
     AlertDelivery,
     Article,
-    DigestDelivery,
     DigestRun,
     DigestRunSlot,
     RunStatus,
@@ -55,6 +59,7 @@ from alertsvc.models import (
     article_topics,
     utcnow,
 )
+from alertsvc.models.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -230,16 +235,27 @@ class _Content:
 # written by the database, set-based; Python only sees one row per distinct profile.
 # The statements below format in fixed fragments only; every value is a bound parameter.
 _SETUP = (
-    "CREATE TEMPORARY TABLE digest_audience ("
+    # The subscribers whose hour it is, with the end of their latest digest at this frequency.
+    "CREATE TEMPORARY TABLE digest_due (subscriber_id INTEGER PRIMARY KEY,"
+    " pause_ends_at TIMESTAMP WITH TIME ZONE, served_until TIMESTAMP WITH TIME ZONE)",
+    # What the chunks must update besides writing rows: subscriptions whose carried position
+    # they move on ('s'), and held-back alerts they deliver ('c', with the profile entry).
+    "CREATE TEMPORARY TABLE digest_refs ("
     " kind CHAR(1) NOT NULL, ref INTEGER NOT NULL, subscriber_id INTEGER NOT NULL,"
-    " entry VARCHAR(80) NOT NULL)",
+    " entry VARCHAR(20))",
+    # Numbered in subscriber order: a chunk is a range of ``n``, read through the key.
     "CREATE TEMPORARY TABLE digest_recipients ("
-    " n INTEGER NOT NULL, subscriber_id INTEGER PRIMARY KEY, profile TEXT NOT NULL)",
+    " n INTEGER PRIMARY KEY, subscriber_id INTEGER NOT NULL, profile TEXT NOT NULL)",
     "CREATE TEMPORARY TABLE digest_profiles ("
     " profile TEXT PRIMARY KEY, body_id INTEGER, article_count INTEGER,"
     " subject VARCHAR(300), topic_ids TEXT)",
 )
-_TEARDOWN = ("digest_audience", "digest_recipients", "digest_profiles")
+_TEARDOWN = ("digest_due", "digest_refs", "digest_recipients", "digest_profiles")
+
+
+def _later(first: str, second: str) -> str:
+    """The later of two timestamps, ``first`` when ``second`` is NULL (SQLite and PostgreSQL)."""
+    return f"CASE WHEN {second} > {first} THEN {second} ELSE {first} END"
 
 
 class _Planner:
@@ -254,15 +270,27 @@ class _Planner:
         self.zone = ZoneInfo(config["TIMEZONE"])
         self.max_age = timedelta(days=config["ALERT_MAX_ARTICLE_AGE_DAYS"])
         self.chunk_size = int(config["DIGEST_CHUNK_SIZE"])
-        self.domain = mail_domain()
         self.topic_names = dict(db.session.execute(select(Topic.id, Topic.name)).all())
+        self.pending_refs: set[str] = set()
 
     def execute(self, sql: str, **params: object):
-        return self.connection.execute(text(sql), params)
+        """Run ``sql`` with those of ``params`` it names; timestamps are bound as the models
+        store them, on either database."""
+        params = {name: value for name, value in params.items() if f":{name}" in sql}
+        statement = text(sql).bindparams(
+            *(
+                bindparam(name, type_=UTCDateTime())
+                for name, value in params.items()
+                if isinstance(value, datetime)
+            )
+        )
+        return self.connection.execute(statement, params)
 
     def _timestamp_text(self, column: str) -> str:
+        """A timestamp as profile text: seconds since the epoch on PostgreSQL (the cheapest
+        form to make a million of), the stored ISO text on SQLite. ``_moment`` reads both."""
         if self.postgres:
-            return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+            return f"CAST(EXTRACT(EPOCH FROM {column}) AS VARCHAR(24))"
         return column
 
     def build_audience(self) -> int:
@@ -271,45 +299,62 @@ class _Planner:
             self.execute(f"DROP TABLE IF EXISTS {name}")
         for statement in _SETUP:
             self.execute(statement)
+        if self.postgres:
+            # Grouping a million subscribers' entries: sort in memory, not on disk.
+            self.execute("SET LOCAL work_mem = '64MB'")
         run = self.run
         hour = "s.daily_hour" if run.frequency == "daily" else "s.weekly_hour"
         weekday = str(DAILY_WEEKDAY) if run.frequency == "daily" else "s.weekly_day"
-        start = (
-            "CASE WHEN s.pause_ends_at IS NOT NULL AND s.pause_ends_at > sub.delivered_until"
-            " THEN s.pause_ends_at ELSE sub.delivered_until END"
-        )
+        params = {"run": run.id, "end": run.window_end, "frequency": run.frequency}
         self.execute(
             f"""
-            INSERT INTO digest_audience (kind, ref, subscriber_id, entry)
-            SELECT 's', sub.id, s.id,
-                   CAST(sub.topic_id AS VARCHAR(12)) || '@' || {self._timestamp_text(start)}
+            INSERT INTO digest_due (subscriber_id, pause_ends_at, served_until)
+            SELECT s.id, s.pause_ends_at,
+                   (SELECT max(d.window_end) FROM digest_deliveries d
+                    WHERE d.subscriber_id = s.id AND d.frequency = :frequency)
             FROM subscribers s
             JOIN digest_run_slots sl ON sl.run_id = :run AND sl.timezone = s.timezone
                  AND sl.hour = {hour} AND sl.weekday = {weekday}
-            JOIN subscriptions sub ON sub.subscriber_id = s.id
             WHERE s.confirmed_at IS NOT NULL
               AND (s.pause_ends_at IS NULL OR s.pause_ends_at <= :end)
-              AND sub.frequency = :frequency AND sub.ended_at IS NULL
-              AND sub.delivered_until < :end
             """,
-            run=run.id,
-            end=run.window_end,
-            frequency=run.frequency,
+            **params,
+        )
+        if self.postgres:
+            self.execute("ANALYZE digest_due")
+        # Each live subscription at this frequency, with where its part of the run starts.
+        position = (
+            "CASE WHEN sub.carried_position = :true THEN sub.delivered_until"
+            f" ELSE {_later('sub.delivered_until', 'due.served_until')} END"
+        )
+        positioned = f"""
+            SELECT subscriber_id, id, topic_id, start FROM (
+                SELECT due.subscriber_id, sub.id, sub.topic_id,
+                       {_later(position, "due.pause_ends_at")} AS start
+                FROM digest_due due
+                JOIN subscriptions sub ON sub.subscriber_id = due.subscriber_id
+                WHERE sub.frequency = :frequency AND sub.ended_at IS NULL
+                  {{only}}) positioned
+            WHERE start < :end
+        """
+        self.execute(
+            f"""
+            INSERT INTO digest_refs (kind, ref, subscriber_id)
+            SELECT 's', id, subscriber_id
+            FROM ({positioned.format(only="AND sub.carried_position = :true")}) carried
+            """,
+            true=True,
+            **params,
         )
         if run.frequency == "daily":
             self.execute(
-                f"""
-                INSERT INTO digest_audience (kind, ref, subscriber_id, entry)
-                SELECT 'c', ad.id, s.id, 'c' || CAST(ad.article_id AS VARCHAR(12))
-                FROM subscribers s
-                JOIN digest_run_slots sl ON sl.run_id = :run AND sl.timezone = s.timezone
-                     AND sl.hour = {hour} AND sl.weekday = {weekday}
-                JOIN alert_deliveries ad ON ad.subscriber_id = s.id
+                """
+                INSERT INTO digest_refs (kind, ref, subscriber_id, entry)
+                SELECT 'c', ad.id, due.subscriber_id, 'c' || CAST(ad.article_id AS VARCHAR(12))
+                FROM digest_due due
+                JOIN alert_deliveries ad ON ad.subscriber_id = due.subscriber_id
                 WHERE ad.carried_over = :true AND ad.digest_run_id IS NULL
-                  AND (s.pause_ends_at IS NULL OR s.pause_ends_at <= :end)
                 """,
-                run=run.id,
-                end=run.window_end,
                 true=True,
             )
         aggregate = "string_agg(entry, ',')" if self.postgres else "group_concat(entry, ',')"
@@ -317,16 +362,27 @@ class _Planner:
             f"""
             INSERT INTO digest_recipients (n, subscriber_id, profile)
             SELECT row_number() OVER (ORDER BY subscriber_id), subscriber_id, profile
-            FROM (SELECT subscriber_id, {aggregate} AS profile
-                  FROM digest_audience GROUP BY subscriber_id) grouped
-            """
+            FROM (SELECT subscriber_id, {aggregate} AS profile FROM (
+                      SELECT subscriber_id,
+                             CAST(topic_id AS VARCHAR(12)) || '@' || {self._timestamp_text("start")}
+                             AS entry
+                      FROM ({positioned.format(only="")}) subscribed
+                      UNION ALL
+                      SELECT subscriber_id, entry FROM digest_refs WHERE kind = 'c'
+                  ) entries
+                  GROUP BY subscriber_id) grouped
+            """,
+            true=True,
+            **params,
         )
         self.execute(
             "INSERT INTO digest_profiles (profile) SELECT DISTINCT profile FROM digest_recipients"
         )
         if self.postgres:
-            self.execute("ANALYZE digest_audience")
             self.execute("ANALYZE digest_recipients")
+        self.pending_refs = {
+            kind for (kind,) in self.execute("SELECT DISTINCT kind FROM digest_refs")
+        }
         return self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
 
     def plan_profiles(self) -> None:
@@ -415,70 +471,65 @@ class _Planner:
         return {key: (ids[r.content_key], r.subject) for key, r in rendered.items()}
 
     def write(self, low: int, high: int) -> int:
-        """Queue the digests of recipients ``low``..``high`` and advance their windows.
+        """Queue the digests of recipients ``low``..``high`` and record them in the ledger.
 
         Returns the emails queued. Runs inside the caller's transaction.
         """
+        run = self.run
         now = utcnow()
-        params = {
-            "run": self.run.id,
-            "low": low,
-            "high": high,
-            "now": now,
-            "end": self.run.window_end,
-            "domain": self.domain,
-        }
-        chosen = "r.n BETWEEN :low AND :high AND p.body_id IS NOT NULL"
+        params = {"run": run.id, "low": low, "high": high, "now": now, "end": run.window_end}
+        chosen = "r.n BETWEEN :low AND :high"
         self.execute(
             f"""
-            INSERT INTO digest_deliveries (run_id, subscriber_id, body_id, article_count)
-            SELECT :run, r.subscriber_id, p.body_id, p.article_count
+            INSERT INTO digest_deliveries (subscriber_id, frequency, window_end, run_id,
+                                           body_id, article_count)
+            SELECT r.subscriber_id, :frequency, :end, :run, p.body_id,
+                   COALESCE(p.article_count, 0)
             FROM digest_recipients r JOIN digest_profiles p ON p.profile = r.profile
             WHERE {chosen}
             """,
+            frequency=run.frequency,
             **params,
         )
-        if self.postgres:
-            message_id = "'<' || gen_random_uuid()::text || '@' || :domain || '>'"
-            as_json = "CAST({} AS JSON)"
-        else:
-            message_id = "'<' || lower(hex(randomblob(16))) || '@' || :domain || '>'"
-            as_json = "{}"
+        as_json = "CAST({} AS JSON)" if self.postgres else "{}"
         emails = self.execute(
             f"""
-            INSERT INTO outbox (created_at, template, to_address, subject, context,
-                                subscriber_id, unsubscribe_topic_ids, body_id, message_id,
-                                status, attempts, next_attempt_at)
-            SELECT :now, 'digest', s.email, p.subject, {as_json.format("'{}'")}, s.id,
-                   {as_json.format("p.topic_ids")}, p.body_id, {message_id}, 'queued', 0, :now
-            FROM digest_recipients r
-            JOIN digest_profiles p ON p.profile = r.profile
-            JOIN subscribers s ON s.id = r.subscriber_id
-            WHERE {chosen}
+            INSERT INTO outbox (created_at, template, context, subscriber_id,
+                                unsubscribe_topic_ids, body_id, status, attempts,
+                                next_attempt_at)
+            SELECT :now, 'digest', {as_json.format("'{}'")}, r.subscriber_id,
+                   {as_json.format("p.topic_ids")}, p.body_id, 'queued', 0, :now
+            FROM digest_recipients r JOIN digest_profiles p ON p.profile = r.profile
+            WHERE {chosen} AND p.body_id IS NOT NULL
             """,
             **params,
         ).rowcount
-        self.execute(
-            """
-            UPDATE subscriptions SET delivered_until = :end
-            WHERE delivered_until < :end AND id IN (
-                SELECT a.ref FROM digest_audience a
-                JOIN digest_recipients r ON r.subscriber_id = a.subscriber_id
-                WHERE a.kind = 's' AND r.n BETWEEN :low AND :high)
-            """,
-            **params,
-        )
-        if self.run.frequency == "daily":
+        moves = {
+            # Carried positions move on to the window end; from now on the ledger leads.
+            "s": "UPDATE subscriptions SET delivered_until = :end, carried_position = :false",
+            # Held-back alerts are delivered by this run.
+            "c": "UPDATE alert_deliveries SET digest_run_id = :run",
+        }
+        for kind in sorted(self.pending_refs):
             self.execute(
-                """
-                UPDATE alert_deliveries SET digest_run_id = :run
+                f"""
+                {moves[kind]}
                 WHERE id IN (
-                    SELECT a.ref FROM digest_audience a
-                    JOIN digest_recipients r ON r.subscriber_id = a.subscriber_id
-                    WHERE a.kind = 'c' AND r.n BETWEEN :low AND :high)
+                    SELECT f.ref FROM digest_refs f
+                    JOIN digest_recipients r ON r.subscriber_id = f.subscriber_id
+                    WHERE f.kind = :kind AND r.n BETWEEN :low AND :high)
                 """,
+                kind=kind,
+                false=False,
                 **params,
             )
+        self.execute(
+            "UPDATE digest_runs SET subscriber_count = subscriber_count + :subscribers,"
+            " email_count = email_count + :emails WHERE id = :run",
+            run=run.id,
+            subscribers=high - low + 1,
+            emails=emails,
+        )
         return emails
 
     def preview(self, limit: int = 20) -> tuple[int, list[tuple[str, str, int]]]:
@@ -507,8 +558,18 @@ class _Planner:
             self.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+def _moment(text: str) -> datetime:
+    """``"1764054000.123456"`` or ``"2026-11-25 07:00:00.123456"`` -> aware UTC, exactly."""
+    if "-" not in text:
+        seconds, _, fraction = text.partition(".")
+        micro = int((fraction + "000000")[:6]) if fraction else 0
+        return datetime.fromtimestamp(int(seconds), UTC).replace(microsecond=micro)
+    moment = datetime.fromisoformat(text.replace(" ", "T"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _parse_profile(profile: str) -> tuple[list[tuple[int, datetime]], list[int]]:
-    """``"12@2026-11-24T07:00:00.000000,c345"`` -> ([(12, start)], [345])."""
+    """``"12@1764054000.000000,c345"`` -> ([(12, start)], [345])."""
     entries: list[tuple[int, datetime]] = []
     carried: list[int] = []
     for entry in profile.split(","):
@@ -516,10 +577,7 @@ def _parse_profile(profile: str) -> tuple[list[tuple[int, datetime]], list[int]]
             carried.append(int(entry[1:]))
             continue
         topic, _, start = entry.partition("@")
-        moment = datetime.fromisoformat(start.replace(" ", "T"))
-        entries.append(
-            (int(topic), moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
-        )
+        entries.append((int(topic), _moment(start)))
     entries.sort()
     return entries, carried
 
@@ -595,11 +653,6 @@ def plan_digest_run(
         else:
             raise RuntimeError(f"digest run {run_id} kept colliding with another planner")
         if not dry_run:
-            counts = connection.execute(
-                select(func.count(), func.count(func.distinct(DigestDelivery.body_id))).where(
-                    DigestDelivery.run_id == run_id
-                )
-            ).one()
             connection.execute(
                 update(DigestRun)
                 .where(DigestRun.id == run_id)
@@ -607,12 +660,10 @@ def plan_digest_run(
                     status=RunStatus.PLANNED,
                     planned_at=utcnow(),
                     window_start=min(planner.window_start, window_end),
-                    email_count=counts[0],
-                    subscriber_count=DigestRun.subscriber_count + result.subscribers,
                 )
             )
             connection.commit()
-            result.bodies = counts[1]
+            result.bodies = planner.bodies
     result.seconds = time.perf_counter() - started
     return result
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -87,19 +88,26 @@ class EmailBody(db.Model):
 class DigestDelivery(db.Model):
     """The ledger: a subscriber's part of a run, written with its outbox row.
 
-    Unique per (run, subscriber): a second planner of the same run, or a resumed one,
-    cannot queue anyone's digest twice.
+    Keyed by (subscriber, frequency, window end), which is unique per (run, subscriber)
+    because a run is identified by its frequency and window end: a second planner of the
+    same run, or a resumed one, cannot queue anyone's digest twice. The key is also each
+    subscriber's cursor: their next digest at that frequency starts where their latest row
+    ends (see ``digests.planning``), so planning never rewrites subscription rows. A row
+    with no ``body_id`` records a subscriber who was due but had nothing new.
+
+    No foreign keys: a run writes one row per subscriber, and a foreign-key check per row
+    would cost more than the row. Rows are only written by the planner, from subscribers,
+    runs and bodies it has just read, and none of those are ever deleted (erasure
+    anonymises a subscriber in place).
     """
 
     __tablename__ = "digest_deliveries"
-    __table_args__ = (UniqueConstraint("run_id", "subscriber_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("digest_runs.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
-    )
-    body_id: Mapped[int] = mapped_column(ForeignKey("email_bodies.id"))
+    subscriber_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    frequency: Mapped[str] = mapped_column(String(16), primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer)
+    body_id: Mapped[int | None] = mapped_column(Integer)
     article_count: Mapped[int] = mapped_column(Integer)
 
 
@@ -114,6 +122,12 @@ class AlertDelivery(db.Model):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "article_id", "revision"),
         Index("ix_alert_deliveries_subscriber_created", "subscriber_id", "created_at"),
+        Index(
+            "ix_alert_deliveries_held_back",
+            "subscriber_id",
+            sqlite_where=text("carried_over AND digest_run_id IS NULL"),
+            postgresql_where=text("carried_over AND digest_run_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from alertsvc.extensions import db
@@ -27,6 +27,13 @@ class OutboxEmail(db.Model):
     out and another worker takes the row again. The subscriber-specific links (manage,
     unsubscribe) are added when the message is built, from ``subscriber_id`` and
     ``unsubscribe_topic_ids``, so a body can be shared between many rows.
+
+    Digest rows are written a million at a time, so they carry only what is theirs: the
+    address, subject and Message-ID are filled in when a worker first claims the row (from
+    the subscriber, the shared body, and the row's id), and kept for the record. For the
+    same reason ``subscriber_id`` and ``body_id`` have no foreign keys: the rows are
+    written from subscribers and bodies read in the same statement, and neither is ever
+    deleted.
     """
 
     __tablename__ = "outbox"
@@ -40,15 +47,13 @@ class OutboxEmail(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     template: Mapped[str] = mapped_column(String(64))
-    to_address: Mapped[str] = mapped_column(String(320))
-    subject: Mapped[str] = mapped_column(String(300))
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(300))
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
-    )
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, index=True)
     unsubscribe_topic_ids: Mapped[list[int] | None] = mapped_column(JSON)
-    body_id: Mapped[int | None] = mapped_column(ForeignKey("email_bodies.id"))
-    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    body_id: Mapped[int | None] = mapped_column(Integer)
+    message_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

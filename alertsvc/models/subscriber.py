@@ -4,7 +4,17 @@ import enum
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Index, SmallInteger, String, text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from alertsvc.extensions import db
@@ -93,6 +103,12 @@ class Subscription(db.Model):
             postgresql_where=text("ended_at IS NULL"),
         ),
         Index("ix_subscriptions_topic_live", "topic_id", "frequency"),
+        Index(
+            "ix_subscriptions_carried",
+            "subscriber_id",
+            sqlite_where=text("carried_position"),
+            postgresql_where=text("carried_position"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -102,10 +118,14 @@ class Subscription(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_reason: Mapped[str | None] = mapped_column(String(32))
-    # Articles of this topic that arrived before this instant have been handled for this
-    # subscription (sent in a digest, or before it began). A frequency change carries it
-    # over to the new row, so nothing is sent twice or skipped.
+    # Articles of this topic that arrived before this instant are not this subscription's to
+    # send: it began then, or (``carried_position``) a daily <-> weekly switch carried the old
+    # row's position over. Digest planning does not move it; a digest subscription starts
+    # at the later of this and the end of the subscriber's latest digest at its frequency
+    # (their ``DigestDelivery`` rows), except while ``carried_position``, when this instant
+    # alone counts until the subscription's first digest run clears the flag.
     delivered_until: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    carried_position: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     topic: Mapped[Topic] = relationship(lazy="joined")

@@ -12,12 +12,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.outbox import queue_email
 from alertsvc.extensions import db
 from alertsvc.models import (
+    DigestDelivery,
+    EmailBody,
     EndedReason,
     Frequency,
     OutboxEmail,
@@ -158,6 +160,25 @@ def request_topics(request: SignupRequest) -> list[Topic]:
     )
 
 
+def digest_position(subscription: Subscription) -> datetime:
+    """Where a digest subscription's next digest starts (before any pause is applied).
+
+    The later of its own ``delivered_until`` and the end of the subscriber's latest digest
+    at its frequency; while ``carried_position``, its own alone (see ``Subscription``).
+    """
+    if subscription.carried_position:
+        return subscription.delivered_until
+    served_until = db.session.scalar(
+        select(func.max(DigestDelivery.window_end)).where(
+            DigestDelivery.subscriber_id == subscription.subscriber_id,
+            DigestDelivery.frequency == subscription.frequency,
+        )
+    )
+    if served_until is None:
+        return subscription.delivered_until
+    return max(subscription.delivered_until, served_until)
+
+
 def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Subscription:
     """Make ``subscriber`` follow a topic at ``frequency``, keeping history append-only."""
     current = db.session.scalars(
@@ -172,6 +193,7 @@ def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Su
     ).one_or_none()
     now = utcnow()
     delivered_until = now
+    carried_position = False
     if current is not None:
         if current.frequency == frequency:
             return current
@@ -181,7 +203,8 @@ def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Su
             # Daily <-> weekly: the new digest picks up exactly where the old one stopped.
             # To or from immediately the change counts from now: alerts went out as
             # articles arrived, and a digest's unsent articles are not turned into alerts.
-            delivered_until = current.delivered_until
+            delivered_until = digest_position(current)
+            carried_position = True
         db.session.flush()
     subscription = Subscription(
         subscriber_id=subscriber.id,
@@ -189,6 +212,7 @@ def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Su
         frequency=frequency,
         created_at=now,
         delivered_until=delivered_until,
+        carried_position=carried_position,
     )
     db.session.add(subscription)
     db.session.flush()
@@ -375,8 +399,14 @@ def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
         .where(Subscription.subscriber_id == subscriber.id)
         .order_by(Subscription.id)
     )
-    emails = db.session.scalars(
-        select(OutboxEmail)
+    emails = db.session.execute(
+        select(
+            func.coalesce(OutboxEmail.subject, EmailBody.subject),
+            OutboxEmail.status,
+            OutboxEmail.created_at,
+            OutboxEmail.sent_at,
+        )
+        .outerjoin(EmailBody, EmailBody.id == OutboxEmail.body_id)
         .where(OutboxEmail.subscriber_id == subscriber.id)
         .order_by(OutboxEmail.id)
     )
@@ -405,12 +435,12 @@ def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
         ],
         "emails": [
             {
-                "subject": e.subject,
-                "status": e.status,
-                "created_at": stamp(e.created_at),
-                "sent_at": stamp(e.sent_at),
+                "subject": subject,
+                "status": status,
+                "created_at": stamp(created_at),
+                "sent_at": stamp(sent_at),
             }
-            for e in emails
+            for subject, status, created_at, sent_at in emails
         ],
     }
 

@@ -6,12 +6,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from alertsvc.digests.alerts import AlertResult, run_immediate_alerts
 from alertsvc.digests.planning import PlanResult, run_digest
 from alertsvc.extensions import db
-from alertsvc.models import Article, Subscription, article_topics
+from alertsvc.models import Article, OutboxEmail, Subscriber, Subscription, article_topics
+
+# Where a queued email goes: digest rows take their address when a worker claims them.
+RECIPIENT = func.coalesce(
+    OutboxEmail.to_address,
+    select(Subscriber.email).where(Subscriber.id == OutboxEmail.subscriber_id).scalar_subquery(),
+)
 
 
 def at(text: str) -> datetime:

@@ -12,7 +12,7 @@ from alertsvc.digests import planning
 from alertsvc.extensions import db
 from alertsvc.models import DigestDelivery, DigestRun, Frequency, OutboxEmail, RunStatus, Subscriber
 from alertsvc.subscriptions import services
-from tests.digests.helpers import at, create_article, digest, start_subscriptions_at
+from tests.digests.helpers import RECIPIENT, at, create_article, digest, start_subscriptions_at
 from tests.factories import count, create_subscriber, rows, seed_topics
 from tests.mail import text_part
 
@@ -132,7 +132,7 @@ def test_a_crash_half_way_then_resuming_sends_everyone_once(make_app, app, monke
     with small_chunks.app_context():
         resumed = planning.sweep_digest_runs(at("2026-11-25T08:00"))
     assert sum(r.emails for r in resumed) == 4
-    addresses = rows(app, select(OutboxEmail.to_address))
+    addresses = rows(app, select(RECIPIENT))
     assert sorted(addresses) == sorted(f"r{n}@example.com" for n in range(10))
     assert count(app, DigestDelivery) == 10
     assert rows(app, select(DigestRun.status).where(DigestRun.frequency == "daily").distinct()) == [

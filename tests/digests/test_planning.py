@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from alertsvc.models import DigestDelivery, DigestRun, EmailBody, OutboxEmail, Subscription
-from tests.digests.helpers import at, create_article, digest, start_subscriptions_at
+from tests.digests.helpers import RECIPIENT, at, create_article, digest, start_subscriptions_at
 from tests.factories import count, create_subscriber, rows, seed_topics
 from tests.mail import html_part, link_path, text_part
 
@@ -110,9 +110,7 @@ def test_each_subscriber_gets_their_own_hour_and_timezone(app):
     for hour in range(24):
         window_end = at(f"2026-11-25T{hour:02d}:00")
         digest(app, "daily", window_end)
-        for email in rows(
-            app, select(OutboxEmail.to_address).where(OutboxEmail.to_address.not_in(served))
-        ):
+        for email in rows(app, select(RECIPIENT).where(RECIPIENT.not_in(served))):
             served[email] = hour
     assert served == {"seven@example.com": 7, "eight@example.com": 8, "ny@example.com": 12}
 

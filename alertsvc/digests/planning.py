@@ -48,13 +48,11 @@ from alertsvc.digests.rendering import ArticleView, article_view, render_digest,
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import (
-    AlertDelivery,
     Article,
     DigestRun,
     DigestRunSlot,
     RunStatus,
     Subscriber,
-    Subscription,
     Topic,
     article_topics,
     utcnow,
@@ -84,24 +82,12 @@ def _insert_ignoring_conflicts(model: type, values: dict, conflict: list[str]) -
     db.session.execute(insert_skipping_existing(model, conflict).values(**values))
 
 
-def _audience_timezones(frequency: str) -> list[str]:
+def _subscriber_timezones() -> list[str]:
+    """Every timezone a confirmed subscriber lives in: the run's slots are worked out per
+    timezone, and a slot nobody is in costs nothing."""
     return list(
         db.session.scalars(
-            select(Subscriber.timezone)
-            .distinct()
-            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-            .where(Subscription.ended_at.is_(None), Subscription.frequency == frequency)
-        )
-    )
-
-
-def _carryover_timezones() -> list[str]:
-    return list(
-        db.session.scalars(
-            select(Subscriber.timezone)
-            .distinct()
-            .join(AlertDelivery, AlertDelivery.subscriber_id == Subscriber.id)
-            .where(AlertDelivery.carried_over.is_(True), AlertDelivery.digest_run_id.is_(None))
+            select(Subscriber.timezone).distinct().where(Subscriber.confirmed_at.is_not(None))
         )
     )
 
@@ -134,10 +120,7 @@ def start_digest_run(frequency: str, window_end: datetime, trigger: str = "sched
         select(DigestRunSlot.run_id).where(DigestRunSlot.run_id == run.id).limit(1)
     )
     if has_slots is None and run.status == RunStatus.PLANNING:
-        timezones = _audience_timezones(frequency)
-        if frequency == "daily":
-            timezones += _carryover_timezones()
-        for timezone, hour, weekday in due_slots(frequency, window_end, timezones):
+        for timezone, hour, weekday in due_slots(frequency, window_end, _subscriber_timezones()):
             _insert_ignoring_conflicts(
                 DigestRunSlot,
                 {"run_id": run.id, "timezone": timezone, "hour": hour, "weekday": weekday},
@@ -358,6 +341,8 @@ class _Planner:
                 true=True,
             )
         aggregate = "string_agg(entry, ',')" if self.postgres else "group_concat(entry, ',')"
+        # In subscriber order straight from the keys, so the database can merge, group and
+        # number without sorting or hashing; held-back alerts, a handful, are added after.
         self.execute(
             f"""
             INSERT INTO digest_recipients (n, subscriber_id, profile)
@@ -366,24 +351,48 @@ class _Planner:
                       SELECT subscriber_id,
                              CAST(topic_id AS VARCHAR(12)) || '@' || {self._timestamp_text("start")}
                              AS entry
-                      FROM ({positioned.format(only="")}) subscribed
-                      UNION ALL
-                      SELECT subscriber_id, entry FROM digest_refs WHERE kind = 'c'
-                  ) entries
+                      FROM ({positioned.format(only="")}) subscribed) entries
                   GROUP BY subscriber_id) grouped
             """,
             true=True,
             **params,
         )
+        self.pending_refs = {
+            kind for (kind,) in self.execute("SELECT DISTINCT kind FROM digest_refs")
+        }
+        if "c" in self.pending_refs:
+            self._add_held_back_alerts(aggregate)
         self.execute(
             "INSERT INTO digest_profiles (profile) SELECT DISTINCT profile FROM digest_recipients"
         )
         if self.postgres:
             self.execute("ANALYZE digest_recipients")
-        self.pending_refs = {
-            kind for (kind,) in self.execute("SELECT DISTINCT kind FROM digest_refs")
-        }
         return self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
+
+    def _add_held_back_alerts(self, aggregate: str) -> None:
+        """Add held-back alerts to their subscribers' profiles, numbering newcomers last."""
+        held = (
+            f"SELECT subscriber_id, {aggregate} AS entries FROM digest_refs"
+            " WHERE kind = 'c' GROUP BY subscriber_id"
+        )
+        self.execute(
+            f"""
+            UPDATE digest_recipients SET profile = profile || ',' || (
+                SELECT held.entries FROM ({held}) held
+                WHERE held.subscriber_id = digest_recipients.subscriber_id)
+            WHERE subscriber_id IN (SELECT subscriber_id FROM digest_refs WHERE kind = 'c')
+            """
+        )
+        self.execute(
+            f"""
+            INSERT INTO digest_recipients (n, subscriber_id, profile)
+            SELECT (SELECT coalesce(max(n), 0) FROM digest_recipients)
+                   + row_number() OVER (ORDER BY held.subscriber_id),
+                   held.subscriber_id, held.entries
+            FROM ({held}) held
+            WHERE held.subscriber_id NOT IN (SELECT subscriber_id FROM digest_recipients)
+            """
+        )
 
     def plan_profiles(self) -> None:
         """Work out, render and store each distinct profile's content once."""

@@ -40,6 +40,35 @@ def test_daily_to_weekly_and_back_sends_each_article_once(app, mailbox):
     assert "After going back" in texts["Daily"] and "During weekly" not in texts["Daily"]
 
 
+def test_a_switch_to_weekly_after_this_weeks_weekly_keeps_the_days_since_the_daily(
+    app, mailbox
+):
+    """Monday's weekly digest has gone at 07:00, the daily one is due at 09:00, and at 08:00
+    the reader moves a daily topic to weekly. That topic's articles since Sunday's daily
+    digest belong to next week's weekly, although the weekly ledger is past them."""
+    topics = seed_topics(app)
+    reader = create_subscriber(
+        app,
+        "reader@example.com",
+        {topics["cyber-security"]: "weekly", topics["data"]: "daily"},
+        daily_hour=9,
+    )
+    start_subscriptions_at(app, reader, at("2026-11-22T12:00"))
+    create_article(app, "Saturday security", [topics["cyber-security"]], at("2026-11-28T12:00"))
+    create_article(app, "Sunday data", [topics["data"]], at("2026-11-29T12:00"))
+    assert digest(app, "daily", at("2026-11-29T09:00")).emails == 0
+    assert digest(app, "weekly", at("2026-11-30T07:00")).emails == 1  # Monday
+    with app.app_context(), transaction():
+        services.subscribe(_subscriber(app, reader), topics["data"], Frequency.WEEKLY)
+    assert digest(app, "daily", at("2026-11-30T09:00")).emails == 0
+    assert digest(app, "weekly", at("2026-12-07T07:00")).emails == 1
+    weekly = sorted(text_part(m) for m in mailbox.deliver())
+    assert [("Saturday security" in t, "Sunday data" in t) for t in weekly] in (
+        [(True, False), (False, True)],
+        [(False, True), (True, False)],
+    )
+
+
 def test_changing_hour_after_a_digest_repeats_nothing(app, mailbox):
     topics = seed_topics(app)
     reader = create_subscriber(app, "reader@example.com", {topics["data"]: "daily"})

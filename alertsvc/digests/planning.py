@@ -44,7 +44,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from alertsvc.database import insert_skipping_existing, transaction
-from alertsvc.digests.rendering import ArticleView, article_view, render_digest, store_bodies
+from alertsvc.digests.rendering import (
+    ArticleView,
+    article_view,
+    digest_entry,
+    render_digest,
+    store_bodies,
+)
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import (
@@ -158,7 +164,7 @@ class _ArticleIndex:
             topics[article.id].append(topic_id)
             if article.id not in self.articles:
                 self.articles[article.id] = _Candidate(
-                    article_view(article, zone), article.created_at, ()
+                    digest_entry(article_view(article, zone)), article.created_at, ()
                 )
             self.by_topic[topic_id].append((article.created_at, article.id))
         for article_id, candidate in self.articles.items():
@@ -181,7 +187,9 @@ class _ArticleIndex:
             topics[article_id].append(topic_id)
         for article in db.session.scalars(select(Article).where(Article.id.in_(missing))):
             self.articles[article.id] = _Candidate(
-                article_view(article, self.zone), article.created_at, tuple(topics[article.id])
+                digest_entry(article_view(article, self.zone)),
+                article.created_at,
+                tuple(topics[article.id]),
             )
 
     def in_window(self, topic_id: int, start: datetime) -> list[int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,9 @@ class ArticleView:
     summary_html: Markup
     summary_text: str
     published: str
+    # The article's entry in a digest, rendered once per run rather than once per digest.
+    html_block: Markup | None = None
+    text_block: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,16 @@ def article_view(article: Article, zone: ZoneInfo) -> ArticleView:
         summary_html=Markup(safe_html),  # noqa: S704 - sanitised by nh3 just above
         summary_text=" ".join(text.split()),
         published=f"{published.astimezone(zone):%-d %B %Y}",
+    )
+
+
+def digest_entry(view: ArticleView) -> ArticleView:
+    """``view`` with its digest entry rendered, for a run that puts it in many digests."""
+    return replace(
+        view,
+        # Rendered by an autoescaping template from the fields above: safe to embed as is.
+        html_block=Markup(render_template("email/_digest_article.html", article=view)),  # noqa: S704
+        text_block=render_template("email/_digest_article.txt", article=view),
     )
 
 

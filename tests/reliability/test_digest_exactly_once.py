@@ -122,14 +122,15 @@ class DigestMachine(RuleBasedStateMachine):
     @rule(
         index=st.integers(0, SUBSCRIBERS - 1),
         hour=st.sampled_from([0, 1, 7, 9, 23]),
+        weekly_hour=st.sampled_from([1, 7, 9]),
         timezone=st.sampled_from(["Europe/London", "America/New_York", "Asia/Kolkata"]),
         weekday=st.integers(0, 6),
     )
-    def change_schedule(self, index, hour, timezone, weekday):
+    def change_schedule(self, index, hour, weekly_hour, timezone, weekday):
         with self.app.app_context(), transaction():
             subscriber = self._subscriber(index)
             subscriber.daily_hour = hour
-            subscriber.weekly_hour = hour
+            subscriber.weekly_hour = weekly_hour
             subscriber.weekly_day = weekday
             subscriber.timezone = timezone
 

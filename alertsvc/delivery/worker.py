@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from alertsvc.database import transaction
 from alertsvc.delivery.messages import build_message
@@ -171,9 +171,14 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
     for row in rows:
         provider_id, error = outcomes[row.id]
         change: dict[str, Any] = {
-            "id": row.id,
+            "row_id": row.id,
+            "our_lease": row.lease_expires_at,
             "lease_expires_at": None,
             "message_id": row.message_id,
+            "sent_at": None,
+            "provider_message_id": None,
+            "next_attempt_at": row.next_attempt_at,
+            "last_error": None,
         }
         if error is None:
             change.update(
@@ -198,9 +203,46 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
             result.failed += 1
             log.warning("outbox email %s failed: %s", row.id, error)
         changes.append(change)
-    with transaction() as session:
-        session.execute(update(OutboxEmail), changes)
+    _record(changes)
     return result
+
+
+def _record(changes: list[dict[str, Any]]) -> None:
+    """Write what happened to each row, unless its lease ran out and another worker took it.
+
+    A row is recorded only while it still carries this worker's lease: a worker slower than
+    ``WORKER_LEASE_SECONDS`` must not overwrite the result of the one that took over.
+    """
+    record = (
+        update(OutboxEmail)
+        .where(
+            OutboxEmail.id == bindparam("row_id"),
+            OutboxEmail.status == OutboxStatus.SENDING,
+            OutboxEmail.lease_expires_at == bindparam("our_lease"),
+        )
+        .values(
+            {
+                column: bindparam(column)
+                for column in (
+                    "status",
+                    "lease_expires_at",
+                    "message_id",
+                    "sent_at",
+                    "provider_message_id",
+                    "next_attempt_at",
+                    "last_error",
+                )
+            }
+        )
+    )
+    with transaction() as session:
+        for change in changes:
+            if session.execute(record, change).rowcount == 0:
+                log.warning(
+                    "outbox email %s: lease ran out before its result was recorded; "
+                    "left to the worker that took it over",
+                    change["row_id"],
+                )
 
 
 class StopSignal:

@@ -509,3 +509,25 @@ def test_second_sigterm_stops_the_worker_at_once_leaving_its_rows_to_the_lease(
     by_status = Counter(statuses(app).values())
     assert by_status[OutboxStatus.SENDING] == len(queued), "nothing half-recorded, nothing failed"
     assert "Worker stopped" not in output(log)
+
+
+def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_one_that_took_over(app, mail_dir):
+    row_id = queue_manage_link(app, "reader@example.com")
+
+    class OvertakenTransport:
+        """Sends so slowly that the lease runs out and another worker sends the row, then
+        fails: the slow worker's failure must not be recorded over the other's success."""
+
+        def send(self, message: EmailMessage) -> str:
+            with app.app_context(), transaction() as session:
+                session.get(OutboxEmail, row_id).lease_expires_at = utcnow() - timedelta(seconds=1)
+            assert Worker(app, burst=True).run().sent == 1
+            raise PermanentSendError("too late")
+
+    result = send_batch(app, OvertakenTransport())
+
+    assert result.failed == 1, "the slow worker saw its own send fail"
+    row = outbox_row(app, row_id)
+    assert (row.status, row.attempts, row.last_error) == (OutboxStatus.SENT, 2, None)
+    assert row.lease_expires_at is None
+    assert delivered_to(mail_dir) == ["reader@example.com"]

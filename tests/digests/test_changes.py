@@ -40,9 +40,7 @@ def test_daily_to_weekly_and_back_sends_each_article_once(app, mailbox):
     assert "After going back" in texts["Daily"] and "During weekly" not in texts["Daily"]
 
 
-def test_a_switch_to_weekly_after_this_weeks_weekly_keeps_the_days_since_the_daily(
-    app, mailbox
-):
+def test_a_switch_to_weekly_after_this_weeks_weekly_keeps_the_days_since_the_daily(app, mailbox):
     """Monday's weekly digest has gone at 07:00, the daily one is due at 09:00, and at 08:00
     the reader moves a daily topic to weekly. That topic's articles since Sunday's daily
     digest belong to next week's weekly, although the weekly ledger is past them."""

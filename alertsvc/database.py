@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import CursorResult, Table, bindparam, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from alertsvc.extensions import db
+from alertsvc.models.types import UTCDateTime
 
 
 @contextmanager
@@ -67,3 +69,26 @@ def insert_skipping_existing(
     dialect = (connection or db.session.get_bind()).dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(model).on_conflict_do_nothing(index_elements=list(conflict))
+
+
+def execute_sql(connection: Connection, sql: str, **params: Any) -> CursorResult[Any]:
+    """Run hand-written, set-based SQL with those of ``params`` it names.
+
+    Timestamps are bound as the models store them (aware UTC on PostgreSQL, SQLite's text
+    form), so comparisons with stored values hold on either database. The SQL is formatted
+    from fixed fragments only; every value is a bound parameter.
+    """
+    params = {name: value for name, value in params.items() if f":{name}" in sql}
+    statement = text(sql).bindparams(
+        *(
+            bindparam(name, type_=UTCDateTime())
+            for name, value in params.items()
+            if isinstance(value, datetime)
+        )
+    )
+    return connection.execute(statement, params)
+
+
+def as_json(connection: Connection, expression: str) -> str:
+    """SQL for ``expression`` (JSON text) as a value for a JSON column."""
+    return f"CAST({expression} AS JSON)" if connection.dialect.name == "postgresql" else expression

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -119,21 +118,21 @@ def add_articles(connection: psycopg.Connection, at: datetime) -> None:
     )
 
 
-def plan(env: dict[str, str], window_end: datetime) -> tuple[float, int, int, float]:
-    """Run the CLI in its own process: (seconds, subscribers, emails, peak RSS in MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+# The CLI, reporting its own peak RSS on the way out (Click's main ends in sys.exit).
+_REPORTING_PEAK_RSS = """
+import atexit, resource, sys
+atexit.register(lambda: sys.stderr.write(
+    f"\\npeak-rss-kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n"))
+from alertsvc.cli import main
+main()
+"""
+
+
+def run_cli(env: dict[str, str], *args: str) -> tuple[str, float]:
+    """Run an ``alertsvc`` command in its own process: (its last line, its peak RSS in MB)."""
     started = time.perf_counter()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from alertsvc.cli import main; main()",
-            "digest",
-            "run",
-            "daily",
-            "--at",
-            window_end.isoformat(),
-        ],
+        [sys.executable, "-c", _REPORTING_PEAK_RSS, *args],
         cwd=PROJECT_ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -143,14 +142,47 @@ def plan(env: dict[str, str], window_end: datetime) -> tuple[float, int, int, fl
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
-        raise SystemExit("digest run failed")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        raise SystemExit(f"alertsvc {' '.join(args)} failed")
     summary = result.stdout.strip().splitlines()[-1]
+    step(f"alertsvc {args[0]} said: {summary} (process wall time {wall:.2f} s)")
+    peak_kb = re.findall(r"^peak-rss-kb=(\d+)$", result.stderr, re.MULTILINE)
+    return summary, int(peak_kb[-1]) / 1024
+
+
+def plan(env: dict[str, str], window_end: datetime) -> tuple[float, int, int, float]:
+    """Plan the daily run: (seconds, subscribers, emails, peak RSS in MB)."""
+    summary, peak_mb = run_cli(env, "digest", "run", "daily", "--at", window_end.isoformat())
     match = re.search(r"(\d+) subscribers, (\d+) emails queued, .* ([\d.]+) s$", summary)
     if not match:
         raise SystemExit(f"unexpected output: {summary}")
-    step(f"planner said: {summary} (process wall time {wall:.2f} s)")
-    return float(match.group(3)), int(match.group(1)), int(match.group(2)), max(peak, before) / 1024
+    return float(match.group(3)), int(match.group(1)), int(match.group(2)), peak_mb
+
+
+def alert(env: dict[str, str], dsn: str) -> tuple[float, int, float]:
+    """One article in the three most followed topics: (seconds, alerts queued, peak RSS)."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(
+            """
+            INSERT INTO articles (guid, url, title, summary, author, published_at, source,
+                                  created_at, revision)
+            VALUES ('https://news.example/breaking', 'https://news.example/breaking',
+                    'Breaking news for everyone', '<p>Read this now.</p>', 'Reporter',
+                    now(), 'cli', now(), 0)
+            """
+        )
+        connection.execute(
+            """
+            INSERT INTO article_topics (article_id, topic_id)
+            SELECT a.id, t.id FROM articles a JOIN topics t
+              ON t.slug IN ('topic-1', 'topic-2', 'topic-3')
+            WHERE a.guid = 'https://news.example/breaking'
+            """
+        )
+    summary, peak_mb = run_cli(env, "alerts", "run")
+    match = re.search(r"(\d+) emails queued.* ([\d.]+) s", summary)
+    if not match:
+        raise SystemExit(f"unexpected output: {summary}")
+    return float(match.group(2)), int(match.group(1)), peak_mb
 
 
 def floor(dsn: str, rows: int) -> float:
@@ -224,6 +256,9 @@ def main() -> None:
             seconds, served, emails, peak_mb = plan(env, window_end)
             floor_seconds = floor(dsn, emails)
             runs.append((label, served, emails, seconds, peak_mb, floor_seconds))
+        step("an article in the three most followed topics: immediate alerts")
+        alert_seconds, alerts, alert_mb = alert(env, dsn)
+        alert_floor = floor(dsn, alerts)
     print()
     print(f"subscribers in database: {subscribers:,}")
     print(
@@ -238,6 +273,11 @@ def main() -> None:
             f"{peak_mb:>8.0f}{floor_seconds:>9.2f}{ratio:>7.2f}"
         )
     print("targets at 1,000,000 subscribers: <= 30 s, <= 3x the floor, peak RSS <= 300 MB")
+    print(
+        f"immediate alerts for one article: {alerts:,} queued in {alert_seconds:.2f} s"
+        f" (floor {alert_floor:.2f} s, ratio {alert_seconds / alert_floor:.2f}),"
+        f" peak RSS {alert_mb:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -13,31 +13,22 @@ that reaches the cap says so.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import make_msgid
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import CursorResult, select
+from sqlalchemy.engine import Connection
 
-from alertsvc.database import bulk_insert, transaction
-from alertsvc.delivery.outbox import mail_domain
+from alertsvc.database import as_json, execute_sql, transaction
+from alertsvc.digests.planning import subscriber_timezones
 from alertsvc.digests.rendering import article_view, render_alert, store_bodies
 from alertsvc.digests.schedule import local_midnight
 from alertsvc.extensions import db
-from alertsvc.models import (
-    AlertDelivery,
-    Article,
-    OutboxEmail,
-    OutboxStatus,
-    Subscriber,
-    Subscription,
-    Topic,
-    article_topics,
-    utcnow,
-)
+from alertsvc.models import Article, Topic, article_topics, utcnow
 
 
 @dataclass
@@ -58,33 +49,23 @@ def _claim_next_article() -> Article | None:
     ).first()
 
 
-def _alerts_today(
-    recipients: dict[int, tuple[str, str, set[int]]], now: datetime, floor: int
-) -> dict[int, int]:
-    """Alerts sent today (in each subscriber's local day), for those with at least ``floor``."""
-    by_zone: dict[str, list[int]] = defaultdict(list)
-    for subscriber_id, (_, zone, _) in recipients.items():
-        by_zone[zone].append(subscriber_id)
-    counts: dict[int, int] = {}
-    for zone, ids in by_zone.items():
-        midnight = local_midnight(now, ZoneInfo(zone))
-        for start in range(0, len(ids), 10_000):
-            rows = db.session.execute(
-                select(AlertDelivery.subscriber_id, func.count())
-                .where(
-                    AlertDelivery.subscriber_id.in_(ids[start : start + 10_000]),
-                    AlertDelivery.carried_over.is_(False),
-                    AlertDelivery.created_at >= midnight,
-                )
-                .group_by(AlertDelivery.subscriber_id)
-                .having(func.count() >= floor)
-            )
-            counts.update(dict(rows.all()))
-    return counts
+# Working tables for one article, private to its transaction's connection.
+_SETUP = (
+    "CREATE TEMPORARY TABLE alert_midnights ("
+    " timezone VARCHAR(64) PRIMARY KEY, midnight TIMESTAMP WITH TIME ZONE NOT NULL)",
+    "CREATE TEMPORARY TABLE alert_recipients ("
+    " subscriber_id INTEGER PRIMARY KEY, topic_ids TEXT NOT NULL, sent_today INTEGER NOT NULL)",
+)
+_TEARDOWN = ("alert_midnights", "alert_recipients")
 
 
 def alert_article(article: Article, now: datetime) -> tuple[int, int]:
-    """Queue the alerts for one article revision. Returns (emails queued, carried over)."""
+    """Queue the alerts for one article revision. Returns (emails queued, carried over).
+
+    Set-based, in the caller's transaction: the database finds the recipients (with how
+    many alerts each has had today, in their own day), then writes their ledger rows and
+    outbox rows with ``INSERT … SELECT``; Python renders the one or two shared bodies.
+    """
     config = current_app.config
     max_age = timedelta(days=config["ALERT_MAX_ARTICLE_AGE_DAYS"])
     if article.published_at < article.created_at - max_age:
@@ -94,34 +75,121 @@ def alert_article(article: Article, now: datetime) -> tuple[int, int]:
         if article.revision and article.major_update_at
         else article.created_at
     )
-    already = exists().where(
-        AlertDelivery.subscriber_id == Subscriber.id,
-        AlertDelivery.article_id == article.id,
-        AlertDelivery.revision == article.revision,
-    )
-    rows = db.session.execute(
-        select(Subscriber.id, Subscriber.email, Subscriber.timezone, Subscription.topic_id)
-        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-        .join(article_topics, article_topics.c.topic_id == Subscription.topic_id)
-        .where(
-            article_topics.c.article_id == article.id,
-            Subscription.frequency == "immediately",
-            Subscription.ended_at.is_(None),
-            Subscription.delivered_until <= since,
-            Subscriber.confirmed_at.is_not(None),
-            or_(Subscriber.pause_ends_at.is_(None), Subscriber.pause_ends_at <= now),
-            ~already,
+    cap = int(config["ALERTS_DAILY_CAP"])
+    connection = db.session.connection()
+
+    def execute(sql: str, **params: object) -> CursorResult[Any]:
+        return execute_sql(
+            connection,
+            sql,
+            article=article.id,
+            revision=article.revision,
+            now=now,
+            cap=cap,
+            true=True,
+            false=False,
+            **params,
         )
-        .order_by(Subscriber.id)
-    ).all()
-    recipients: dict[int, tuple[str, str, set[int]]] = {}
-    for subscriber_id, email, zone, topic_id in rows:
-        recipients.setdefault(subscriber_id, (email, zone, set()))[2].add(topic_id)
+
+    for name in _TEARDOWN:
+        execute(f"DROP TABLE IF EXISTS {name}")
+    for statement in _SETUP:
+        execute(statement)
+    try:
+        return _queue_alerts(article, execute, connection, since, cap, now)
+    finally:
+        for name in _TEARDOWN:
+            execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _queue_alerts(
+    article: Article,
+    execute: Callable[..., CursorResult[Any]],
+    connection: Connection,
+    since: datetime,
+    cap: int,
+    now: datetime,
+) -> tuple[int, int]:
+    postgres = connection.dialect.name == "postgresql"
+    if cap > 0:
+        for zone in subscriber_timezones():
+            execute(
+                "INSERT INTO alert_midnights (timezone, midnight) VALUES (:zone, :midnight)",
+                zone=zone,
+                midnight=local_midnight(now, ZoneInfo(zone)),
+            )
+        sent_today = """(SELECT count(*) FROM alert_deliveries ad
+                         JOIN alert_midnights m ON m.timezone = s.timezone
+                         WHERE ad.subscriber_id = s.id AND ad.carried_over = :false
+                           AND ad.created_at >= m.midnight)"""
+    else:
+        sent_today = "0"
+    topic_ids = (
+        "string_agg(CAST(followed.topic_id AS VARCHAR(12)), ',' ORDER BY followed.topic_id)"
+        if postgres
+        else "group_concat(followed.topic_id, ',')"  # in the subquery's order
+    )
+    execute(
+        f"""
+        INSERT INTO alert_recipients (subscriber_id, topic_ids, sent_today)
+        SELECT s.id, '[' || {topic_ids} || ']', {sent_today}
+        FROM subscribers s
+        JOIN (SELECT sub.subscriber_id, sub.topic_id FROM subscriptions sub
+              JOIN article_topics t ON t.topic_id = sub.topic_id AND t.article_id = :article
+              WHERE sub.frequency = 'immediately' AND sub.ended_at IS NULL
+                AND sub.delivered_until <= :since
+              ORDER BY sub.subscriber_id, sub.topic_id) followed
+             ON followed.subscriber_id = s.id
+        WHERE s.confirmed_at IS NOT NULL
+          AND (s.pause_ends_at IS NULL OR s.pause_ends_at <= :now)
+          AND NOT EXISTS (SELECT 1 FROM alert_deliveries ad
+                          WHERE ad.subscriber_id = s.id AND ad.article_id = :article
+                            AND ad.revision = :revision)
+        GROUP BY s.id, s.timezone
+        """,
+        since=since,
+    )
+    over_cap = ":cap > 0 AND sent_today >= :cap"
+    reaches_cap = ":cap > 0 AND sent_today = :cap - 1"
+    recipients, carried, reaching = execute(
+        f"""
+        SELECT count(*), coalesce(sum(CASE WHEN {over_cap} THEN 1 ELSE 0 END), 0),
+               coalesce(sum(CASE WHEN {reaches_cap} THEN 1 ELSE 0 END), 0)
+        FROM alert_recipients
+        """
+    ).one()
     if not recipients:
         return 0, 0
+    bodies = _store_alert_bodies(article, cap, usual=recipients > carried, last=reaching > 0)
+    execute(
+        f"""
+        INSERT INTO alert_deliveries (subscriber_id, article_id, revision, created_at,
+                                      carried_over)
+        SELECT subscriber_id, :article, :revision, :now,
+               CASE WHEN {over_cap} THEN :true ELSE :false END
+        FROM alert_recipients
+        """
+    )
+    emails = execute(
+        f"""
+        INSERT INTO outbox (created_at, template, context, subscriber_id,
+                            unsubscribe_topic_ids, body_id, status, attempts, next_attempt_at)
+        SELECT :queued, 'alert', {as_json(connection, "'{}'")}, subscriber_id,
+               {as_json(connection, "topic_ids")},
+               CASE WHEN {reaches_cap} THEN CAST(:last_body AS INTEGER)
+                    ELSE CAST(:body AS INTEGER) END, 'queued', 0, :queued
+        FROM alert_recipients
+        WHERE NOT ({over_cap})
+        """,
+        queued=utcnow(),
+        body=bodies.get(False),
+        last_body=bodies.get(True),
+    ).rowcount
+    return emails, carried
 
-    cap = config["ALERTS_DAILY_CAP"]
-    sent_today = _alerts_today(recipients, now, cap - 1) if cap > 0 else {}
+
+def _store_alert_bodies(article: Article, cap: int, *, usual: bool, last: bool) -> dict[bool, int]:
+    """The bodies this article's alerts need: usual, and the one saying the cap is reached."""
     topic_names = tuple(
         db.session.scalars(
             select(Topic.name)
@@ -130,68 +198,14 @@ def alert_article(article: Article, now: datetime) -> tuple[int, int]:
             .order_by(Topic.name)
         )
     )
-    view = article_view(article, ZoneInfo(config["TIMEZONE"]))
-    bodies: dict[bool, tuple[int, str]] = {}
-
-    def body(cap_reached: bool) -> tuple[int, str]:
-        if cap_reached not in bodies:
-            rendered = render_alert(view, article.revision, topic_names, cap_reached, cap)
-            body_id = store_bodies(db.session.connection(), [rendered])[rendered.content_key]
-            bodies[cap_reached] = (body_id, rendered.subject)
-        return bodies[cap_reached]
-
-    domain = mail_domain()
-    queued_at = utcnow()
-    ledger, outbox = [], []
-    carried = 0
-    for subscriber_id, (email, _, topic_ids) in recipients.items():
-        count = sent_today.get(subscriber_id, 0)
-        over_cap = cap > 0 and count >= cap
-        ledger.append((subscriber_id, article.id, article.revision, now, over_cap))
-        if over_cap:
-            carried += 1
-            continue
-        body_id, subject = body(cap > 0 and count == cap - 1)
-        outbox.append(
-            (
-                queued_at,
-                "alert",
-                email,
-                subject,
-                {},
-                subscriber_id,
-                sorted(topic_ids),
-                body_id,
-                make_msgid(domain=domain),
-                OutboxStatus.QUEUED.value,
-                0,
-                queued_at,
-            )
-        )
-    bulk_insert(
-        AlertDelivery.__table__,
-        ("subscriber_id", "article_id", "revision", "created_at", "carried_over"),
-        ledger,
-    )
-    bulk_insert(
-        OutboxEmail.__table__,
-        (
-            "created_at",
-            "template",
-            "to_address",
-            "subject",
-            "context",
-            "subscriber_id",
-            "unsubscribe_topic_ids",
-            "body_id",
-            "message_id",
-            "status",
-            "attempts",
-            "next_attempt_at",
-        ),
-        outbox,
-    )
-    return len(outbox), carried
+    view = article_view(article, ZoneInfo(current_app.config["TIMEZONE"]))
+    wanted = [cap_reached for cap_reached, needed in ((False, usual), (True, last)) if needed]
+    rendered = {
+        cap_reached: render_alert(view, article.revision, topic_names, cap_reached, cap)
+        for cap_reached in wanted
+    }
+    ids = store_bodies(db.session.connection(), list(rendered.values()))
+    return {cap_reached: ids[r.content_key] for cap_reached, r in rendered.items()}
 
 
 def run_immediate_alerts(now: datetime | None = None) -> AlertResult:

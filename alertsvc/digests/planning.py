@@ -36,14 +36,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, select, text, update
+from sqlalchemy import CursorResult, and_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement
 
-from alertsvc.database import insert_skipping_existing, transaction
+from alertsvc.database import as_json, execute_sql, insert_skipping_existing, transaction
 from alertsvc.digests.rendering import (
     ArticleView,
     article_view,
@@ -63,7 +65,6 @@ from alertsvc.models import (
     article_topics,
     utcnow,
 )
-from alertsvc.models.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ def _insert_ignoring_conflicts(model: type, values: dict, conflict: list[str]) -
     db.session.execute(insert_skipping_existing(model, conflict).values(**values))
 
 
-def _subscriber_timezones() -> list[str]:
-    """Every timezone a confirmed subscriber lives in: the run's slots are worked out per
-    timezone, and a slot nobody is in costs nothing."""
+def subscriber_timezones() -> list[str]:
+    """Every timezone a confirmed subscriber lives in (digest slots and alert caps are
+    worked out per timezone; one nobody is in costs nothing)."""
     return list(
         db.session.scalars(
             select(Subscriber.timezone).distinct().where(Subscriber.confirmed_at.is_not(None))
@@ -126,7 +127,7 @@ def start_digest_run(frequency: str, window_end: datetime, trigger: str = "sched
         select(DigestRunSlot.run_id).where(DigestRunSlot.run_id == run.id).limit(1)
     )
     if has_slots is None and run.status == RunStatus.PLANNING:
-        for timezone, hour, weekday in due_slots(frequency, window_end, _subscriber_timezones()):
+        for timezone, hour, weekday in due_slots(frequency, window_end, subscriber_timezones()):
             _insert_ignoring_conflicts(
                 DigestRunSlot,
                 {"run_id": run.id, "timezone": timezone, "hour": hour, "weekday": weekday},
@@ -202,7 +203,8 @@ class _ArticleIndex:
         return self.articles[article_id].view
 
 
-def _slot_join(run: DigestRun):
+def _slot_join(run: _RunRef) -> ColumnElement[bool]:
+    """Subscribers whose hour (and weekday) is one of the run's slots."""
     hour = Subscriber.daily_hour if run.frequency == "daily" else Subscriber.weekly_hour
     weekday = DAILY_WEEKDAY if run.frequency == "daily" else Subscriber.weekly_day
     return and_(
@@ -264,18 +266,8 @@ class _Planner:
         self.topic_names = dict(db.session.execute(select(Topic.id, Topic.name)).all())
         self.pending_refs: set[str] = set()
 
-    def execute(self, sql: str, **params: object):
-        """Run ``sql`` with those of ``params`` it names; timestamps are bound as the models
-        store them, on either database."""
-        params = {name: value for name, value in params.items() if f":{name}" in sql}
-        statement = text(sql).bindparams(
-            *(
-                bindparam(name, type_=UTCDateTime())
-                for name, value in params.items()
-                if isinstance(value, datetime)
-            )
-        )
-        return self.connection.execute(statement, params)
+    def execute(self, sql: str, **params: object) -> CursorResult[Any]:
+        return execute_sql(self.connection, sql, **params)
 
     def _timestamp_text(self, column: str) -> str:
         """A timestamp as profile text: seconds since the epoch on PostgreSQL (the cheapest
@@ -508,14 +500,13 @@ class _Planner:
             frequency=run.frequency,
             **params,
         )
-        as_json = "CAST({} AS JSON)" if self.postgres else "{}"
         emails = self.execute(
             f"""
             INSERT INTO outbox (created_at, template, context, subscriber_id,
                                 unsubscribe_topic_ids, body_id, status, attempts,
                                 next_attempt_at)
-            SELECT :now, 'digest', {as_json.format("'{}'")}, r.subscriber_id,
-                   {as_json.format("p.topic_ids")}, p.body_id, 'queued', 0, :now
+            SELECT :now, 'digest', {as_json(self.connection, "'{}'")}, r.subscriber_id,
+                   {as_json(self.connection, "p.topic_ids")}, p.body_id, 'queued', 0, :now
             FROM digest_recipients r JOIN digest_profiles p ON p.profile = r.profile
             WHERE {chosen} AND p.body_id IS NOT NULL
             """,
@@ -639,10 +630,13 @@ def plan_digest_run(
         return result
     run = _RunRef(run.id, run.frequency, run.window_end)
     run_id, window_end = run.id, run.window_end
-    has_slots = db.session.scalar(
-        select(DigestRunSlot.run_id).where(DigestRunSlot.run_id == run_id).limit(1)
+    anyone_due = db.session.scalar(
+        select(Subscriber.id)
+        .join(DigestRunSlot, _slot_join(run))
+        .where(Subscriber.confirmed_at.is_not(None))
+        .limit(1)
     )
-    if has_slots is None and not dry_run:
+    if anyone_due is None and not dry_run:
         # Nobody's hour: most runs outside the popular hours. Nothing to work out.
         with transaction():
             db.session.execute(

@@ -116,6 +116,10 @@ class AlertDelivery(db.Model):
 
     ``carried_over`` rows were past the subscriber's daily cap: no alert was sent, and the
     article goes into their next daily digest instead (``digest_run_id`` once it has).
+
+    No foreign keys, for the digest ledger's reason: an article can have hundreds of
+    thousands of rows, written in one statement from subscribers and the article just
+    read, and subscribers, articles and runs are never deleted.
     """
 
     __tablename__ = "alert_deliveries"
@@ -131,11 +135,9 @@ class AlertDelivery(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(Integer)
+    article_id: Mapped[int] = mapped_column(Integer)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     carried_over: Mapped[bool] = mapped_column(default=False)
-    digest_run_id: Mapped[int | None] = mapped_column(
-        ForeignKey("digest_runs.id", ondelete="SET NULL")
-    )
+    digest_run_id: Mapped[int | None] = mapped_column(Integer)

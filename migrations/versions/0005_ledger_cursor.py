@@ -8,7 +8,8 @@ The ledger is re-keyed by (subscriber, frequency, window end), so planning finds
 subscriber's next digest starts without rewriting their subscription rows, and it loses
 its foreign keys and surrogate id (one index per row instead of four checks and three
 indexes). Outbox rows may leave address, subject and Message-ID for the worker to fill
-in, and lose their foreign keys and the unique index on the Message-ID.
+in, and lose their foreign keys and the unique index on the Message-ID; the alert ledger
+loses its foreign keys too.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -59,6 +60,9 @@ def upgrade():
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.create_index('ix_subscriptions_carried', ['subscriber_id'], unique=False, sqlite_where=sa.text('carried_position'), postgresql_where=sa.text('carried_position'))
     with op.batch_alter_table('alert_deliveries', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_alert_deliveries_article_id_articles'), type_='foreignkey')
+        batch_op.drop_constraint(batch_op.f('fk_alert_deliveries_digest_run_id_digest_runs'), type_='foreignkey')
+        batch_op.drop_constraint(batch_op.f('fk_alert_deliveries_subscriber_id_subscribers'), type_='foreignkey')
         batch_op.create_index('ix_alert_deliveries_held_back', ['subscriber_id'], unique=False, sqlite_where=sa.text('carried_over AND digest_run_id IS NULL'), postgresql_where=sa.text('carried_over AND digest_run_id IS NULL'))
     if _postgres():
         # Planning no longer updates subscription rows in place: no room needed for HOT.
@@ -79,6 +83,9 @@ def downgrade():
     )
     with op.batch_alter_table('alert_deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_alert_deliveries_held_back', sqlite_where=sa.text('carried_over AND digest_run_id IS NULL'), postgresql_where=sa.text('carried_over AND digest_run_id IS NULL'))
+        batch_op.create_foreign_key(batch_op.f('fk_alert_deliveries_subscriber_id_subscribers'), 'subscribers', ['subscriber_id'], ['id'], ondelete='CASCADE')
+        batch_op.create_foreign_key(batch_op.f('fk_alert_deliveries_digest_run_id_digest_runs'), 'digest_runs', ['digest_run_id'], ['id'], ondelete='SET NULL')
+        batch_op.create_foreign_key(batch_op.f('fk_alert_deliveries_article_id_articles'), 'articles', ['article_id'], ['id'], ondelete='CASCADE')
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.drop_index('ix_subscriptions_carried', sqlite_where=sa.text('carried_position'), postgresql_where=sa.text('carried_position'))
         batch_op.drop_column('carried_position')

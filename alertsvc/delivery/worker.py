@@ -84,8 +84,8 @@ def claim_outbox_batch(limit: int, lease_seconds: int, now: datetime) -> list[Ou
             status=OutboxStatus.SENDING,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             attempts=OutboxEmail.attempts + 1,
-            # Digest rows are queued without address or subject: take them now, from the
-            # subscriber as they are and from the shared body, and keep them for the record.
+            # Digest and alert rows are queued without address or subject: take them now,
+            # from the subscriber as they are and from the shared body, and keep them.
             to_address=func.coalesce(
                 OutboxEmail.to_address,
                 select(Subscriber.email)

@@ -618,8 +618,9 @@ def plan_digest_run(
     """Queue the run's digests. Safe to call again, concurrently, or after a crash.
 
     The audience is fixed in working tables, each distinct profile is rendered once, and
-    the ledger rows, outbox rows and window advances are written by the database in chunks
-    of ``DIGEST_CHUNK_SIZE`` subscribers, each chunk one transaction. A chunk that collides
+    the ledger and outbox rows (and the few carried positions and held-back alerts) are
+    written by the database in chunks of ``DIGEST_CHUNK_SIZE`` subscribers, each chunk one
+    transaction. A chunk that collides
     with another planner's work is rolled back and the audience worked out again, which
     then leaves out what the other did. ``progress(done, total)`` is called per chunk.
     """

@@ -28,12 +28,12 @@ class OutboxEmail(db.Model):
     unsubscribe) are added when the message is built, from ``subscriber_id`` and
     ``unsubscribe_topic_ids``, so a body can be shared between many rows.
 
-    Digest rows are written a million at a time, so they carry only what is theirs: the
-    address, subject and Message-ID are filled in when a worker first claims the row (from
-    the subscriber, the shared body, and the row's id), and kept for the record. For the
-    same reason ``subscriber_id`` and ``body_id`` have no foreign keys: the rows are
-    written from subscribers and bodies read in the same statement, and neither is ever
-    deleted.
+    Digest and alert rows are written by the hundred thousand, so they carry only what is
+    theirs: the address, subject and Message-ID are filled in when a worker first claims
+    the row (from the subscriber, the shared body, and the row's id), and kept for the
+    record. For the same reason ``subscriber_id`` and ``body_id`` have no foreign keys: the
+    rows are written from subscribers and bodies read in the same statement, and neither is
+    ever deleted.
     """
 
     __tablename__ = "outbox"

@@ -160,7 +160,7 @@ def request_topics(request: SignupRequest) -> list[Topic]:
     )
 
 
-def digest_position(subscription: Subscription) -> datetime:
+def _digest_position(subscription: Subscription) -> datetime:
     """Where a digest subscription's next digest starts (before any pause is applied).
 
     The later of its own ``delivered_until`` and the end of the subscriber's latest digest
@@ -203,7 +203,7 @@ def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Su
             # Daily <-> weekly: the new digest picks up exactly where the old one stopped.
             # To or from immediately the change counts from now: alerts went out as
             # articles arrived, and a digest's unsent articles are not turned into alerts.
-            delivered_until = digest_position(current)
+            delivered_until = _digest_position(current)
             carried_position = True
         db.session.flush()
     subscription = Subscription(

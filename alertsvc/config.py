@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "DIGEST_RUN_MINUTE": 2,
     "DIGEST_LOOKBACK_HOURS": 48,
     "DIGEST_CHUNK_SIZE": 20000,
+    # Connections planning one run at the same time, each a range of subscribers
+    # (PostgreSQL; SQLite plans through one). About the database's cores.
+    "DIGEST_PLANNING_CONNECTIONS": 2,
     "ALERTS_INTERVAL_SECONDS": 60,
     "ALERTS_DAILY_CAP": 10,
     "ALERT_MAX_ARTICLE_AGE_DAYS": 3,

@@ -30,17 +30,19 @@ from __future__ import annotations
 
 import bisect
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import CursorResult, and_, select, text, update
+from sqlalchemy import CursorResult, and_, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
@@ -67,6 +69,8 @@ from alertsvc.models import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DIGEST_FREQUENCIES = ("daily", "weekly")
 
@@ -252,19 +256,20 @@ def _later(first: str, second: str) -> str:
 
 
 class _Planner:
-    """Plans one run through a connection of its own (its temporary tables live there)."""
+    """Plans one partition of a run's subscribers (``subscribers``: the first and last id)
+    through a connection of its own, where its temporary tables live."""
 
-    def __init__(self, connection: Connection, run: _RunRef, dry_run: bool) -> None:
-        config = current_app.config
+    def __init__(
+        self, connection: Connection, run: _RunRef, dry_run: bool, subscribers: tuple[int, int]
+    ) -> None:
         self.connection = connection
         self.postgres = connection.dialect.name == "postgresql"
         self.run = run
         self.dry_run = dry_run
-        self.zone = ZoneInfo(config["TIMEZONE"])
-        self.max_age = timedelta(days=config["ALERT_MAX_ARTICLE_AGE_DAYS"])
-        self.chunk_size = int(config["DIGEST_CHUNK_SIZE"])
-        self.topic_names = dict(db.session.execute(select(Topic.id, Topic.name)).all())
+        self.first, self.last = subscribers
+        self.chunk_size = int(current_app.config["DIGEST_CHUNK_SIZE"])
         self.pending_refs: set[str] = set()
+        self.profiles: list[str] = []
 
     def execute(self, sql: str, **params: object) -> CursorResult[Any]:
         return execute_sql(self.connection, sql, **params)
@@ -288,7 +293,13 @@ class _Planner:
         run = self.run
         hour = "s.daily_hour" if run.frequency == "daily" else "s.weekly_hour"
         weekday = str(DAILY_WEEKDAY) if run.frequency == "daily" else "s.weekly_day"
-        params = {"run": run.id, "end": run.window_end, "frequency": run.frequency}
+        params = {
+            "run": run.id,
+            "end": run.window_end,
+            "frequency": run.frequency,
+            "first": self.first,
+            "last": self.last,
+        }
         self.execute(
             f"""
             INSERT INTO digest_due (subscriber_id, pause_ends_at, served_until)
@@ -298,7 +309,7 @@ class _Planner:
             FROM subscribers s
             JOIN digest_run_slots sl ON sl.run_id = :run AND sl.timezone = s.timezone
                  AND sl.hour = {hour} AND sl.weekday = {weekday}
-            WHERE s.confirmed_at IS NOT NULL
+            WHERE s.id BETWEEN :first AND :last AND s.confirmed_at IS NOT NULL
               AND (s.pause_ends_at IS NULL OR s.pause_ends_at <= :end)
             """,
             **params,
@@ -316,7 +327,8 @@ class _Planner:
                        {_later(position, "due.pause_ends_at")} AS start
                 FROM digest_due due
                 JOIN subscriptions sub ON sub.subscriber_id = due.subscriber_id
-                WHERE sub.frequency = :frequency AND sub.ended_at IS NULL
+                WHERE sub.subscriber_id BETWEEN :first AND :last
+                  AND sub.frequency = :frequency AND sub.ended_at IS NULL
                   {{only}}) positioned
             WHERE start < :end
         """
@@ -367,6 +379,7 @@ class _Planner:
         )
         if self.postgres:
             self.execute("ANALYZE digest_recipients")
+        self.profiles = [row[0] for row in self.execute("SELECT profile FROM digest_profiles")]
         return self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
 
     def _add_held_back_alerts(self, aggregate: str) -> None:
@@ -394,39 +407,9 @@ class _Planner:
             """
         )
 
-    def plan_profiles(self) -> None:
-        """Work out, render and store each distinct profile's content once."""
-        profiles = [row[0] for row in self.execute("SELECT profile FROM digest_profiles")]
-        parsed = {profile: _parse_profile(profile) for profile in profiles}
-        starts = [start for entries, _ in parsed.values() for _, start in entries]
-        window_start = min(starts, default=self.run.window_end)
-        self.window_start = min(window_start, self.run.window_end)
-        self.articles = _ArticleIndex(
-            self.window_start, self.run.window_end, self.max_age, self.zone
-        )
-        self.articles.add({a for _, carried in parsed.values() for a in carried})
-        self.contents: dict[str, _Content | None] = {}
-        by_key: dict[tuple, _Content] = {}
-        for profile, (entries, carried) in parsed.items():
-            content = self._content(entries, carried)
-            if content is not None:
-                content = by_key.setdefault(content.key, content)
-            self.contents[profile] = content
-        self.bodies = len(by_key)
-        if self.dry_run:
-            return
-        bodies = self._store_bodies(list(by_key.values()))
-        updates = [
-            {
-                "p": profile,
-                "body": bodies[content.key][0],
-                "count": content.count,
-                "subject": bodies[content.key][1],
-                "topics": "[" + ",".join(str(t) for t in content.topic_ids) + "]",
-            }
-            for profile, content in self.contents.items()
-            if content is not None
-        ]
+    def set_bodies(self, bodies: dict[str, dict[str, object]]) -> None:
+        """Give this partition's profiles their bodies (``_Digests.bodies_by_profile``)."""
+        updates = [{"p": p, **bodies[p]} for p in self.profiles if p in bodies]
         if updates:
             self.connection.execute(
                 text(
@@ -436,48 +419,21 @@ class _Planner:
                 updates,
             )
 
-    def _content(self, entries: list[tuple[int, datetime]], carried: list[int]) -> _Content | None:
-        """Each article once, under the first of the subscriber's topics (by name) holding it."""
-        seen: set[int] = set()
-        sections = []
-        ordered = sorted(entries, key=lambda item: (self.topic_names.get(item[0], ""), item[0]))
-        for topic_id, start in ordered:
-            fresh = [a for a in self.articles.in_window(topic_id, start) if a not in seen]
-            seen.update(fresh)
-            if fresh:
-                sections.append((topic_id, tuple(fresh)))
-        held = tuple(
-            a
-            for a in dict.fromkeys(sorted(carried))
-            if a not in seen and a in self.articles.articles
-        )
-        count = len(seen) + len(held)
-        if not count:
-            return None
-        topic_ids = {topic_id for topic_id, _ in entries}
-        for article_id in held:
-            topic_ids.update(self.articles.articles[article_id].topic_ids)
-        return _Content((tuple(sections), held), count, tuple(sorted(topic_ids)))
-
-    def _store_bodies(self, contents: list[_Content]) -> dict[tuple, tuple[int, str]]:
-        """Render each distinct content once and store it; content key -> (body id, subject).
-
-        Bodies already stored (a resumed or raced run) are reused.
-        """
-        rendered = {}
-        for content in contents:
-            sections, carried = content.key
-            rendered[content.key] = render_digest(
-                self.run.id,
-                self.run.frequency,
-                tuple(
-                    (self.topic_names[topic_id], tuple(self.articles.view(a) for a in ids))
-                    for topic_id, ids in sections
-                ),
-                tuple(self.articles.view(a) for a in carried),
-            )
-        ids = store_bodies(self.connection, list(rendered.values()))
-        return {key: (ids[r.content_key], r.subject) for key, r in rendered.items()}
+    def write_all(self, done: Callable[[int, int], None]) -> None:
+        """Write every chunk, each its own transaction; ``done(subscribers, emails)`` after
+        each commit."""
+        total = self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
+        for low in range(1, total + 1, self.chunk_size):
+            high = min(low + self.chunk_size - 1, total)
+            try:
+                emails = self.write(low, high)
+                self.connection.commit()
+            except BaseException:
+                # At once, not when the other partitions are done: this transaction holds
+                # the run row's lock, which they wait on to commit their own chunks.
+                self.connection.rollback()
+                raise
+            done(high - low + 1, emails)
 
     def write(self, low: int, high: int) -> int:
         """Queue the digests of recipients ``low``..``high`` and record them in the ledger.
@@ -540,22 +496,22 @@ class _Planner:
         )
         return emails
 
-    def preview(self, limit: int = 20) -> tuple[int, list[tuple[str, str, int]]]:
+    def preview(self, digests: _Digests, limit: int = 20) -> tuple[int, list[tuple[str, str, int]]]:
         """For a dry run: emails that would be queued, and a sample of who gets what."""
         emails = 0
         for profile, recipients in self.execute(
             "SELECT profile, count(*) FROM digest_recipients GROUP BY profile"
         ):
-            if self.contents.get(profile) is not None:
+            if digests.contents.get(profile) is not None:
                 emails += recipients
         sample = []
         for email, profile in self.execute(
             "SELECT s.email, r.profile FROM digest_recipients r"
             " JOIN subscribers s ON s.id = r.subscriber_id ORDER BY r.n"
         ):
-            content = self.contents.get(profile)
+            content = digests.contents.get(profile)
             if content is not None:
-                names = ", ".join(self.topic_names[t] for t, _ in content.key[0])
+                names = ", ".join(digests.topic_names[t] for t, _ in content.key[0])
                 sample.append((email, names, content.count))
                 if len(sample) >= limit:
                     break
@@ -564,6 +520,98 @@ class _Planner:
     def teardown(self) -> None:
         for name in _TEARDOWN:
             self.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+class _Digests:
+    """The run's distinct digests, worked out from every partition's profiles and rendered
+    once each; shared bodies are stored through the connection given to ``plan``."""
+
+    def __init__(self, run: _RunRef) -> None:
+        config = current_app.config
+        self.run = run
+        self.zone = ZoneInfo(config["TIMEZONE"])
+        self.max_age = timedelta(days=config["ALERT_MAX_ARTICLE_AGE_DAYS"])
+        self.topic_names = dict(db.session.execute(select(Topic.id, Topic.name)).all())
+        self.contents: dict[str, _Content | None] = {}
+        self.bodies_by_profile: dict[str, dict[str, object]] = {}
+        self.window_start = run.window_end
+        self.bodies = 0
+
+    def plan(self, profiles: set[str], connection: Connection | None) -> None:
+        """Work out each distinct profile's content; unless ``connection`` is None (a dry
+        run), render and store each distinct content once."""
+        parsed = {profile: _parse_profile(profile) for profile in profiles}
+        starts = [start for entries, _ in parsed.values() for _, start in entries]
+        self.window_start = min([*starts, self.run.window_end])
+        self.articles = _ArticleIndex(
+            self.window_start, self.run.window_end, self.max_age, self.zone
+        )
+        self.articles.add({a for _, carried in parsed.values() for a in carried})
+        by_key: dict[tuple, _Content] = {}
+        for profile, (entries, carried) in parsed.items():
+            content = self._content(entries, carried)
+            if content is not None:
+                content = by_key.setdefault(content.key, content)
+            self.contents[profile] = content
+        self.bodies = len(by_key)
+        if connection is None:
+            return
+        bodies = self._store_bodies(list(by_key.values()), connection)
+        self.bodies_by_profile = {
+            profile: {
+                "body": bodies[content.key][0],
+                "count": content.count,
+                "subject": bodies[content.key][1],
+                "topics": "[" + ",".join(str(t) for t in content.topic_ids) + "]",
+            }
+            for profile, content in self.contents.items()
+            if content is not None
+        }
+
+    def _content(self, entries: list[tuple[int, datetime]], carried: list[int]) -> _Content | None:
+        """Each article once, under the first of the subscriber's topics (by name) holding it."""
+        seen: set[int] = set()
+        sections = []
+        ordered = sorted(entries, key=lambda item: (self.topic_names.get(item[0], ""), item[0]))
+        for topic_id, start in ordered:
+            fresh = [a for a in self.articles.in_window(topic_id, start) if a not in seen]
+            seen.update(fresh)
+            if fresh:
+                sections.append((topic_id, tuple(fresh)))
+        held = tuple(
+            a
+            for a in dict.fromkeys(sorted(carried))
+            if a not in seen and a in self.articles.articles
+        )
+        count = len(seen) + len(held)
+        if not count:
+            return None
+        topic_ids = {topic_id for topic_id, _ in entries}
+        for article_id in held:
+            topic_ids.update(self.articles.articles[article_id].topic_ids)
+        return _Content((tuple(sections), held), count, tuple(sorted(topic_ids)))
+
+    def _store_bodies(
+        self, contents: list[_Content], connection: Connection
+    ) -> dict[tuple, tuple[int, str]]:
+        """Render each distinct content once and store it; content key -> (body id, subject).
+
+        Bodies already stored (a resumed or raced run) are reused.
+        """
+        rendered = {}
+        for content in contents:
+            sections, carried = content.key
+            rendered[content.key] = render_digest(
+                self.run.id,
+                self.run.frequency,
+                tuple(
+                    (self.topic_names[topic_id], tuple(self.articles.view(a) for a in ids))
+                    for topic_id, ids in sections
+                ),
+                tuple(self.articles.view(a) for a in carried),
+            )
+        ids = store_bodies(connection, list(rendered.values()))
+        return {key: (ids[r.content_key], r.subject) for key, r in rendered.items()}
 
 
 def _moment(text: str) -> datetime:
@@ -598,15 +646,34 @@ class _RunRef:
 
 
 @contextmanager
-def _planning_connection(dry_run: bool) -> Iterator[Connection]:
-    """A connection of the planner's own, committing chunk by chunk; for a dry run, the
+def _planning_connections(dry_run: bool, count: int) -> Iterator[list[Connection]]:
+    """Connections of the planner's own, committing chunk by chunk; for a dry run, the
     session's, whose transaction (holding the unsaved run) the caller rolls back."""
     if dry_run:
-        yield db.session.connection()
+        yield [db.session.connection()]
         return
     db.session.rollback()
-    with db.engine.connect() as connection:
-        yield connection
+    with ExitStack() as stack:
+        yield [stack.enter_context(db.engine.connect()) for _ in range(count)]
+
+
+def _partitions(count: int) -> list[tuple[int, int]]:
+    """``count`` ranges of subscriber ids, first and last, of about equal size."""
+    if count == 1:
+        return [(0, 2**31 - 1)]
+    low, high = db.session.execute(select(func.min(Subscriber.id), func.max(Subscriber.id))).one()
+    low, high = low or 0, high or 0
+    step = (high - low) // count + 1
+    return [(low + i * step, low + (i + 1) * step - 1) for i in range(count)]
+
+
+def _each(planners: list[_Planner], work: Callable[[_Planner], T]) -> list[T]:
+    """``work`` on every partition, at the same time when there are several: each has its
+    own connection, and the threads mostly wait on the database."""
+    if len(planners) == 1:
+        return [work(planners[0])]
+    with ThreadPoolExecutor(len(planners), thread_name_prefix="digest-planner") as pool:
+        return list(pool.map(work, planners))
 
 
 def plan_digest_run(
@@ -617,12 +684,14 @@ def plan_digest_run(
 ) -> PlanResult:
     """Queue the run's digests. Safe to call again, concurrently, or after a crash.
 
-    The audience is fixed in working tables, each distinct profile is rendered once, and
-    the ledger and outbox rows (and the few carried positions and held-back alerts) are
-    written by the database in chunks of ``DIGEST_CHUNK_SIZE`` subscribers, each chunk one
-    transaction. A chunk that collides
-    with another planner's work is rolled back and the audience worked out again, which
-    then leaves out what the other did. ``progress(done, total)`` is called per chunk.
+    The subscribers are split into ``DIGEST_PLANNING_CONNECTIONS`` ranges of ids, each
+    planned through its own connection at the same time (one on SQLite, and for a dry
+    run). Each fixes its audience in working tables; each distinct profile among them all
+    is rendered once; then each writes its ledger and outbox rows (and the few carried
+    positions and held-back alerts) in chunks of ``DIGEST_CHUNK_SIZE`` subscribers, each
+    chunk one transaction. A chunk that collides with another planner's work is rolled
+    back and the audience worked out again, which then leaves out what the other did.
+    ``progress(done, total)`` is called per chunk.
     """
     started = time.perf_counter()
     result = PlanResult(run.id, run.frequency, run.window_end, dry_run=dry_run)
@@ -647,60 +716,77 @@ def plan_digest_run(
             )
         result.seconds = time.perf_counter() - started
         return result
-    with _planning_connection(dry_run) as connection:
+    parallel = not dry_run and db.engine.dialect.name == "postgresql"
+    count = max(1, int(current_app.config["DIGEST_PLANNING_CONNECTIONS"])) if parallel else 1
+    partitions = _partitions(count)
+    with _planning_connections(dry_run, count) as connections:
         for _attempt in range(5):
-            planner = _Planner(connection, run, dry_run)
+            planners = [
+                _Planner(connection, run, dry_run, partition)
+                for connection, partition in zip(connections, partitions, strict=True)
+            ]
+            digests = _Digests(run)
             try:
-                _plan(planner, result, progress)
+                _plan(planners, digests, result, progress)
                 break
             except IntegrityError:
-                connection.rollback()
                 log.warning("digest run %s: another planner got there first; again", run_id)
             finally:
                 if not dry_run:
-                    if connection.in_transaction():
-                        connection.rollback()
-                    planner.teardown()
-                    connection.commit()
+                    for planner in planners:
+                        if planner.connection.in_transaction():
+                            planner.connection.rollback()
+                        planner.teardown()
+                        planner.connection.commit()
         else:
             raise RuntimeError(f"digest run {run_id} kept colliding with another planner")
         if not dry_run:
-            connection.execute(
+            connections[0].execute(
                 update(DigestRun)
                 .where(DigestRun.id == run_id)
                 .values(
                     status=RunStatus.PLANNED,
                     planned_at=utcnow(),
-                    window_start=min(planner.window_start, window_end),
+                    window_start=min(digests.window_start, window_end),
                 )
             )
-            connection.commit()
-            result.bodies = planner.bodies
+            connections[0].commit()
+    result.bodies = digests.bodies
     result.seconds = time.perf_counter() - started
     return result
 
 
 def _plan(
-    planner: _Planner, result: PlanResult, progress: Callable[[int, int], None] | None
+    planners: list[_Planner],
+    digests: _Digests,
+    result: PlanResult,
+    progress: Callable[[int, int], None] | None,
 ) -> None:
-    connection = planner.connection
-    total = planner.build_audience()
-    planner.plan_profiles()
-    if planner.dry_run:
+    total = sum(_each(planners, _Planner.build_audience))
+    first = planners[0]
+    digests.plan(
+        {profile for planner in planners for profile in planner.profiles},
+        None if first.dry_run else first.connection,
+    )
+    if first.dry_run:
         result.subscribers = total
-        result.emails, result.preview = planner.preview()
-        result.bodies = planner.bodies
+        result.emails, result.preview = first.preview(digests)
         return
-    connection.commit()  # the working tables and the shared bodies
+    for planner in planners:
+        planner.set_bodies(digests.bodies_by_profile)
+        planner.connection.commit()  # the working tables, and the shared bodies
     if progress:
         progress(0, total)
-    for low in range(1, total + 1, planner.chunk_size):
-        high = min(low + planner.chunk_size - 1, total)
-        result.emails += planner.write(low, high)
-        connection.commit()
-        result.subscribers += high - low + 1
-        if progress:
-            progress(high - low + 1, total)
+    lock = threading.Lock()
+
+    def done(subscribers: int, emails: int) -> None:
+        with lock:
+            result.subscribers += subscribers
+            result.emails += emails
+            if progress:
+                progress(subscribers, total)
+
+    _each(planners, lambda planner: planner.write_all(done))
 
 
 def run_digest(

@@ -132,7 +132,7 @@ def test_unconfirmed_and_unsubscribed_readers_get_nothing(app):
 
 
 def test_a_crash_half_way_then_resuming_sends_everyone_once(make_app, app, monkeypatch):
-    small_chunks = make_app(DIGEST_CHUNK_SIZE=3)
+    small_chunks = make_app(DIGEST_CHUNK_SIZE=3, DIGEST_PLANNING_CONNECTIONS=1)
     topics = seed_topics(app)
     for number in range(10):
         subscriber = create_subscriber(app, f"r{number}@example.com", {topics["data"]: "daily"})
@@ -165,6 +165,48 @@ def test_a_crash_half_way_then_resuming_sends_everyone_once(make_app, app, monke
     assert rows(app, select(DigestRun.status).where(DigestRun.frequency == "daily").distinct()) == [
         RunStatus.PLANNED
     ]
+
+
+def test_partitions_planned_at_once_each_crashing_then_resumed_send_everyone_once(
+    make_app, app, monkeypatch
+):
+    """Three connections plan a third of the subscribers each (on PostgreSQL; SQLite plans
+    through one); every partition dies after its first chunk, and the sweeper finishes."""
+    partitioned = make_app(DIGEST_CHUNK_SIZE=2, DIGEST_PLANNING_CONNECTIONS=3)
+    topics = seed_topics(app)
+    for number in range(12):
+        subscriber = create_subscriber(app, f"r{number}@example.com", {topics["data"]: "daily"})
+        start_subscriptions_at(app, subscriber, at("2026-11-24T07:00"))
+    create_article(app, "News", [topics["data"]], at("2026-11-24T12:00"))
+
+    real_write = planning._Planner.write
+
+    def die_after_first_chunk(self, low, high):
+        if low > 1:
+            raise RuntimeError("power cut")
+        return real_write(self, low, high)
+
+    monkeypatch.setattr(planning._Planner, "write", die_after_first_chunk)
+    with pytest.raises(RuntimeError, match="power cut"):
+        digest(partitioned, "daily", at("2026-11-25T07:00"))
+    with app.app_context():
+        partitions = 3 if db.engine.dialect.name == "postgresql" else 1
+    first_chunks = count(app, OutboxEmail)
+    assert first_chunks == 2 * partitions, "each partition's first chunk, nothing more"
+
+    monkeypatch.setattr(planning._Planner, "write", real_write)
+    with partitioned.app_context():
+        resumed = planning.sweep_digest_runs(at("2026-11-25T08:00"))
+    assert sum(r.emails for r in resumed) == 12 - first_chunks
+    assert sorted(rows(app, select(RECIPIENT))) == sorted(f"r{n}@example.com" for n in range(12))
+    assert count(app, DigestDelivery) == 12
+    [run] = rows(
+        app,
+        select(DigestRun).where(
+            DigestRun.frequency == "daily", DigestRun.window_end == at("2026-11-25T07:00")
+        ),
+    )
+    assert (run.status, run.email_count) == (RunStatus.PLANNED, 12)
 
 
 def test_sweeper_creates_runs_missed_while_nothing_ran(app):

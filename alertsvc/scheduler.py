@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from alertsvc.articles.feeds import poll_due_feeds
 from alertsvc.database import transaction
 from alertsvc.digests.alerts import run_immediate_alerts
-from alertsvc.digests.planning import run_digest, sweep_digest_runs
+from alertsvc.digests.planning import PlanResult, run_digest, sweep_digest_runs
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import SignupRequest, utcnow
@@ -154,6 +154,20 @@ def plan_due_digests() -> list[Any]:
     return [run_digest(frequency, window_end) for frequency in ("daily", "weekly")]
 
 
+def _describe(outcome: Any) -> str:
+    """A job's outcome for the log; digest runs that served nobody are only counted (the
+    sweeper's first pass on a new install creates a run for every hour it looks back on)."""
+    if isinstance(outcome, list) and all(isinstance(item, PlanResult) for item in outcome):
+        served = [
+            f"{r.frequency} run ending {r.window_end:%Y-%m-%d %H:%M}: {r.subscribers}"
+            f" subscribers, {r.emails} emails, {r.seconds:.2f} s"
+            for r in outcome
+            if r.subscribers
+        ]
+        return "; ".join([f"{len(outcome)} digest runs", *served])
+    return str(outcome)
+
+
 def _job(
     app: Flask, function: Callable[[], Any], *, own_transactions: bool = False
 ) -> Callable[[], None]:
@@ -167,7 +181,7 @@ def _job(
             else:
                 with transaction():
                     outcome = function()
-        log.info("job %s done: %s", function.__name__, outcome)
+        log.info("job %s done: %s", function.__name__, _describe(outcome))
 
     run.__name__ = run.__qualname__ = function.__name__  # APScheduler logs the qualname
     return run

@@ -51,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "FEEDS_MAX_BYTES": 10 * 1024 * 1024,
     "FEEDS_MAX_REDIRECTS": 5,
     "FEEDS_FAILURE_THRESHOLD": 5,
+    # A failing feed is polled less and less often, down to once in this long.
+    "FEEDS_MAX_BACKOFF_SECONDS": 6 * 3600,
     "FEEDS_STALE_DAYS": 14,
     "FEEDS_ALLOW_PRIVATE_ADDRESSES": False,
     "ALERT_ON_UPDATE": False,

@@ -42,6 +42,7 @@ from alertsvc.topics.services import SLUG_PATTERN
 log = logging.getLogger(__name__)
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 )
@@ -123,6 +124,8 @@ class Fetched:
     etag: str | None = None
     last_modified: str | None = None
     content_type: str | None = None
+    # Where the feed now lives, when every redirect on the way was permanent (301, 308).
+    moved_to: str | None = None
 
 
 def fetch_feed(
@@ -140,6 +143,7 @@ def fetch_feed(
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     current = url
+    permanent = True  # every redirect so far was 301 or 308
     try:
         with httpx.Client(
             timeout=httpx.Timeout(settings.timeout), follow_redirects=False, trust_env=False
@@ -147,12 +151,14 @@ def fetch_feed(
             for _hop in range(settings.max_redirects + 1):
                 check_url(current, allow_private=settings.allow_private)
                 with client.stream("GET", current, headers=headers) as response:
+                    moved_to = current if permanent and current != url else None
                     if response.status_code == 304:
-                        return Fetched(304, current)
+                        return Fetched(304, current, moved_to=moved_to)
                     if response.status_code in REDIRECTS:
                         location = response.headers.get("location")
                         if not location:
                             raise FeedError(f"HTTP {response.status_code} with no Location")
+                        permanent = permanent and response.status_code in PERMANENT_REDIRECTS
                         current = urljoin(current, location)
                         continue
                     if response.status_code != 200:
@@ -167,6 +173,7 @@ def fetch_feed(
                         etag=response.headers.get("etag"),
                         last_modified=response.headers.get("last-modified"),
                         content_type=response.headers.get("content-type"),
+                        moved_to=moved_to,
                     )
     except httpx.TimeoutException as error:
         raise FeedError(
@@ -433,6 +440,8 @@ def record_poll_success(
             feed.content_hash = digest
         feed.etag = (fetched.etag or "")[:500] or None
         feed.last_modified = (fetched.last_modified or "")[:100] or None
+    if fetched.moved_to:
+        _follow_move(feed, fetched.moved_to)
     feed.last_polled_at = now
     feed.last_success_at = now
     feed.consecutive_failures = 0
@@ -448,9 +457,31 @@ def record_poll_success(
     return result
 
 
+def _follow_move(feed: Feed, url: str) -> None:
+    """A feed that redirected permanently is polled at its new address from now on, unless
+    another feed is already there (then both stay as they are, and the log says so)."""
+    if db.session.scalar(select(Feed.id).where(Feed.url == url, Feed.id != feed.id)):
+        log.warning(
+            "feed %s (%s) has moved permanently to %s, which is already another feed",
+            feed.id,
+            feed.url,
+            url,
+        )
+        return
+    log.info("feed %s has moved permanently from %s to %s", feed.id, feed.url, url)
+    feed.url = url[:2048]
+
+
+def failure_backoff(failures: int, interval: timedelta, longest: timedelta) -> timedelta:
+    """How long to leave a feed that has failed ``failures`` times in a row: the usual
+    interval after one failure, doubling with each further one, up to ``longest``."""
+    return min(interval * 2 ** min(max(failures - 1, 0), 30), max(longest, interval))
+
+
 def record_poll_failure(feed_id: int, error: str, *, now: datetime, interval: timedelta) -> None:
-    """Count a failed poll; warn when the feed reaches the failure threshold (and each
-    multiple of it), not on every failure, so a dead feed does not flood the log."""
+    """Count a failed poll and back off; warn when the feed reaches the failure threshold
+    (and each multiple of it), not on every failure, so a dead feed does not flood the log.
+    """
     feed = db.session.get(Feed, feed_id)
     if feed is None:
         return
@@ -458,7 +489,8 @@ def record_poll_failure(feed_id: int, error: str, *, now: datetime, interval: ti
     feed.last_error = error[:2000]
     feed.last_error_at = now
     feed.consecutive_failures = (feed.consecutive_failures or 0) + 1
-    feed.next_poll_at = now + interval
+    longest = timedelta(seconds=float(current_app.config["FEEDS_MAX_BACKOFF_SECONDS"]))
+    feed.next_poll_at = now + failure_backoff(feed.consecutive_failures, interval, longest)
     feed.poll_lease_until = None
     threshold = HealthRules.from_config(current_app.config).failure_threshold
     if threshold and feed.consecutive_failures % threshold == 0:

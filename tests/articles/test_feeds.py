@@ -500,3 +500,69 @@ def test_scheduler_job_polls_only_due_feeds(feeds_app, httpserver):
     feed = feed_row(feeds_app, due)
     interval = timedelta(seconds=feeds_app.config["FEEDS_POLL_INTERVAL_SECONDS"])
     assert feed.next_poll_at == feed.last_polled_at + interval
+
+
+def test_a_feed_that_moved_permanently_is_polled_at_its_new_address(feeds_app, httpserver):
+    seed_topics(feeds_app)
+    httpserver.expect_request("/old").respond_with_data(
+        "", status=301, headers={"Location": "/new"}
+    )
+    httpserver.expect_request("/new").respond_with_data(
+        rss(rss_items(1)), content_type=RSS_CONTENT_TYPE
+    )
+    httpserver.expect_request("/elsewhere").respond_with_data(
+        "", status=302, headers={"Location": "/new"}
+    )
+    moved = create_feed(feeds_app, httpserver.url_for("/old"), ["data"])
+    visiting = create_feed(feeds_app, httpserver.url_for("/elsewhere"), ["data"])
+
+    poll(feeds_app, moved, visiting)
+    assert feed_row(feeds_app, moved).url == httpserver.url_for("/new")
+    assert feed_row(feeds_app, visiting).url == httpserver.url_for("/elsewhere"), "302: stays"
+
+    httpserver.clear_log()
+    poll(feeds_app, moved)
+    assert [request.path for request, _ in httpserver.log] == ["/new"]
+
+
+def test_a_move_onto_another_feeds_address_is_left_for_the_operator(feeds_app, httpserver, caplog):
+    seed_topics(feeds_app)
+    httpserver.expect_request("/old").respond_with_data(
+        "", status=308, headers={"Location": "/new"}
+    )
+    httpserver.expect_request("/new").respond_with_data(
+        rss(rss_items(1)), content_type=RSS_CONTENT_TYPE
+    )
+    old = create_feed(feeds_app, httpserver.url_for("/old"), ["data"])
+    create_feed(feeds_app, httpserver.url_for("/new"), ["data"])
+
+    with caplog.at_level(logging.WARNING, logger="alertsvc.articles.feeds"):
+        [result] = poll(feeds_app, old)
+    assert result.status == feeds.PollStatus.FETCHED
+    assert feed_row(feeds_app, old).url == httpserver.url_for("/old")
+    assert "which is already another feed" in caplog.text
+
+
+def test_a_failing_feed_is_polled_less_and_less_often(make_app, httpserver):
+    app = make_app(
+        FEEDS_ALLOW_PRIVATE_ADDRESSES=True,
+        FEEDS_POLL_INTERVAL_SECONDS=600,
+        FEEDS_MAX_BACKOFF_SECONDS=3000,
+    )
+    seed_topics(app)
+    httpserver.expect_request("/down").respond_with_data("", status=503)
+    feed_id = create_feed(app, httpserver.url_for("/down"), ["data"])
+    waits = []
+    for _ in range(5):
+        poll(app, feed_id)
+        feed = feed_row(app, feed_id)
+        waits.append(round((feed.next_poll_at - feed.last_error_at).total_seconds()))
+    assert waits == [600, 1200, 2400, 3000, 3000]
+
+    httpserver.clear()
+    httpserver.expect_request("/down").respond_with_data(
+        rss(rss_items(1)), content_type=RSS_CONTENT_TYPE
+    )
+    poll(app, feed_id)
+    feed = feed_row(app, feed_id)
+    assert round((feed.next_poll_at - feed.last_success_at).total_seconds()) == 600

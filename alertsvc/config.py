@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "EMAIL_CHECK_DELIVERABILITY": False,
     "SIGNUP_RATE_LIMIT_PER_IP": "30 per hour;10 per minute",
     "SIGNUP_RATE_LIMIT_PER_ADDRESS": "5 per hour",
+    # Per API token (or, without one, per address): a newsroom system sends batches.
+    "API_RATE_LIMIT": "600 per minute",
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WORKER_BATCH_SIZE": 100,
     "WORKER_THREADS": 8,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
+from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
@@ -12,6 +13,7 @@ from alertsvc.api import auth
 from alertsvc.api.schemas import ArticleInSchema, ErrorSchema, IngestResultSchema
 from alertsvc.articles.services import ArticleInput, UnknownTopics, ingest_articles
 from alertsvc.database import transaction
+from alertsvc.extensions import limiter
 from alertsvc.models import ArticleSource
 
 bp = Blueprint(
@@ -48,6 +50,17 @@ def invalid(errors: dict[Any, Any]) -> Response:
     return error_response(
         422, "Unprocessable Entity", "The request is not valid: see errors.", errors
     )
+
+
+def _client_key() -> str:
+    """Rate-limit key: the presented token (hashed), so each newsroom system has its own
+    allowance; the address when no token is sent."""
+    token = auth.bearer_token(request)
+    return "api-token:" + auth.hash_token(token) if token else "api-ip:" + get_remote_address()
+
+
+def _rate_limit() -> str:
+    return str(current_app.config["API_RATE_LIMIT"])
 
 
 @bp.before_request
@@ -106,6 +119,12 @@ def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
 @bp.alt_response(413, schema=ErrorSchema, description="The body is too large.")
 @bp.alt_response(415, schema=ErrorSchema, description="The body is not `application/json`.")
 @bp.alt_response(422, schema=ErrorSchema, description="Invalid articles: see `errors`.")
+@bp.alt_response(
+    429,
+    schema=ErrorSchema,
+    description="Too many requests for this token (`API_RATE_LIMIT`): see `Retry-After`.",
+)
+@limiter.limit(_rate_limit, key_func=_client_key)
 def post_articles() -> Any:
     token = auth.bearer_token(request)
     with transaction():

@@ -271,3 +271,23 @@ def test_a_very_long_guid_is_kept_unique_by_its_hash(app, client, auth):
     other = client.post(ARTICLES, json=article(2, guid="€" * 2047 + "x"), headers=auth)
     assert (first.status_code, again.status_code, other.status_code) == (201, 200, 201)
     assert [a["guid"][:7] for a in articles(app)] == ["sha256:", "sha256:"]
+
+
+def test_each_token_has_its_own_rate_limit_answered_with_json_429(make_app):
+    limited = make_app(API_RATE_LIMIT="3 per minute")
+    seed_topics(limited)
+    first = {"Authorization": f"Bearer {create_token(limited, 'first')}"}
+    second = {"Authorization": f"Bearer {create_token(limited, 'second')}"}
+    client = limited.test_client()
+
+    statuses = [
+        client.post("/api/v1/articles", json=article(n), headers=first).status_code
+        for n in range(4)
+    ]
+    assert statuses == [201, 201, 201, 429]
+    refused = client.post("/api/v1/articles", json=article(9), headers=first)
+    assert refused.status_code == 429 and refused.is_json
+    assert refused.get_json()["error"] == "Too Many Requests"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert client.post("/api/v1/articles", json=article(5), headers=second).status_code == 201
+    assert count(limited, Article) == 4

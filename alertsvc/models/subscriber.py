@@ -68,6 +68,9 @@ class Subscriber(db.Model):
     # The instant the pause ends: midnight starting ``paused_until`` in the subscriber's
     # timezone, or when they resumed. Nothing that arrived before it is sent afterwards.
     pause_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the person asked for their data to be deleted: the row stays, anonymised, so
+    # that counts and delivery history stay true, and their old links stop working.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", order_by="Subscription.id"

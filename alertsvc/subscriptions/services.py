@@ -266,7 +266,7 @@ def load_subscriber(payload: Any) -> Subscriber:
     subscriber = db.session.get(Subscriber, payload)
     if subscriber is None:
         raise InvalidToken("no such subscriber")
-    if subscriber.email.endswith(ERASED_ADDRESS_SUFFIX):
+    if subscriber.erased_at is not None:
         # Links in old emails no longer stand for anyone once their data is deleted.
         raise InvalidToken("subscriber erased")
     return subscriber
@@ -473,4 +473,5 @@ def erase_subscriber(subscriber: Subscriber) -> None:
         .execution_options(synchronize_session=False)
     )
     subscriber.email = f"erased-{subscriber.id}{ERASED_ADDRESS_SUFFIX}"
+    subscriber.erased_at = utcnow()
     subscriber.paused_until = None

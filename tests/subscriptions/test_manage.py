@@ -269,7 +269,8 @@ def test_delete_my_data(client, app, topics, mailbox):
     assert response.status_code == 200
     assert "Your data has been deleted" in page_text(response)
     assert "reader@example.com" not in repr(stored_state(app))
-    assert _subscriber(app, subscriber_id).email.endswith("@erased.invalid")
+    erased = _subscriber(app, subscriber_id)
+    assert erased.email.endswith("@erased.invalid") and erased.erased_at is not None
     assert subscription_history(app, subscriber_id) == [(topics["data"], "daily", "erased")]
     assert mailbox.deliver() == []
     assert count(app, OutboxEmail, OutboxEmail.status == "queued") == 0

@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_BACKOFF_MAX_SECONDS": 3600,
     "SIGNUP_REQUEST_RETENTION_DAYS": 30,
     "FEEDS_POLL_INTERVAL_SECONDS": 900,
+    # Feeds fetched at the same time: a slow server holds up only its own poll.
+    "FEEDS_POLL_CONCURRENCY": 4,
     "FEEDS_TIMEOUT_SECONDS": 20,
     "FEEDS_MAX_BYTES": 10 * 1024 * 1024,
     "FEEDS_MAX_REDIRECTS": 5,

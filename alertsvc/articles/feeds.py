@@ -23,6 +23,7 @@ import logging
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -504,47 +505,56 @@ def record_poll_failure(feed_id: int, error: str, *, now: datetime, interval: ti
 
 
 def poll_feeds(feed_ids: Sequence[int] | None = None, *, due_only: bool = True) -> list[PollResult]:
-    """Poll feeds one after another: ``feed_ids``, or every feed that is due.
+    """Poll ``feed_ids``, or every feed that is due, ``FEEDS_POLL_CONCURRENCY`` at a time.
 
     This is a job, not a service: it owns its transactions. Each feed is claimed in one short
     transaction, fetched with no transaction open (a slow server must not hold database
     locks), and its articles and health written in a second. A feed that fails, however it
-    fails, is recorded as failed and the next feed is polled.
+    fails, is recorded as failed and the others go on. Results come in ``feed_ids`` order.
     """
+    config = current_app.config
+    if feed_ids is None:
+        with transaction():
+            feed_ids = due_feed_ids(utcnow())
+    concurrency = max(1, int(config["FEEDS_POLL_CONCURRENCY"]))
+    if concurrency == 1 or len(feed_ids) < 2:
+        return [_poll_one(feed_id, due_only) for feed_id in feed_ids]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def in_context(feed_id: int) -> PollResult:
+        with app.app_context():
+            return _poll_one(feed_id, due_only)
+
+    with ThreadPoolExecutor(min(concurrency, len(feed_ids)), "feed-poll") as pool:
+        return list(pool.map(in_context, feed_ids))
+
+
+def _poll_one(feed_id: int, due_only: bool) -> PollResult:
     config = current_app.config
     settings = FetchSettings.from_config(config)
     interval = timedelta(seconds=float(config["FEEDS_POLL_INTERVAL_SECONDS"]))
     lease = timedelta(seconds=settings.timeout * 2 + 300)
-    if feed_ids is None:
+    now = utcnow()
+    with transaction():
+        claimed = claim_feed(feed_id, now=now, lease=lease, due_only=due_only)
+    if claimed is None:
+        return PollResult(feed_id, PollStatus.BUSY)
+    try:
+        fetched = fetch_feed(
+            claimed.url, settings, etag=claimed.etag, last_modified=claimed.last_modified
+        )
         with transaction():
-            feed_ids = due_feed_ids(utcnow())
-    results = []
-    for feed_id in feed_ids:
-        now = utcnow()
+            return record_poll_success(claimed, fetched, now=utcnow(), interval=interval)
+    except Exception as error:
+        if isinstance(error, FeedError):
+            message = str(error)
+            log.info("feed %s (%s) failed: %s", feed_id, claimed.url, message)
+        else:
+            message = f"{type(error).__name__}: {error}"
+            log.exception("feed %s (%s) failed unexpectedly", feed_id, claimed.url)
         with transaction():
-            claimed = claim_feed(feed_id, now=now, lease=lease, due_only=due_only)
-        if claimed is None:
-            results.append(PollResult(feed_id, PollStatus.BUSY))
-            continue
-        try:
-            fetched = fetch_feed(
-                claimed.url, settings, etag=claimed.etag, last_modified=claimed.last_modified
-            )
-            with transaction():
-                results.append(
-                    record_poll_success(claimed, fetched, now=utcnow(), interval=interval)
-                )
-        except Exception as error:
-            if isinstance(error, FeedError):
-                message = str(error)
-                log.info("feed %s (%s) failed: %s", feed_id, claimed.url, message)
-            else:
-                message = f"{type(error).__name__}: {error}"
-                log.exception("feed %s (%s) failed unexpectedly", feed_id, claimed.url)
-            with transaction():
-                record_poll_failure(feed_id, message, now=utcnow(), interval=interval)
-            results.append(PollResult(feed_id, PollStatus.FAILED, claimed.url, error=message))
-    return results
+            record_poll_failure(feed_id, message, now=utcnow(), interval=interval)
+        return PollResult(feed_id, PollStatus.FAILED, claimed.url, error=message)
 
 
 def poll_due_feeds() -> str:

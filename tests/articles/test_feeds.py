@@ -5,6 +5,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from alertsvc.articles import feeds
@@ -566,3 +567,34 @@ def test_a_failing_feed_is_polled_less_and_less_often(make_app, httpserver):
     poll(app, feed_id)
     feed = feed_row(app, feed_id)
     assert round((feed.next_poll_at - feed.last_success_at).total_seconds()) == 600
+
+
+def test_feeds_are_fetched_at_the_same_time(make_app):
+    """Each feed's server answers only once all three requests have arrived, which can
+    happen only if the three are in flight together; sequential polling would time out."""
+    app = make_app(
+        FEEDS_ALLOW_PRIVATE_ADDRESSES=True, FEEDS_POLL_CONCURRENCY=3, FEEDS_TIMEOUT_SECONDS=5
+    )
+    seed_topics(app)
+    all_arrived = threading.Barrier(3, timeout=4)
+
+    def together(request):
+        all_arrived.wait()
+        name = request.path.strip("/")
+        return Response(rss(rss_items(1, prefix=name)), content_type=RSS_CONTENT_TYPE)
+
+    server = HTTPServer(threaded=True)
+    server.start()
+    try:
+        ids = []
+        for name in ("one", "two", "three"):
+            server.expect_request(f"/{name}").respond_with_handler(together)
+            ids.append(create_feed(app, server.url_for(f"/{name}"), ["data"]))
+        results = poll(app, *ids)
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()
+    assert [r.status for r in results] == [feeds.PollStatus.FETCHED] * 3
+    assert [r.feed_id for r in results] == ids
+    assert count(app, Article) == 3

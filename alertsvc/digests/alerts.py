@@ -95,11 +95,11 @@ def alert_article(article: Article, now: datetime) -> tuple[int, int]:
         execute(f"DROP TABLE IF EXISTS {name}")
     for statement in _SETUP:
         execute(statement)
-    try:
-        return _queue_alerts(article, execute, connection, since, cap, now)
-    finally:
-        for name in _TEARDOWN:
-            execute(f"DROP TABLE IF EXISTS {name}")
+    # On failure the caller rolls back, and the tables go with the transaction that made them.
+    result = _queue_alerts(article, execute, connection, since, cap, now)
+    for name in _TEARDOWN:
+        execute(f"DROP TABLE IF EXISTS {name}")
+    return result
 
 
 def _queue_alerts(

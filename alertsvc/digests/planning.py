@@ -182,6 +182,7 @@ class _Planner:
         self.chunk_size = int(current_app.config["DIGEST_CHUNK_SIZE"])
         self.pending_refs: set[str] = set()
         self.profiles: list[str] = []
+        self.total = 0  # recipients, numbered 1..total
 
     def execute(self, sql: str, **params: object) -> CursorResult[Any]:
         return execute_sql(self.connection, sql, **params)
@@ -292,7 +293,8 @@ class _Planner:
         if self.postgres:
             self.execute("ANALYZE digest_recipients")
         self.profiles = [row[0] for row in self.execute("SELECT profile FROM digest_profiles")]
-        return self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
+        self.total = self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
+        return self.total
 
     def _add_held_back_alerts(self, aggregate: str) -> None:
         """Add held-back alerts to their subscribers' profiles, numbering newcomers last."""
@@ -334,9 +336,8 @@ class _Planner:
     def write_all(self, done: Callable[[int, int], None]) -> None:
         """Write every chunk, each its own transaction; ``done(subscribers, emails)`` after
         each commit."""
-        total = self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
-        for low in range(1, total + 1, self.chunk_size):
-            high = min(low + self.chunk_size - 1, total)
+        for low in range(1, self.total + 1, self.chunk_size):
+            high = min(low + self.chunk_size - 1, self.total)
             try:
                 emails = self.write(low, high)
                 self.connection.commit()

@@ -92,3 +92,23 @@ def execute_sql(connection: Connection, sql: str, **params: Any) -> CursorResult
 def as_json(connection: Connection, expression: str) -> str:
     """SQL for ``expression`` (JSON text) as a value for a JSON column."""
     return f"CAST({expression} AS JSON)" if connection.dialect.name == "postgresql" else expression
+
+
+class WorkingTables:
+    """Temporary tables for set-based work on one connection, by name -> column list.
+
+    ``create`` drops any left on the connection by an earlier run that stopped half way,
+    then creates them; ``drop`` removes them.
+    """
+
+    def __init__(self, columns: dict[str, str]) -> None:
+        self.columns = columns
+
+    def create(self, connection: Connection) -> None:
+        self.drop(connection)
+        for name, columns in self.columns.items():
+            connection.execute(text(f"CREATE TEMPORARY TABLE {name} ({columns})"))
+
+    def drop(self, connection: Connection) -> None:
+        for name in self.columns:
+            connection.execute(text(f"DROP TABLE IF EXISTS {name}"))

@@ -513,26 +513,31 @@ def poll_feeds(feed_ids: Sequence[int] | None = None, *, due_only: bool = True) 
     fails, is recorded as failed and the others go on. Results come in ``feed_ids`` order.
     """
     config = current_app.config
+    settings = FetchSettings.from_config(config)
+    interval = timedelta(seconds=float(config["FEEDS_POLL_INTERVAL_SECONDS"]))
     if feed_ids is None:
         with transaction():
             feed_ids = due_feed_ids(utcnow())
+
+    def poll(feed_id: int) -> PollResult:
+        return _poll_one(feed_id, due_only, settings, interval)
+
     concurrency = max(1, int(config["FEEDS_POLL_CONCURRENCY"]))
     if concurrency == 1 or len(feed_ids) < 2:
-        return [_poll_one(feed_id, due_only) for feed_id in feed_ids]
+        return [poll(feed_id) for feed_id in feed_ids]
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def in_context(feed_id: int) -> PollResult:
         with app.app_context():
-            return _poll_one(feed_id, due_only)
+            return poll(feed_id)
 
     with ThreadPoolExecutor(min(concurrency, len(feed_ids)), "feed-poll") as pool:
         return list(pool.map(in_context, feed_ids))
 
 
-def _poll_one(feed_id: int, due_only: bool) -> PollResult:
-    config = current_app.config
-    settings = FetchSettings.from_config(config)
-    interval = timedelta(seconds=float(config["FEEDS_POLL_INTERVAL_SECONDS"]))
+def _poll_one(
+    feed_id: int, due_only: bool, settings: FetchSettings, interval: timedelta
+) -> PollResult:
     lease = timedelta(seconds=settings.timeout * 2 + 300)
     now = utcnow()
     with transaction():

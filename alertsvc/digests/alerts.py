@@ -13,7 +13,7 @@ that reaches the cap says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from flask import current_app
 from sqlalchemy import CursorResult, select
 from sqlalchemy.engine import Connection
 
-from alertsvc.database import as_json, execute_sql, transaction
+from alertsvc.database import WorkingTables, as_json, execute_sql, transaction
 from alertsvc.digests.planning import subscriber_timezones
 from alertsvc.digests.rendering import article_view, render_alert, store_bodies
 from alertsvc.digests.schedule import local_midnight
@@ -50,21 +50,25 @@ def _claim_next_article() -> Article | None:
 
 
 # Working tables for one article, private to its transaction's connection.
-_SETUP = (
-    "CREATE TEMPORARY TABLE alert_midnights ("
-    " timezone VARCHAR(64) PRIMARY KEY, midnight TIMESTAMP WITH TIME ZONE NOT NULL)",
-    "CREATE TEMPORARY TABLE alert_recipients ("
-    " subscriber_id INTEGER PRIMARY KEY, topic_ids TEXT NOT NULL, sent_today INTEGER NOT NULL)",
+_WORKING_TABLES = WorkingTables(
+    {
+        "alert_midnights": "timezone VARCHAR(64) PRIMARY KEY,"
+        " midnight TIMESTAMP WITH TIME ZONE NOT NULL",
+        "alert_recipients": "subscriber_id INTEGER PRIMARY KEY, topic_ids TEXT NOT NULL,"
+        " sent_today INTEGER NOT NULL",
+    }
 )
-_TEARDOWN = ("alert_midnights", "alert_recipients")
 
 
-def alert_article(article: Article, now: datetime) -> tuple[int, int]:
+def alert_article(
+    article: Article, now: datetime, timezones: Sequence[str] | None = None
+) -> tuple[int, int]:
     """Queue the alerts for one article revision. Returns (emails queued, carried over).
 
     Set-based, in the caller's transaction: the database finds the recipients (with how
     many alerts each has had today, in their own day), then writes their ledger rows and
     outbox rows with ``INSERT … SELECT``; Python renders the one or two shared bodies.
+    ``timezones`` are the subscribers' (``subscriber_timezones()``, looked up if not given).
     """
     config = current_app.config
     max_age = timedelta(days=config["ALERT_MAX_ARTICLE_AGE_DAYS"])
@@ -91,14 +95,12 @@ def alert_article(article: Article, now: datetime) -> tuple[int, int]:
             **params,
         )
 
-    for name in _TEARDOWN:
-        execute(f"DROP TABLE IF EXISTS {name}")
-    for statement in _SETUP:
-        execute(statement)
+    _WORKING_TABLES.create(connection)
     # On failure the caller rolls back, and the tables go with the transaction that made them.
-    result = _queue_alerts(article, execute, connection, since, cap, now)
-    for name in _TEARDOWN:
-        execute(f"DROP TABLE IF EXISTS {name}")
+    if cap > 0 and timezones is None:
+        timezones = subscriber_timezones()
+    result = _queue_alerts(article, execute, connection, since, cap, now, timezones or ())
+    _WORKING_TABLES.drop(connection)
     return result
 
 
@@ -109,10 +111,11 @@ def _queue_alerts(
     since: datetime,
     cap: int,
     now: datetime,
+    timezones: Sequence[str],
 ) -> tuple[int, int]:
     postgres = connection.dialect.name == "postgresql"
     if cap > 0:
-        for zone in subscriber_timezones():
+        for zone in timezones:
             execute(
                 "INSERT INTO alert_midnights (timezone, midnight) VALUES (:zone, :midnight)",
                 zone=zone,
@@ -212,12 +215,15 @@ def run_immediate_alerts(now: datetime | None = None) -> AlertResult:
     """Alert every article revision not yet alerted, one transaction per article."""
     started = time.perf_counter()
     result = AlertResult()
+    timezones = None  # looked up once per run, and only if there is an article
     while True:
         with transaction():
             article = _claim_next_article()
             if article is None:
                 break
-            emails, carried = alert_article(article, now or utcnow())
+            if timezones is None:
+                timezones = subscriber_timezones()
+            emails, carried = alert_article(article, now or utcnow(), timezones)
             article.alerts_processed_at = utcnow()
         result.articles += 1
         result.emails += emails

@@ -44,7 +44,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
-from alertsvc.database import as_json, execute_sql, insert_skipping_existing, transaction
+from alertsvc.database import (
+    WorkingTables,
+    as_json,
+    execute_sql,
+    insert_skipping_existing,
+    transaction,
+)
 from alertsvc.digests.contents import Digests, RunRef
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
 from alertsvc.extensions import db
@@ -143,23 +149,24 @@ def _slot_join(run: RunRef) -> ColumnElement[bool]:
 # Working tables, private to the planning connection. The audience is worked out and
 # written by the database, set-based; Python only sees one row per distinct profile.
 # The statements below format in fixed fragments only; every value is a bound parameter.
-_SETUP = (
-    # The subscribers whose hour it is, with the end of their latest digest at this frequency.
-    "CREATE TEMPORARY TABLE digest_due (subscriber_id INTEGER PRIMARY KEY,"
-    " pause_ends_at TIMESTAMP WITH TIME ZONE, served_until TIMESTAMP WITH TIME ZONE)",
-    # What the chunks must update besides writing rows: subscriptions whose carried position
-    # they move on ('s'), and held-back alerts they deliver ('c', with the profile entry).
-    "CREATE TEMPORARY TABLE digest_refs ("
-    " kind CHAR(1) NOT NULL, ref INTEGER NOT NULL, subscriber_id INTEGER NOT NULL,"
-    " entry VARCHAR(20))",
-    # Numbered in subscriber order: a chunk is a range of ``n``, read through the key.
-    "CREATE TEMPORARY TABLE digest_recipients ("
-    " n INTEGER PRIMARY KEY, subscriber_id INTEGER NOT NULL, profile TEXT NOT NULL)",
-    "CREATE TEMPORARY TABLE digest_profiles ("
-    " profile TEXT PRIMARY KEY, body_id INTEGER, article_count INTEGER,"
-    " subject VARCHAR(300), topic_ids TEXT)",
+_WORKING_TABLES = WorkingTables(
+    {
+        # The subscribers whose hour it is, with the end of their latest digest at this
+        # frequency.
+        "digest_due": "subscriber_id INTEGER PRIMARY KEY,"
+        " pause_ends_at TIMESTAMP WITH TIME ZONE, served_until TIMESTAMP WITH TIME ZONE",
+        # What the chunks must update besides writing rows: subscriptions whose carried
+        # position they move on ('s'), and held-back alerts they deliver ('c', with the
+        # profile entry).
+        "digest_refs": "kind CHAR(1) NOT NULL, ref INTEGER NOT NULL,"
+        " subscriber_id INTEGER NOT NULL, entry VARCHAR(20)",
+        # Numbered in subscriber order: a chunk is a range of ``n``, read through the key.
+        "digest_recipients": "n INTEGER PRIMARY KEY, subscriber_id INTEGER NOT NULL,"
+        " profile TEXT NOT NULL",
+        "digest_profiles": "profile TEXT PRIMARY KEY, body_id INTEGER, article_count INTEGER,"
+        " subject VARCHAR(300), topic_ids TEXT",
+    }
 )
-_TEARDOWN = ("digest_due", "digest_refs", "digest_recipients", "digest_profiles")
 
 
 def _later(first: str, second: str) -> str:
@@ -196,10 +203,7 @@ class _Planner:
 
     def build_audience(self) -> int:
         """Fill the working tables; return how many subscribers the run still has to do."""
-        for name in _TEARDOWN:
-            self.execute(f"DROP TABLE IF EXISTS {name}")
-        for statement in _SETUP:
-            self.execute(statement)
+        _WORKING_TABLES.create(self.connection)
         if self.postgres:
             # Grouping a million subscribers' entries: sort in memory, not on disk.
             self.execute("SET LOCAL work_mem = '64MB'")
@@ -431,8 +435,7 @@ class _Planner:
         return emails, sample
 
     def teardown(self) -> None:
-        for name in _TEARDOWN:
-            self.execute(f"DROP TABLE IF EXISTS {name}")
+        _WORKING_TABLES.drop(self.connection)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from alertsvc.config import load_config
+from alertsvc.config import HSTS_MAX_AGE_SECONDS, LOCAL_ENVIRONMENTS, load_config
 from alertsvc.extensions import csrf, db, limiter, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(ops.bp)
-    if app.config["ENV"] != "production" and app.config["MAIL_TRANSPORT"] == "file":
+    if app.config["ENV"] in LOCAL_ENVIRONMENTS and app.config["MAIL_TRANSPORT"] == "file":
         app.register_blueprint(dev_routes.bp)
     from alertsvc.api import init_api
 
@@ -87,6 +87,13 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_security_headers(app: Flask) -> None:
+    """Headers on every response, error pages included (``after_request`` runs for those too).
+
+    HSTS only in production, the one environment whose ``BASE_URL`` must be https;
+    development serves plain http on 127.0.0.1.
+    """
+    hsts = f"max-age={HSTS_MAX_AGE_SECONDS}" if app.config["ENV"] == "production" else None
+
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
@@ -100,6 +107,8 @@ def register_security_headers(app: Flask) -> None:
             "form-action 'self'; base-uri 'none'",
         )
         headers.setdefault("Cache-Control", "no-store")
+        if hsts:
+            headers.setdefault("Strict-Transport-Security", hsts)
         return response
 
 

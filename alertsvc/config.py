@@ -3,27 +3,44 @@
 Flask's ``from_prefixed_env`` loads every ``ALERTSVC_NAME`` into ``app.config["NAME"]``
 (values that parse as JSON become numbers, booleans and lists). A few names are mapped on
 to the keys the extensions expect, and production refuses to start with unsafe values.
+
+Settings fail closed: without ``ALERTSVC_ENV`` the service is production, so a forgotten
+setting stops start-up instead of signing links with a key anyone could know. Development
+signs with a random key made once per install (``instance/secret_key``); ``make run``
+selects development for itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 
-DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
-
 ENVIRONMENTS = ("development", "testing", "production")
+# Environments that may show what production must not (the mail the file transport wrote).
+LOCAL_ENVIRONMENTS = ("development", "testing")
 MAIL_TRANSPORTS = ("file",)
+MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_CHARACTERS = 8
+# Published in this project's history as the old development default: never a real key.
+WELL_KNOWN_KEYS = frozenset({"dev-secret-key-not-for-production"})
+DEVELOPMENT_KEY_FILE = "secret_key"
+DEVELOPMENT_BASE_URL = "http://127.0.0.1:5000"
+HSTS_MAX_AGE_SECONDS = 365 * 24 * 3600
+KEY_ADVICE = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 DEFAULTS: dict[str, Any] = {
-    "ENV": "development",
-    "SECRET_KEY": DEV_SECRET_KEY,
+    "ENV": None,  # None: production (see the module docstring)
+    "SECRET_KEY": None,  # None: refused in production; development: instance/secret_key
     "SECRET_KEY_FALLBACKS": [],
     "DATABASE_URL": None,  # None: SQLite file under instance/
-    "BASE_URL": None,  # None: http://127.0.0.1:5000 outside production
+    "BASE_URL": None,  # None: DEVELOPMENT_BASE_URL outside production
     "REDIS_URL": None,
     "MAIL_TRANSPORT": "file",
     "MAIL_DIR": None,  # None: instance/mail
@@ -94,16 +111,31 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         app.config.update(overrides)
     config = app.config
 
-    if config["ENV"] not in ENVIRONMENTS:
+    chosen = config["ENV"]
+    if chosen is not None and chosen not in ENVIRONMENTS:
         raise ConfigurationError(
-            f"ALERTSVC_ENV must be one of {', '.join(ENVIRONMENTS)}, not {config['ENV']!r}"
+            f"ALERTSVC_ENV must be one of {', '.join(ENVIRONMENTS)}, not {chosen!r}"
         )
+    config["ENV"] = chosen or "production"
     config["TESTING"] = config["ENV"] == "testing" or config.get("TESTING", False)
-    if config["ENV"] == "production":
-        _check_production(config)
-    config["BASE_URL"] = str(config["BASE_URL"] or "http://127.0.0.1:5000").rstrip("/")
-
+    if isinstance(config["SECRET_KEY_FALLBACKS"], str):
+        config["SECRET_KEY_FALLBACKS"] = [
+            key.strip() for key in config["SECRET_KEY_FALLBACKS"].split(",") if key.strip()
+        ]
+    if config["BASE_URL"]:
+        config["BASE_URL"] = bare_origin(config["BASE_URL"])
     instance = Path(app.instance_path)
+    if config["ENV"] == "production":
+        _check_production(config, env_chosen=chosen is not None)
+        config["SESSION_COOKIE_SECURE"] = True
+    elif not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = (
+            _development_key(instance)
+            if config["ENV"] == "development"
+            else secrets.token_urlsafe(48)
+        )
+    config["BASE_URL"] = config["BASE_URL"] or DEVELOPMENT_BASE_URL
+
     config.setdefault("SQLALCHEMY_DATABASE_URI", None)
     if not config["SQLALCHEMY_DATABASE_URI"]:
         config["SQLALCHEMY_DATABASE_URI"] = (
@@ -121,10 +153,61 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
             f"ALERTSVC_MAIL_TRANSPORT={config['MAIL_TRANSPORT']!r} is not available; "
             f"choose one of {', '.join(MAIL_TRANSPORTS)}"
         )
-    if isinstance(config["SECRET_KEY_FALLBACKS"], str):
-        config["SECRET_KEY_FALLBACKS"] = [
-            key.strip() for key in config["SECRET_KEY_FALLBACKS"].split(",") if key.strip()
-        ]
+
+
+def check_settings(instance_path: str | Path) -> None:
+    """Check the environment's settings before serving, as ``create_app`` would.
+
+    For process managers that should stop with one line rather than start workers that
+    each fail (``gunicorn.conf.py``).
+    """
+    load_config(Flask("alertsvc", instance_path=str(instance_path)))
+
+
+def bare_origin(value: object) -> str:
+    """``scheme://host[:port]``: emailed links are this plus a path, so nothing else fits."""
+    text = str(value).strip()
+    problem = (
+        f"ALERTSVC_BASE_URL must be a bare origin such as https://alerts.example.org "
+        f"(scheme, host and optional port; no path, query or fragment), not {text!r}"
+    )
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigurationError(problem) from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or "?" in text
+        or "#" in text
+        or any(character.isspace() for character in text)
+    ):
+        raise ConfigurationError(problem)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def weak_key_problem(key: str) -> str | None:
+    """Why ``key`` is guessable, or None. Length alone lets ``"a" * 40`` through."""
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"is shorter than {MIN_SECRET_KEY_LENGTH} characters"
+    if key in WELL_KNOWN_KEYS:
+        return "is a published development key"
+    if _repeats(key):
+        return "repeats a short pattern"
+    if len(set(key)) < MIN_SECRET_KEY_CHARACTERS:
+        return f"uses fewer than {MIN_SECRET_KEY_CHARACTERS} different characters"
+    return None
+
+
+def _repeats(key: str) -> bool:
+    """True if ``key`` is some shorter text written out at least twice (``abcabcab``)."""
+    length = len(key)
+    return any(
+        key == (key[:size] * (length // size + 1))[:length] for size in range(1, length // 2 + 1)
+    )
 
 
 def _keys_as_text(config: dict[str, Any]) -> None:
@@ -141,12 +224,50 @@ def _keys_as_text(config: dict[str, Any]) -> None:
         config["SECRET_KEY_FALLBACKS"] = fallbacks
 
 
-def _check_production(config: dict[str, Any]) -> None:
-    if not config["SECRET_KEY"] or config["SECRET_KEY"] == DEV_SECRET_KEY:
-        raise ConfigurationError("ALERTSVC_SECRET_KEY must be set to a real secret in production")
-    if len(str(config["SECRET_KEY"])) < 32:
-        raise ConfigurationError("ALERTSVC_SECRET_KEY must be at least 32 characters")
-    if not config["BASE_URL"]:
-        raise ConfigurationError("ALERTSVC_BASE_URL must be set in production")
+def _check_production(config: dict[str, Any], *, env_chosen: bool) -> None:
+    """Refuse, in one line that says what to set, to run production on guessable settings."""
+    missing = [f"ALERTSVC_{name}" for name in ("SECRET_KEY", "BASE_URL") if not config[name]]
+    if missing:
+        why = (
+            "in production"
+            if env_chosen
+            else "(ALERTSVC_ENV is not set, so this is production; "
+            "to try the service locally run `make run` or set ALERTSVC_ENV=development)"
+        )
+        raise ConfigurationError(f"{' and '.join(missing)} must be set {why}")
+    problem = weak_key_problem(str(config["SECRET_KEY"]))
+    if problem:
+        raise ConfigurationError(f"ALERTSVC_SECRET_KEY {problem}; {KEY_ADVICE}")
+    for position, fallback in enumerate(config["SECRET_KEY_FALLBACKS"], start=1):
+        # A fallback verifies links as surely as the key signs them.
+        problem = weak_key_problem(str(fallback))
+        if problem:
+            raise ConfigurationError(
+                f"ALERTSVC_SECRET_KEY_FALLBACKS: key {position} {problem}; drop it"
+            )
     if not str(config["BASE_URL"]).startswith("https://"):
         raise ConfigurationError("ALERTSVC_BASE_URL must be an https:// origin in production")
+
+
+def _development_key(instance: Path) -> str:
+    """Development's signing key: random, made by the first process to start, kept (0600).
+
+    Web, worker and scheduler start together and must agree on it, so the key is written to
+    a private temporary file and linked into place: the link is atomic and fails if another
+    process got there first, and nobody ever reads a half-written key.
+    """
+    path = instance / DEVELOPMENT_KEY_FILE
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=instance, prefix=f".{DEVELOPMENT_KEY_FILE}-")
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(48) + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigurationError(f"{path} is empty: delete it and a new key will be made")
+    return key

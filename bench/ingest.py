@@ -144,11 +144,12 @@ def prepare(url: str):
     from alertsvc.articles.services import add_keyword_topic, map_category
     from alertsvc.database import transaction
 
-    env = {"ALERTSVC_DATABASE_URL": url}
+    env = {"ALERTSVC_DATABASE_URL": url, "ALERTSVC_ENV": "development"}
     alertsvc_command(["db", "upgrade"], env)
     alertsvc_command(["seed-demo"], env)
     app = create_app(
         {
+            "ENV": "development",
             "SQLALCHEMY_DATABASE_URI": url,
             "FEEDS_ALLOW_PRIVATE_ADDRESSES": True,
             "FEEDS_MAX_BYTES": 64 * 1024 * 1024,

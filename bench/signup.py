@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = str(int(time.time()))
     args.limiter_redis = redis_url(args.redis_url)
     with fresh_database(args.database_url, keep=args.keep_database) as url:
-        env = {"ALERTSVC_DATABASE_URL": url}
+        env = {"ALERTSVC_DATABASE_URL": url, "ALERTSVC_ENV": "development"}
         step(f"migrating a fresh database {make_url(url).database}")
         alertsvc_command(["db", "upgrade"], env)
         alertsvc_command(["seed-demo"], env)

@@ -27,6 +27,8 @@ TEST_SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnop"
 os.environ["AWS_ACCESS_KEY_ID"] = "tripwire"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "tripwire"
 os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
+# A developer's .env (written by `make run`) must not choose the tests' environment.
+os.environ["FLASK_SKIP_DOTENV"] = "1"
 for _name in [
     n for n in os.environ if n.startswith("ALERTSVC_") and n != "ALERTSVC_TEST_DATABASE_URL"
 ]:

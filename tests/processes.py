@@ -18,6 +18,7 @@ def alertsvc_env(database_url: str, mail_dir: Path, **settings: str) -> dict[str
     """This environment with the service's settings pointed at the test database and mail dir."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("ALERTSVC_")}
     env.update(
+        ALERTSVC_ENV="testing",
         ALERTSVC_DATABASE_URL=database_url,
         ALERTSVC_MAIL_DIR=str(mail_dir),
         ALERTSVC_SECRET_KEY=TEST_SECRET_KEY,

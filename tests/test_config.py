@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from flask import Flask
 
-from alertsvc import create_app
+from alertsvc import PROJECT_ROOT, create_app
 from alertsvc.cli import build_cli
-from alertsvc.config import DEV_SECRET_KEY, ConfigurationError
+from alertsvc.config import ConfigurationError, load_config
 from alertsvc.extensions import db
 from alertsvc.models import OutboxStatus
 from alertsvc.tokens import TokenPurpose, make_token, read_token
 from tests.delivery.helpers import outbox_row, queue_manage_link
 
 PRODUCTION_KEY = "a-real-production-secret-0123456789abcdef"
+NOTHING_SET = (
+    "Error: ALERTSVC_SECRET_KEY and ALERTSVC_BASE_URL must be set (ALERTSVC_ENV is not set, "
+    "so this is production; to try the service locally run `make run` or set "
+    "ALERTSVC_ENV=development)"
+)
 
 
 @pytest.fixture
 def environment(monkeypatch, database_url, mail_dir):
-    """Settings only from the environment, as a deployed process gets them."""
+    """Settings only from the environment, as a deployed process gets them (``testing``
+    unless a test chooses otherwise)."""
+    monkeypatch.setenv("ALERTSVC_ENV", "testing")
     monkeypatch.setenv("ALERTSVC_DATABASE_URL", database_url)
     monkeypatch.setenv("ALERTSVC_MAIL_DIR", str(mail_dir))
     return monkeypatch
+
+
+def nothing_set() -> dict[str, str]:
+    """This process's environment without a single ``ALERTSVC_*`` setting or a ``.env``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ALERTSVC_")}
+    env["FLASK_SKIP_DOTENV"] = "1"
+    return env
+
+
+def dispose(flask_app: Flask) -> None:
+    with flask_app.app_context():
+        db.engine.dispose()
 
 
 def production(**settings: Any) -> dict[str, Any]:
@@ -33,14 +59,53 @@ def production(**settings: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("settings", "complaint"),
     [
-        (production(SECRET_KEY=DEV_SECRET_KEY, BASE_URL="https://a.example"), "SECRET_KEY"),
-        (production(SECRET_KEY="", BASE_URL="https://a.example"), "SECRET_KEY"),
+        (
+            production(
+                SECRET_KEY="dev-secret-key-not-for-production", BASE_URL="https://a.example"
+            ),
+            "ALERTSVC_SECRET_KEY is a published development key",
+        ),
+        (production(SECRET_KEY="", BASE_URL="https://a.example"), "SECRET_KEY must be set"),
         (production(SECRET_KEY="short-but-secret", BASE_URL="https://a.example"), "32"),
-        (production(), "ALERTSVC_BASE_URL must be set"),
+        (
+            production(SECRET_KEY="x" * 64, BASE_URL="https://a.example"),
+            "ALERTSVC_SECRET_KEY repeats a short pattern",
+        ),
+        (
+            production(SECRET_KEY="0123456789" * 4, BASE_URL="https://a.example"),
+            "ALERTSVC_SECRET_KEY repeats a short pattern",
+        ),
+        (
+            production(SECRET_KEY="secret" * 7 + "se", BASE_URL="https://a.example"),
+            "ALERTSVC_SECRET_KEY repeats a short pattern",
+        ),
+        (
+            production(SECRET_KEY="ab" * 20 + "c", BASE_URL="https://a.example"),
+            "ALERTSVC_SECRET_KEY uses fewer than 8 different characters",
+        ),
+        (
+            production(
+                BASE_URL="https://a.example", SECRET_KEY_FALLBACKS=[PRODUCTION_KEY, "z" * 40]
+            ),
+            "ALERTSVC_SECRET_KEY_FALLBACKS: key 2 repeats a short pattern",
+        ),
+        (production(), "ALERTSVC_BASE_URL must be set in production"),
         (production(BASE_URL="http://alerts.example.org"), "https://"),
         ({"ENV": "staging"}, "ALERTSVC_ENV must be one of development, testing, production"),
     ],
-    ids=["dev-key", "empty-key", "short-key", "no-base-url", "http-base-url", "unknown-env"],
+    ids=[
+        "published-dev-key",
+        "empty-key",
+        "short-key",
+        "one-repeated-character",
+        "repeated-digits",
+        "repeated-word",
+        "few-characters",
+        "weak-fallback",
+        "no-base-url",
+        "http-base-url",
+        "unknown-env",
+    ],
 )
 def test_unsafe_settings_refuse_to_start(settings, complaint):
     with pytest.raises(ConfigurationError, match=complaint):
@@ -52,6 +117,42 @@ def test_production_refuses_from_the_environment_too(environment):
     environment.setenv("ALERTSVC_BASE_URL", "https://alerts.example.org")
     with pytest.raises(ConfigurationError, match="SECRET_KEY"):
         create_app()
+    environment.setenv("ALERTSVC_SECRET_KEY", "=" * 48)
+    with pytest.raises(ConfigurationError, match="repeats a short pattern"):
+        create_app()
+
+
+def test_without_alertsvc_env_nothing_set_refuses_to_start(environment):
+    environment.delenv("ALERTSVC_ENV")
+    with pytest.raises(ConfigurationError) as refused:
+        create_app()
+    assert f"Error: {refused.value}" == NOTHING_SET
+
+
+def test_without_alertsvc_env_the_service_runs_as_production(environment):
+    environment.delenv("ALERTSVC_ENV")
+    environment.setenv("ALERTSVC_SECRET_KEY", PRODUCTION_KEY)
+    environment.setenv("ALERTSVC_BASE_URL", "https://alerts.example.org")
+    flask_app = create_app()
+    try:
+        assert flask_app.config["ENV"] == "production"
+        client = flask_app.test_client()
+        assert client.get("/dev/mail").status_code == 404, "no mailbox outside development"
+        response = client.get("/", base_url="https://alerts.example.org")
+        assert response.status_code == 200
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+        assert "Secure" in response.headers["Set-Cookie"]
+    finally:
+        dispose(flask_app)
+
+
+@pytest.mark.parametrize("env", ["development", "testing"])
+def test_dev_mail_exists_only_when_development_or_testing_is_chosen(app_with, env):
+    chosen = app_with(ENV=env)
+    assert chosen.test_client().get("/dev/mail").status_code == 200
+    response = chosen.test_client().get("/")
+    assert "Strict-Transport-Security" not in response.headers
+    assert "Secure" not in response.headers["Set-Cookie"], "development serves plain http"
 
 
 def test_production_starts_with_a_real_key_and_https_base_url(environment):
@@ -85,7 +186,6 @@ def test_settings_come_from_alertsvc_environment_variables(environment, database
         assert config["UNSUBSCRIBE_MAILTO"] == "unsubscribe@civic.example"
         assert config["BASE_URL"] == "https://alerts.civic.example"
         assert config["SQLALCHEMY_DATABASE_URI"] == database_url
-        assert config["SECRET_KEY"] == DEV_SECRET_KEY, "development gets a safe default"
         assert "Civic Tech alerts" in flask_app.test_client().get("/").get_data(as_text=True)
     finally:
         with flask_app.app_context():
@@ -94,15 +194,15 @@ def test_settings_come_from_alertsvc_environment_variables(environment, database
 
 def test_secret_key_made_only_of_digits_is_still_a_key(environment):
     """A generated key can look like a number; it must not be read as one."""
-    key = "12345678901234567890123456789012345678"
+    key = "10615357255597666474340391017082189452"
     environment.setenv("ALERTSVC_ENV", "production")
     environment.setenv("ALERTSVC_SECRET_KEY", key)
-    environment.setenv("ALERTSVC_SECRET_KEY_FALLBACKS", "98765432109876543210987654321098")
+    environment.setenv("ALERTSVC_SECRET_KEY_FALLBACKS", "36143915082625362653679168507307")
     environment.setenv("ALERTSVC_BASE_URL", "https://alerts.example.org")
     flask_app = create_app()
     try:
         assert flask_app.config["SECRET_KEY"] == key
-        assert flask_app.config["SECRET_KEY_FALLBACKS"] == ["98765432109876543210987654321098"]
+        assert flask_app.config["SECRET_KEY_FALLBACKS"] == ["36143915082625362653679168507307"]
         with flask_app.app_context():
             assert read_token(TokenPurpose.MANAGE, make_token(TokenPurpose.MANAGE, 7)) == 7
     finally:
@@ -148,6 +248,7 @@ def test_an_unknown_mail_transport_is_refused_at_start_up(app_with, app, monkeyp
     with pytest.raises(ConfigurationError, match="'carrier-pigeon' is not available"):
         app_with(MAIL_TRANSPORT="carrier-pigeon")
 
+    monkeypatch.setenv("ALERTSVC_ENV", "testing")
     monkeypatch.setenv("ALERTSVC_MAIL_TRANSPORT", "carrier-pigeon")
     monkeypatch.setenv("ALERTSVC_DATABASE_URL", f"sqlite:///{tmp_path / 'unused.sqlite3'}")
     result = CliRunner().invoke(build_cli(), ["worker", "--burst"])
@@ -159,13 +260,126 @@ def test_an_unknown_mail_transport_is_refused_at_start_up(app_with, app, monkeyp
     assert (row.status, row.attempts) == (OutboxStatus.QUEUED, 0), "nothing was claimed"
 
 
-@pytest.mark.parametrize("path", ["/", "/healthz", "/no-such-page", "/dev/mail"])
-def test_responses_carry_security_headers(client, path):
-    response = client.get(path)
-    assert response.headers["Referrer-Policy"] == "no-referrer"
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
-    policy = response.headers["Content-Security-Policy"]
-    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+@pytest.mark.parametrize(
+    ("base_url", "stored"),
+    [
+        ("https://alerts.example.org", "https://alerts.example.org"),
+        ("https://alerts.example.org/", "https://alerts.example.org"),
+        ("https://alerts.example.org:8443", "https://alerts.example.org:8443"),
+        (" https://alerts.example.org ", "https://alerts.example.org"),
+    ],
+)
+def test_base_url_is_kept_as_a_bare_origin(app_with, base_url, stored):
+    assert app_with(ENV="production", BASE_URL=base_url).config["BASE_URL"] == stored
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://alerts.example.org/alerts",
+        "https://alerts.example.org/?ref=email",
+        "https://alerts.example.org?",
+        "https://alerts.example.org/#top",
+        "https://user:pass@alerts.example.org",
+        "https://alerts.example.org:99999",
+        "https://alerts.example.org:port",
+        "https://",
+        "https:///alerts",
+        "alerts.example.org",
+        "ftp://alerts.example.org",
+        "https://alerts example.org",
+    ],
+)
+@pytest.mark.parametrize("env", ["production", "development"])
+def test_base_url_other_than_a_bare_origin_refuses_to_start(env, base_url):
+    with pytest.raises(ConfigurationError) as refused:
+        create_app(production(ENV=env, BASE_URL=base_url))
+    assert str(refused.value) == (
+        "ALERTSVC_BASE_URL must be a bare origin such as https://alerts.example.org "
+        "(scheme, host and optional port; no path, query or fragment), "
+        f"not {base_url.strip()!r}"
+    )
+
+
+def test_development_signs_with_a_random_key_kept_under_instance(tmp_path):
+    def development_key(instance: Path) -> str:
+        flask_app = Flask("alertsvc", instance_path=str(instance))
+        load_config(flask_app, {"ENV": "development"})
+        return flask_app.config["SECRET_KEY"]
+
+    instance = tmp_path / "instance"
+    with ThreadPoolExecutor(8) as pool:
+        # web, worker and scheduler start at once and must all sign with the same key
+        keys = set(pool.map(development_key, [instance] * 8))
+    assert len(keys) == 1
+    key = keys.pop()
+    stored = instance / "secret_key"
+    assert stored.read_text().strip() == key
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert sorted(path.name for path in instance.iterdir()) == ["secret_key"]
+    assert development_key(instance) == key, "kept across restarts"
+    assert len(key) >= 32 and key != "dev-secret-key-not-for-production"
+    assert development_key(tmp_path / "another-install") != key
+
+
+def test_testing_without_a_key_gets_a_random_one(app_with):
+    first, second = app_with(SECRET_KEY=None), app_with(SECRET_KEY=None)
+    assert len(first.config["SECRET_KEY"]) >= 32
+    assert first.config["SECRET_KEY"] != second.config["SECRET_KEY"]
+
+
+def test_a_forgotten_setting_stops_the_cli_with_one_line(tmp_path):
+    """The installed ``alertsvc`` command, run where there is no ``.env``, with nothing set."""
+    alertsvc = Path(sys.executable).parent / "alertsvc"
+    for args in (["topics", "list"], ["db", "upgrade"], ["run"]):
+        result = subprocess.run(
+            [alertsvc, *args], cwd=tmp_path, env=nothing_set(), capture_output=True, text=True
+        )
+        assert (result.returncode, result.stdout) == (1, ""), args
+        assert result.stderr.splitlines() == [NOTHING_SET], args
+    result = subprocess.run(
+        [alertsvc, "--help"], cwd=tmp_path, env=nothing_set(), capture_output=True, text=True
+    )
+    assert result.stderr.splitlines() == [NOTHING_SET]
+    assert "Traceback" not in result.stdout and "topics" not in result.stdout
+
+
+def test_a_forgotten_setting_stops_gunicorn_with_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "wsgi:app"],
+        cwd=PROJECT_ROOT,
+        env=nothing_set(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert (result.stdout + result.stderr).splitlines() == [NOTHING_SET]
+
+
+def test_cli_in_a_checkout_with_env_file_runs_as_development(tmp_path, database_url, mail_dir):
+    """``make run`` writes ``.env``; ``alertsvc`` run there afterwards reads it."""
+    (tmp_path / ".env").write_text("ALERTSVC_ENV=development\n")
+    env = nothing_set()
+    del env["FLASK_SKIP_DOTENV"]
+    env.update(
+        ALERTSVC_DATABASE_URL=database_url,
+        ALERTSVC_MAIL_DIR=str(mail_dir),
+        ALERTSVC_SECRET_KEY=PRODUCTION_KEY,  # else the checkout's instance/secret_key is made
+    )
+    alertsvc = Path(sys.executable).parent / "alertsvc"
+    listed = subprocess.run(
+        [alertsvc, "routes"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "/dev/mail" in listed.stdout, "development: the mailbox is there"
+
+    env["ALERTSVC_ENV"] = "production"
+    refused = subprocess.run(
+        [alertsvc, "routes"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 1, ".env never overrides what the environment says"
+    assert refused.stderr.strip() == "Error: ALERTSVC_BASE_URL must be set in production"
 
 
 def test_healthz_answers_ok(client):

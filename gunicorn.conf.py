@@ -1,0 +1,37 @@
+"""gunicorn settings for the web process, read by ``gunicorn wsgi:app`` from this folder.
+
+The settings are checked here, in the master, before it binds or forks: a forgotten
+setting stops gunicorn with one line saying what to set, instead of every worker failing
+to boot with a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gunicorn.http import wsgi as gunicorn_wsgi
+
+from alertsvc import PROJECT_ROOT
+from alertsvc.config import ConfigurationError, check_settings
+
+try:
+    check_settings(PROJECT_ROOT / "instance")
+except ConfigurationError as error:
+    sys.exit(f"Error: {error}")
+
+_default_headers = gunicorn_wsgi.Response.default_headers
+
+
+def _without_server_header(self: gunicorn_wsgi.Response) -> list[str]:
+    """gunicorn always sends ``Server: gunicorn`` and has no setting to stop it; naming the
+    software only helps someone match it against a list of known flaws (RFC 9110 §10.2.4
+    makes the header optional)."""
+    return [line for line in _default_headers(self) if not line.lower().startswith("server:")]
+
+
+gunicorn_wsgi.Response.default_headers = _without_server_header  # type: ignore[method-assign]
+
+# gunicorn's runtime control socket sits at one path per user ($XDG_RUNTIME_DIR or
+# ~/.gunicorn), which several web processes on one machine would fight over; the process
+# manager's signals (TERM, HUP, TTIN/TTOU) do the same job.
+control_socket_disable = True

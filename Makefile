@@ -14,7 +14,12 @@ install: ## Install uv (if missing) and the locked Python packages into .venv
 	@scripts/ensure-tools.sh
 
 .PHONY: run
+run: export ALERTSVC_ENV ?= development
 run: install ## Run web, worker and scheduler on SQLite with the file transport (http://127.0.0.1:5000)
+	@grep -qs '^ALERTSVC_ENV=' .env || printf '%s\n' \
+		'# Written by make run: alertsvc commands run from this checkout use development' \
+		'# settings (a random key in instance/secret_key). Delete this file to stop that.' \
+		'ALERTSVC_ENV=development' >> .env
 	$(UV) run alertsvc db upgrade
 	$(UV) run alertsvc seed-demo
 	$(UV) run honcho start -f Procfile

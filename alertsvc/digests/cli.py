@@ -9,6 +9,8 @@ from alertsvc.database import transaction
 from alertsvc.digests.alerts import run_immediate_alerts
 from alertsvc.digests.planning import (
     DIGEST_FREQUENCIES,
+    RunRefused,
+    check_window_end,
     plan_digest_run,
     run_digest,
     start_digest_run,
@@ -22,13 +24,15 @@ def _parse_at(value: str | None) -> datetime:
         return floor_hour(utcnow())
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as error:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return check_window_end(moment)
+    except RunRefused as error:
+        raise click.BadParameter(str(error), param_hint="--at") from error
+    except (ValueError, OverflowError) as error:
         raise click.BadParameter(
             f"{value!r} is not an ISO 8601 time, like 2026-11-25T07:00Z", param_hint="--at"
         ) from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return floor_hour(moment)
 
 
 @click.group("digest")
@@ -42,8 +46,8 @@ def digest_cli() -> None:
     "--at",
     "at",
     metavar="ISO-TIME",
-    help="The run's window end (rounded down to the hour; UTC unless an offset is given). "
-    "Default: this hour.",
+    help="The run's window end (rounded down to the hour; UTC unless an offset is given), "
+    "not later than this hour, which is the default.",
 )
 @click.option("--dry-run", is_flag=True, help="Print what would be queued and write nothing.")
 @with_appcontext

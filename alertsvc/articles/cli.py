@@ -19,7 +19,8 @@ from alertsvc.api.schemas import ArticleInSchema
 from alertsvc.articles import feeds, services
 from alertsvc.articles.keywords import QueryError
 from alertsvc.database import transaction
-from alertsvc.models import ArticleSource, utcnow
+from alertsvc.extensions import db
+from alertsvc.models import ArticleSource, Feed, utcnow
 from alertsvc.topics.services import TopicError
 
 IMPORT_CHUNK = 500
@@ -88,6 +89,10 @@ def feeds_poll_command(feed_id: int | None, poll_all: bool) -> None:
     if feed_id is not None and poll_all:
         raise click.UsageError("give a FEED_ID or --all, not both")
     if feed_id is not None:
+        with transaction():
+            known = db.session.get(Feed, feed_id) is not None
+        if not known:
+            raise click.ClickException(f"no feed with id {feed_id}: see alertsvc feeds list")
         results = feeds.poll_feeds([feed_id], due_only=False)
     elif poll_all:
         results = feeds.poll_feeds([feed.id for feed in feeds.list_feeds()], due_only=False)

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import click
 from flask.cli import with_appcontext
 
+from alertsvc.cli import plural
 from alertsvc.database import transaction
 from alertsvc.digests.alerts import run_immediate_alerts
 from alertsvc.digests.planning import (
@@ -58,11 +59,12 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
         result = run_digest(frequency, window_end, trigger="cli", dry_run=True)
         click.echo(
             f"Dry run of the {frequency} run ending {window_end:%Y-%m-%d %H:%M} UTC: "
-            f"{result.subscribers} subscribers, {result.emails} emails would be queued, "
-            f"{result.bodies} distinct bodies. Nothing was written."
+            f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} "
+            f"would be queued, {plural(result.bodies, 'distinct body', 'distinct bodies')}. "
+            "Nothing was written."
         )
         for email, topics, count in result.preview:
-            click.echo(f"  {email}: {count} articles ({topics})")
+            click.echo(f"  {email}: {plural(count, 'article')} ({topics})")
         return
     with transaction():
         run = start_digest_run(frequency, window_end, trigger="cli")
@@ -81,8 +83,8 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
         return
     click.echo(
         f"{frequency.capitalize()} run ending {window_end:%Y-%m-%d %H:%M} UTC: "
-        f"{result.subscribers} subscribers, {result.emails} emails queued, "
-        f"{result.bodies} distinct bodies, {result.seconds:.2f} s"
+        f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} queued, "
+        f"{plural(result.bodies, 'distinct body', 'distinct bodies')}, {result.seconds:.2f} s"
     )
 
 
@@ -97,6 +99,7 @@ def alerts_run_command() -> None:
     """Queue immediate alerts for every new article (or major update) not yet alerted."""
     result = run_immediate_alerts()
     click.echo(
-        f"Immediate alerts: {result.articles} articles, {result.emails} emails queued, "
+        f"Immediate alerts: {plural(result.articles, 'article')}, "
+        f"{plural(result.emails, 'email')} queued, "
         f"{result.carried_over} held for the daily digest (cap reached), {result.seconds:.2f} s"
     )

@@ -17,13 +17,16 @@ def test_digest_run_command_prints_a_summary(app):
 
     dry = runner.invoke(args=["digest", "run", "daily", "--at", "2026-11-25T07:00Z", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "1 emails would be queued" in dry.output and "Nothing was written" in dry.output
-    assert "reader@example.com: 1 articles (Data)" in dry.output
+    assert (
+        "1 subscriber, 1 email would be queued, 1 distinct body." in dry.output
+        and "Nothing was written" in dry.output
+    )
+    assert "reader@example.com: 1 article (Data)" in dry.output
     assert count(app, OutboxEmail) == 0 and count(app, DigestRun) == 0
 
     real = runner.invoke(args=["digest", "run", "daily", "--at", "2026-11-25T07:00Z"])
     assert real.exit_code == 0, real.output
-    assert "1 subscribers, 1 emails queued" in real.output
+    assert "1 subscriber, 1 email queued, 1 distinct body" in real.output
     assert count(app, OutboxEmail) == 1
 
     again = runner.invoke(args=["digest", "run", "daily", "--at", "2026-11-25T07:45+00:00"])
@@ -90,4 +93,4 @@ def test_alerts_run_command(app):
     )
     result = app.test_cli_runner().invoke(args=["alerts", "run"])
     assert result.exit_code == 0, result.output
-    assert "1 articles, 1 emails queued" in result.output
+    assert "Immediate alerts: 1 article, 1 email queued, 0 held" in result.output

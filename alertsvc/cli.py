@@ -6,12 +6,24 @@ development), never overriding what the environment already says.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from flask import Flask
 from flask.cli import FlaskGroup, ScriptInfo
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from alertsvc import create_app
 from alertsvc.config import ConfigurationError
+
+# SQLite's messages and PostgreSQL's SQLSTATE codes for a schema that is missing or behind.
+_NO_TABLE = ("no such table", "42P01")
+_NO_COLUMN = ("no such column", "42703")
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 article``, ``2 articles``: every count a command prints agrees with its noun."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def _create_app() -> Flask:
@@ -22,7 +34,50 @@ def _create_app() -> Flask:
         raise click.ClickException(str(error)) from error
 
 
+def _first_line(error: SQLAlchemyError) -> str:
+    original = getattr(error, "orig", None) or error
+    return (str(original).strip().splitlines() or [type(original).__name__])[0]
+
+
+def _matches(error: SQLAlchemyError, signs: tuple[str, str]) -> bool:
+    message, sqlstate = signs
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) == sqlstate or message in str(original).lower()
+
+
+def database_problem(error: SQLAlchemyError) -> click.ClickException:
+    """One line an operator can act on, for a database error no command expected.
+
+    The usual one is a database whose schema was never built (or is behind the code):
+    every command would otherwise print a page of SQL.
+    """
+    if isinstance(error, OperationalError | ProgrammingError):
+        if _matches(error, _NO_TABLE):
+            return click.ClickException(
+                "the database has no tables yet: run `alertsvc db upgrade` first"
+            )
+        if _matches(error, _NO_COLUMN):
+            return click.ClickException(
+                "the database schema is older than this version: run `alertsvc db upgrade`"
+            )
+    if isinstance(error, IntegrityError):
+        return click.ClickException(f"that conflicts with what is stored: {_first_line(error)}")
+    return click.ClickException(f"the database could not be used: {_first_line(error)}")
+
+
 class AlertsvcGroup(FlaskGroup):
+    """Flask's group, turning the errors any command can meet into one line and exit 1.
+
+    Commands still check their own input (a missing id, an unknown slug) and say so in
+    their own words; this is the net under all of them.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as error:
+            raise database_problem(error) from error
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         """``alertsvc --help`` with unusable settings: the one-line reason, then the help.
 

@@ -152,7 +152,7 @@ def run_cli(env: dict[str, str], *args: str) -> tuple[str, float]:
 def plan(env: dict[str, str], window_end: datetime) -> tuple[float, int, int, float]:
     """Plan the daily run: (seconds, subscribers, emails, peak RSS in MB)."""
     summary, peak_mb = run_cli(env, "digest", "run", "daily", "--at", window_end.isoformat())
-    match = re.search(r"(\d+) subscribers, (\d+) emails queued, .* ([\d.]+) s$", summary)
+    match = re.search(r"(\d+) subscribers?, (\d+) emails? queued, .* ([\d.]+) s$", summary)
     if not match:
         raise SystemExit(f"unexpected output: {summary}")
     return float(match.group(3)), int(match.group(1)), int(match.group(2)), peak_mb
@@ -179,7 +179,7 @@ def alert(env: dict[str, str], dsn: str) -> tuple[float, int, float]:
             """
         )
     summary, peak_mb = run_cli(env, "alerts", "run")
-    match = re.search(r"(\d+) emails queued.* ([\d.]+) s", summary)
+    match = re.search(r"(\d+) emails? queued.* ([\d.]+) s", summary)
     if not match:
         raise SystemExit(f"unexpected output: {summary}")
     return float(match.group(2)), int(match.group(1)), peak_mb

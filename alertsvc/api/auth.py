@@ -54,22 +54,23 @@ def bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def authenticate(token: str | None) -> ApiToken | None:
+def live_token(token: str | None) -> ApiToken | None:
     """The live token row for a presented token, or None.
 
     Looked up by hash, so the database holds nothing that would let its reader call the
-    API. ``last_used_at`` is written at most once a minute per token, not on every call.
+    API.
     """
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    row = db.session.scalar(
+    return db.session.scalar(
         select(ApiToken).where(
             ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)
         )
     )
-    if row is None:
-        return None
+
+
+def record_use(row: ApiToken) -> None:
+    """Stamp ``last_used_at``: at most once a minute per token, not on every call."""
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         row.last_used_at = now
-    return row

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import math
+from typing import Any, NoReturn
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
@@ -14,7 +16,10 @@ from alertsvc.api.schemas import ArticleInSchema, ErrorSchema, IngestResultSchem
 from alertsvc.articles.services import ArticleInput, UnknownTopics, ingest_articles
 from alertsvc.database import transaction
 from alertsvc.extensions import limiter
-from alertsvc.models import ArticleSource
+from alertsvc.models import ApiToken, ArticleSource
+
+# No field takes a number; this only bounds the work of reading one.
+NUMBER_MAX_CHARACTERS = 100
 
 bp = Blueprint(
     "api", __name__, url_prefix="/api/v1", description="Articles in, for the newsroom's systems."
@@ -52,11 +57,23 @@ def invalid(errors: dict[Any, Any]) -> Response:
     )
 
 
+def _api_token() -> ApiToken | None:
+    """The live token sent with this request, looked up once: the rate limit's key needs it
+    before the view runs."""
+    if "api_token" not in g:
+        g.api_token = auth.live_token(auth.bearer_token(request))
+    token: ApiToken | None = g.api_token
+    return token
+
+
 def _client_key() -> str:
-    """Rate-limit key: the presented token (hashed), so each newsroom system has its own
-    allowance; the address when no token is sent."""
-    token = auth.bearer_token(request)
-    return "api-token:" + auth.hash_token(token) if token else "api-ip:" + get_remote_address()
+    """Rate-limit key: a valid token's own allowance, so each newsroom system has one.
+
+    A missing or invalid token counts against the client's address: were each presented
+    token its own key, sending a different made-up token every time would never be limited.
+    """
+    token = _api_token()
+    return f"api-token:{token.id}" if token is not None else "api-ip:" + get_remote_address()
 
 
 def _rate_limit() -> str:
@@ -69,8 +86,55 @@ def _body_limit() -> None:
     request.max_content_length = current_app.config["API_MAX_CONTENT_LENGTH"]
 
 
+def bad_request(detail: str) -> Response:
+    return error_response(400, "Bad Request", detail)
+
+
+def _number(text: str) -> int | float:
+    """A JSON number, refused if it is too long to be a sensible value or not finite."""
+    if len(text) > NUMBER_MAX_CHARACTERS:
+        raise ValueError(f"a number has more than {NUMBER_MAX_CHARACTERS} characters")
+    number = float(text) if any(mark in text for mark in ".eE") else int(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text} is too large")
+    return number
+
+
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_body() -> Any:
+    """The request's JSON, or the JSON 4xx answer that says why it cannot be read.
+
+    Parsed here, not by ``request.get_json``, so that every body the API cannot take is a
+    4xx: Python's parser raises ``RecursionError`` (not ``ValueError``) on deep nesting,
+    turns digits past a limit into an error that names a Python setting, and accepts
+    ``NaN`` and ``Infinity``, which are not JSON. RFC 8259 §8.1: JSON is UTF-8.
+    """
+    if not request.is_json:
+        return error_response(
+            415,
+            "Unsupported Media Type",
+            "Send the articles as JSON, with Content-Type: application/json.",
+        )
+    body = request.get_data(cache=False)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return bad_request("The body is not valid UTF-8.")
+    try:
+        return json.loads(text, parse_int=_number, parse_float=_number, parse_constant=_not_json)
+    except RecursionError:
+        return bad_request("The JSON is nested too deeply.")
+    except ValueError as error:
+        return bad_request(f"The body is not valid JSON: {error}.")
+
+
 def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
     many = isinstance(payload, list)
+    if not many and not isinstance(payload, dict):
+        return invalid({"_schema": ["Send an article (a JSON object) or a list of articles."]})
     limit = current_app.config["API_MAX_BATCH"]
     if many and not 1 <= len(payload) <= limit:
         return invalid({"_schema": [f"Send between 1 and {limit} articles."]})
@@ -114,7 +178,12 @@ def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
 )
 @bp.response(201, IngestResultSchema, description="At least one article was new.")
 @bp.alt_response(200, schema=IngestResultSchema, description="Every article was already known.")
-@bp.alt_response(400, schema=ErrorSchema, description="The body is not JSON.")
+@bp.alt_response(
+    400,
+    schema=ErrorSchema,
+    description="The body is not JSON: not UTF-8, not well formed, nested too deeply, or "
+    f"with a number that is not finite or over {NUMBER_MAX_CHARACTERS} characters long.",
+)
 @bp.alt_response(401, schema=ErrorSchema, description="No valid API token.")
 @bp.alt_response(413, schema=ErrorSchema, description="The body is too large.")
 @bp.alt_response(415, schema=ErrorSchema, description="The body is not `application/json`.")
@@ -126,12 +195,16 @@ def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
 )
 @limiter.limit(_rate_limit, key_func=_client_key)
 def post_articles() -> Any:
-    token = auth.bearer_token(request)
     with transaction():
-        known = auth.authenticate(token) is not None
-    if not known:
-        return unauthorised(token is not None)
-    loaded = _load(request.get_json())
+        token = _api_token()
+        if token is not None:
+            auth.record_use(token)
+    if token is None:
+        return unauthorised(auth.bearer_token(request) is not None)
+    payload = _json_body()
+    if isinstance(payload, Response):
+        return payload
+    loaded = _load(payload)
     if isinstance(loaded, Response):
         return loaded
     items, many = loaded

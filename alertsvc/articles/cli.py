@@ -18,8 +18,10 @@ from alertsvc.api import auth
 from alertsvc.api.schemas import ArticleInSchema
 from alertsvc.articles import feeds, services
 from alertsvc.articles.keywords import QueryError
+from alertsvc.cli import plural
 from alertsvc.database import transaction
-from alertsvc.models import ArticleSource, utcnow
+from alertsvc.extensions import db
+from alertsvc.models import ArticleSource, Feed, utcnow
 from alertsvc.topics.services import TopicError
 
 IMPORT_CHUNK = 500
@@ -27,6 +29,15 @@ IMPORT_CHUNK = 500
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
+def _recovered(feed: Feed) -> bool:
+    """The feed's last error came before its last success: it is no longer failing."""
+    return (
+        feed.last_success_at is not None
+        and feed.last_error_at is not None
+        and feed.last_success_at > feed.last_error_at
+    )
 
 
 # -- feeds -----------------------------------------------------------------------------------
@@ -70,10 +81,10 @@ def feeds_list_command() -> None:
         click.echo(f"{feed.id:>4}  {feed.url}  [{topics}]")
         click.echo(
             f"      last success {_when(feed.last_success_at)} · "
-            f"{feed.consecutive_failures} failures in a row · "
+            f"{plural(feed.consecutive_failures, 'failure')} in a row · "
             f"newest item {_when(feed.newest_item_at)}"
         )
-        if feed.last_error:
+        if feed.last_error and not _recovered(feed):
             click.echo(f"      last error {_when(feed.last_error_at)}: {feed.last_error}")
         for problem in rules.problems(feed, now):
             click.echo(f"      {problem}")
@@ -88,6 +99,10 @@ def feeds_poll_command(feed_id: int | None, poll_all: bool) -> None:
     if feed_id is not None and poll_all:
         raise click.UsageError("give a FEED_ID or --all, not both")
     if feed_id is not None:
+        with transaction():
+            known = db.session.get(Feed, feed_id) is not None
+        if not known:
+            raise click.ClickException(f"no feed with id {feed_id}: see alertsvc feeds list")
         results = feeds.poll_feeds([feed_id], due_only=False)
     elif poll_all:
         results = feeds.poll_feeds([feed.id for feed in feeds.list_feeds()], due_only=False)
@@ -232,7 +247,8 @@ def articles_import_command(file: Path, topics: Sequence[str], backfill: bool) -
     """
     items = _read_import(file, topics)
     total = services.IngestResult()
-    with click.progressbar(length=len(items), label=f"Importing {len(items)} articles") as bar:
+    label = f"Importing {plural(len(items), 'article')}"
+    with click.progressbar(length=len(items), label=label) as bar:
         for start in range(0, len(items), IMPORT_CHUNK):
             chunk = items[start : start + IMPORT_CHUNK]
             try:
@@ -316,9 +332,12 @@ def preview_command(query: str, days: int, limit: int) -> None:
     except QueryError as error:
         raise click.ClickException(f"query {query!r}: {error}") from error
     if not articles:
-        click.echo(f"No articles from the last {days} days match {query}.")
+        click.echo(f"No articles from the last {plural(days, 'day')} match {query}.")
         return
     for article in articles:
         click.echo(f"{article.published_at:%Y-%m-%d}  {article.title}  {article.url}")
     more = " (limit reached)" if len(articles) >= limit else ""
-    click.echo(f"{len(articles)} articles from the last {days} days match{more}.")
+    click.echo(
+        f"{plural(len(articles), 'article')} from the last {plural(days, 'day')} "
+        f"match{'es' if len(articles) == 1 else ''}{more}."
+    )

@@ -33,6 +33,7 @@ from alertsvc.models import (
     Article,
     ArticleSource,
     CategoryMapping,
+    Feed,
     Topic,
     article_topics,
     feed_topics,
@@ -630,6 +631,8 @@ def map_category(category: str, topic_slug: str, feed_id: int | None = None) -> 
     )
     if topic is None:
         raise TopicError(f"no topic with slug {topic_slug!r}")
+    if feed_id is not None and db.session.get(Feed, feed_id) is None:
+        raise TopicError(f"no feed with id {feed_id}")
     found = db.session.scalar(
         select(CategoryMapping).where(
             CategoryMapping.category == normalised,

@@ -4,6 +4,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from alertsvc.cli import plural
 from alertsvc.config import ConfigurationError
 from alertsvc.delivery.worker import Worker
 
@@ -21,5 +22,5 @@ def worker_command(burst: bool) -> None:
         raise click.ClickException(str(error)) from error
     click.echo(
         f"Worker stopped: {totals.sent} sent, {totals.retried} to retry, "
-        f"{totals.failed} failed, in {totals.batches} batch{'' if totals.batches == 1 else 'es'}"
+        f"{totals.failed} failed, in {plural(totals.batches, 'batch', 'batches')}"
     )

@@ -5,10 +5,13 @@ from datetime import UTC, datetime
 import click
 from flask.cli import with_appcontext
 
+from alertsvc.cli import plural
 from alertsvc.database import transaction
 from alertsvc.digests.alerts import run_immediate_alerts
 from alertsvc.digests.planning import (
     DIGEST_FREQUENCIES,
+    RunRefused,
+    check_window_end,
     plan_digest_run,
     run_digest,
     start_digest_run,
@@ -22,13 +25,15 @@ def _parse_at(value: str | None) -> datetime:
         return floor_hour(utcnow())
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as error:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return check_window_end(moment)
+    except RunRefused as error:
+        raise click.BadParameter(str(error), param_hint="--at") from error
+    except (ValueError, OverflowError) as error:
         raise click.BadParameter(
             f"{value!r} is not an ISO 8601 time, like 2026-11-25T07:00Z", param_hint="--at"
         ) from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return floor_hour(moment)
 
 
 @click.group("digest")
@@ -42,8 +47,8 @@ def digest_cli() -> None:
     "--at",
     "at",
     metavar="ISO-TIME",
-    help="The run's window end (rounded down to the hour; UTC unless an offset is given). "
-    "Default: this hour.",
+    help="The run's window end (rounded down to the hour; UTC unless an offset is given), "
+    "not later than this hour, which is the default.",
 )
 @click.option("--dry-run", is_flag=True, help="Print what would be queued and write nothing.")
 @with_appcontext
@@ -54,11 +59,12 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
         result = run_digest(frequency, window_end, trigger="cli", dry_run=True)
         click.echo(
             f"Dry run of the {frequency} run ending {window_end:%Y-%m-%d %H:%M} UTC: "
-            f"{result.subscribers} subscribers, {result.emails} emails would be queued, "
-            f"{result.bodies} distinct bodies. Nothing was written."
+            f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} "
+            f"would be queued, {plural(result.bodies, 'distinct body', 'distinct bodies')}. "
+            "Nothing was written."
         )
         for email, topics, count in result.preview:
-            click.echo(f"  {email}: {count} articles ({topics})")
+            click.echo(f"  {email}: {plural(count, 'article')} ({topics})")
         return
     with transaction():
         run = start_digest_run(frequency, window_end, trigger="cli")
@@ -77,8 +83,8 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
         return
     click.echo(
         f"{frequency.capitalize()} run ending {window_end:%Y-%m-%d %H:%M} UTC: "
-        f"{result.subscribers} subscribers, {result.emails} emails queued, "
-        f"{result.bodies} distinct bodies, {result.seconds:.2f} s"
+        f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} queued, "
+        f"{plural(result.bodies, 'distinct body', 'distinct bodies')}, {result.seconds:.2f} s"
     )
 
 
@@ -93,6 +99,7 @@ def alerts_run_command() -> None:
     """Queue immediate alerts for every new article (or major update) not yet alerted."""
     result = run_immediate_alerts()
     click.echo(
-        f"Immediate alerts: {result.articles} articles, {result.emails} emails queued, "
+        f"Immediate alerts: {plural(result.articles, 'article')}, "
+        f"{plural(result.emails, 'email')} queued, "
         f"{result.carried_over} held for the daily digest (cap reached), {result.seconds:.2f} s"
     )

@@ -97,6 +97,29 @@ def subscriber_timezones() -> list[str]:
     )
 
 
+class RunRefused(ValueError):
+    """A run that may not be planned, with the reason in words for the operator."""
+
+
+def check_window_end(window_end: datetime, now: datetime | None = None) -> datetime:
+    """The window end of a run asked for by hand (rounded down to the hour), if allowed.
+
+    A run ending later than now would move its subscribers' positions past articles that
+    have not arrived yet, and those would never be sent to them: the latest window end
+    allowed is the most recent whole hour. Every way of starting a run by hand (the CLI,
+    the operator page, the API) checks here; the scheduler and the sweeper only ever plan
+    hours that have ended.
+    """
+    end = floor_hour(window_end)
+    latest = floor_hour(now or utcnow())
+    if end > latest:
+        raise RunRefused(
+            f"a run cannot end in the future: {end:%Y-%m-%d %H:%M} UTC is later than now "
+            f"(the latest run that can be planned ends at {latest:%Y-%m-%d %H:%M} UTC)"
+        )
+    return end
+
+
 def start_digest_run(frequency: str, window_end: datetime, trigger: str = "scheduler") -> DigestRun:
     """Find or create the run and fix its slots. The caller commits before planning."""
     if frequency not in DIGEST_FREQUENCIES:

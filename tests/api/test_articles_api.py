@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from alertsvc.extensions import db
 from alertsvc.models import ApiToken, Article
 from tests.articles.helpers import article_writes, articles, create_token, statements
@@ -291,3 +293,69 @@ def test_each_token_has_its_own_rate_limit_answered_with_json_429(make_app):
     assert int(refused.headers["Retry-After"]) > 0
     assert client.post("/api/v1/articles", json=article(5), headers=second).status_code == 201
     assert count(limited, Article) == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ("[" * 1000 + "]" * 1000, 400, "The JSON is nested too deeply."),
+        ('{"title":' * 1000 + "1" + "}" * 1000, 400, "The JSON is nested too deeply."),
+        ("[" * 100_000 + "]" * 100_000, 400, "The JSON is nested too deeply."),
+        ("[" * 500 + "]" * 500, 422, "The request is not valid: see errors."),
+        (b'{"title": "caf\xe9", "url": "https://x.org/1"}', 400, "The body is not valid UTF-8."),
+        ("1" * 5000, 400, "The body is not valid JSON: a number has more than 100 characters."),
+        ('{"title": 1e999}', 400, "The body is not valid JSON: the number 1e999 is too large."),
+        ('{"title": NaN}', 400, "The body is not valid JSON: NaN is not a JSON value."),
+        ("[-Infinity]", 400, "The body is not valid JSON: -Infinity is not a JSON value."),
+        ("42", 422, "The request is not valid: see errors."),
+        ('"an article"', 422, "The request is not valid: see errors."),
+        ("null", 422, "The request is not valid: see errors."),
+        ("", 400, "The body is not valid JSON: Expecting value: line 1 column 1 (char 0)."),
+    ],
+    ids=lambda value: repr(value)[:30] if isinstance(value, str | bytes) else str(value),
+)
+def test_any_json_the_api_cannot_take_is_a_json_4xx(app, client, auth, body, status, detail):
+    seed_topics(app)
+    response = client.post(ARTICLES, data=body, content_type="application/json", headers=auth)
+    assert response.status_code == status
+    assert response.is_json and response.json["detail"] == detail
+    if status == 422 and not body.startswith("["):
+        assert response.json["errors"] == {
+            "_schema": ["Send an article (a JSON object) or a list of articles."]
+        }
+    assert count(app, Article) == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_labelled_json_is_a_json_415(app, client, auth, content_type):
+    seed_topics(app)
+    options = {"content_type": content_type} if content_type else {}
+    response = client.post(ARTICLES, data=json.dumps(article()), headers=auth, **options)
+    assert response.status_code == 415
+    assert response.json == {
+        "error": "Unsupported Media Type",
+        "detail": "Send the articles as JSON, with Content-Type: application/json.",
+    }
+    assert count(app, Article) == 0
+
+
+def test_invalid_and_missing_tokens_share_their_address_rate_limit(make_app):
+    limited = make_app(API_RATE_LIMIT="3 per minute")
+    seed_topics(limited)
+    valid = {"Authorization": f"Bearer {create_token(limited, 'newsroom')}"}
+    client = limited.test_client()
+
+    def post(headers: dict[str, str], address: str = "192.0.2.1") -> int:
+        return client.post(
+            ARTICLES, json=article(), headers=headers, environ_base={"REMOTE_ADDR": address}
+        ).status_code
+
+    made_up = [{"Authorization": f"Bearer alertsvc_guess{n}"} for n in range(3)]
+    assert [post(headers) for headers in made_up] == [401, 401, 401]
+    assert post({"Authorization": "Bearer alertsvc_guess3"}) == 429
+    assert post({}) == 429, "no token: the same address, the same allowance"
+    assert post({"Authorization": "Bearer alertsvc_guess4"}, "192.0.2.2") == 401, (
+        "another address has its own allowance"
+    )
+    assert post(valid) == 201, "a valid token is limited on its own, not by its address"
+    assert count(limited, Article) == 1

@@ -46,15 +46,10 @@ class RetryPolicy:
     ) -> RetryPolicy:
         """The configured policy; a kind of unit with its own pace (feeds poll on an
         interval) passes its own ``base`` and ``longest`` delay."""
-        return cls(
-            max_attempts=max(1, int(config["JOB_MAX_ATTEMPTS"])),
-            base=base if base is not None else timedelta(seconds=config["JOB_BACKOFF_BASE_SECONDS"]),
-            longest=(
-                longest
-                if longest is not None
-                else timedelta(seconds=config["JOB_BACKOFF_MAX_SECONDS"])
-            ),
-        )
+        base = base if base is not None else timedelta(seconds=config["JOB_BACKOFF_BASE_SECONDS"])
+        if longest is None:
+            longest = timedelta(seconds=config["JOB_BACKOFF_MAX_SECONDS"])
+        return cls(max(1, int(config["JOB_MAX_ATTEMPTS"])), base, longest)
 
     def delay(self, attempts: int) -> timedelta:
         """The wait after ``attempts`` failures in a row: ``base``, doubling, up to ``longest``."""

@@ -88,6 +88,11 @@ DEFAULTS: dict[str, Any] = {
     "ALERTS_INTERVAL_SECONDS": 60,
     "ALERTS_DAILY_CAP": 10,
     "ALERT_MAX_ARTICLE_AGE_DAYS": 3,
+    # Scheduled work that fails (an article's alerts, a digest run, a feed poll) is retried
+    # after BASE, doubling up to MAX, and parked after MAX_ATTEMPTS failures in a row.
+    "JOB_MAX_ATTEMPTS": 5,
+    "JOB_BACKOFF_BASE_SECONDS": 60,
+    "JOB_BACKOFF_MAX_SECONDS": 3600,
     # Recycle connections before servers or proxies drop idle ones, rather than pinging the
     # database before every request (a round trip each time).
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},

@@ -1,5 +1,9 @@
 """The scheduler process: APScheduler 3.x jobs, run by exactly one leader at a time.
 
+The jobs themselves live in each capability's ``jobs.py`` (``articles``, ``digests``,
+``subscriptions``); each owns its transactions and fails small (one unit at a time, see
+``alertsvc.retries``). This module only registers them and runs each in an app context.
+
 Any number of ``alertsvc scheduler`` processes may run; one holds the leader lock and runs
 the jobs, the others wait and take over when it goes. On PostgreSQL the lock is a session
 advisory lock, released by the server when the leader's connection dies. On SQLite it is
@@ -14,7 +18,6 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -24,17 +27,16 @@ from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import delete, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from alertsvc.articles.feeds import poll_due_feeds
-from alertsvc.database import transaction
-from alertsvc.digests.alerts import run_immediate_alerts
-from alertsvc.digests.planning import PlanResult, run_digest, sweep_digest_runs
-from alertsvc.digests.schedule import floor_hour
+from alertsvc.articles.jobs import poll_due_feeds
+from alertsvc.digests.jobs import plan_due_digests, run_immediate_alerts, sweep_digest_runs
+from alertsvc.digests.planning import PlanResult
 from alertsvc.extensions import db
-from alertsvc.models import SignupRequest, utcnow
+from alertsvc.models import utcnow
+from alertsvc.subscriptions.jobs import purge_signup_requests
 
 log = logging.getLogger(__name__)
 
@@ -137,23 +139,6 @@ def make_leader_lock(app: Flask) -> LeaderLock:
     return FileLeaderLock(path.with_name(path.name + ".scheduler.lock"))
 
 
-def purge_signup_requests() -> int:
-    """Delete signup requests nobody confirmed within the retention period."""
-    cutoff = utcnow() - timedelta(days=current_app.config["SIGNUP_REQUEST_RETENTION_DAYS"])
-    result = db.session.execute(
-        delete(SignupRequest).where(
-            SignupRequest.confirmed_at.is_(None), SignupRequest.created_at < cutoff
-        )
-    )
-    return result.rowcount
-
-
-def plan_due_digests() -> list[Any]:
-    """The hourly digest runs: daily and weekly, for the hour that has just ended."""
-    window_end = floor_hour(utcnow())
-    return [run_digest(frequency, window_end) for frequency in ("daily", "weekly")]
-
-
 def _describe(outcome: Any) -> str:
     """A job's outcome for the log; digest runs that served nobody are only counted (the
     sweeper's first pass on a new install creates a run for every hour it looks back on)."""
@@ -168,19 +153,12 @@ def _describe(outcome: Any) -> str:
     return str(outcome)
 
 
-def _job(
-    app: Flask, function: Callable[[], Any], *, own_transactions: bool = False
-) -> Callable[[], None]:
-    """Run ``function`` as one job in its own app context: in one transaction, or, for
-    jobs that commit as they go (digest planning), in the transactions it opens itself."""
+def _job(app: Flask, function: Callable[[], Any]) -> Callable[[], None]:
+    """Run ``function``, a job that owns its transactions, in its own app context."""
 
     def run() -> None:
         with app.app_context():
-            if own_transactions:
-                outcome = function()
-            else:
-                with transaction():
-                    outcome = function()
+            outcome = function()
         log.info("job %s done: %s", function.__name__, _describe(outcome))
 
     run.__name__ = run.__qualname__ = function.__name__  # APScheduler logs the qualname
@@ -201,7 +179,7 @@ def build_scheduler(app: Flask, lock: LeaderLock) -> BackgroundScheduler:
 
     feed_interval = float(app.config["FEEDS_POLL_INTERVAL_SECONDS"])
     scheduler.add_job(
-        _job(app, poll_due_feeds, own_transactions=True),
+        _job(app, poll_due_feeds),
         "interval",
         seconds=min(feed_interval, 60.0),  # each feed is due every interval; look each minute
         id="poll_due_feeds",
@@ -212,7 +190,7 @@ def build_scheduler(app: Flask, lock: LeaderLock) -> BackgroundScheduler:
 
     config = app.config
     scheduler.add_job(
-        _job(app, plan_due_digests, own_transactions=True),
+        _job(app, plan_due_digests),
         "cron",
         minute=int(config["DIGEST_RUN_MINUTE"]),
         id="plan_due_digests",
@@ -220,7 +198,7 @@ def build_scheduler(app: Flask, lock: LeaderLock) -> BackgroundScheduler:
         coalesce=True,
     )
     scheduler.add_job(
-        _job(app, run_immediate_alerts, own_transactions=True),
+        _job(app, run_immediate_alerts),
         "interval",
         seconds=float(config["ALERTS_INTERVAL_SECONDS"]),
         id="immediate_alerts",
@@ -229,7 +207,7 @@ def build_scheduler(app: Flask, lock: LeaderLock) -> BackgroundScheduler:
         coalesce=True,
     )
     scheduler.add_job(
-        _job(app, sweep_digest_runs, own_transactions=True),
+        _job(app, sweep_digest_runs),
         "interval",
         minutes=10,
         id="sweep_digest_runs",

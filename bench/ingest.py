@@ -185,7 +185,7 @@ def bench_api(url: str, token: str) -> None:
 
 
 def bench_feed(app) -> list[dict]:
-    from alertsvc.articles import feeds
+    from alertsvc.articles import feeds, jobs
     from alertsvc.database import transaction
     from alertsvc.extensions import db
 
@@ -204,7 +204,7 @@ def bench_feed(app) -> list[dict]:
 
         def poll(label: str, expect_created: int) -> None:
             started = time.perf_counter()
-            [result] = feeds.poll_feeds([feed_id], due_only=False)
+            [result] = jobs.poll_feeds([feed_id], due_only=False)
             elapsed = time.perf_counter() - started
             if result.status == feeds.PollStatus.FAILED:
                 raise SystemExit(f"poll failed: {result.error}")

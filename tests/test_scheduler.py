@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from alertsvc.database import transaction
 from alertsvc.models import SignupRequest, utcnow
-from alertsvc.scheduler import build_scheduler, make_leader_lock, purge_signup_requests
+from alertsvc.scheduler import build_scheduler, make_leader_lock
+from alertsvc.subscriptions.jobs import purge_signup_requests
 from tests.factories import create_subscriber, rows
 from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_for
 
@@ -126,7 +127,7 @@ def test_purge_deletes_only_unconfirmed_signup_requests_past_retention(app_with,
     recent = signup_request(app, "recent@example.com", (retention_days - 1) * day)
     new = signup_request(app, "new@example.com", timedelta(minutes=5))
 
-    with app.app_context(), transaction():
+    with app.app_context():
         deleted = purge_signup_requests()
 
     assert deleted == 1

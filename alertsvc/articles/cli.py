@@ -16,7 +16,7 @@ from marshmallow import ValidationError
 
 from alertsvc.api import auth
 from alertsvc.api.schemas import ArticleInSchema
-from alertsvc.articles import feeds, services
+from alertsvc.articles import feeds, jobs, services
 from alertsvc.articles.keywords import QueryError
 from alertsvc.cli import plural
 from alertsvc.database import transaction
@@ -103,16 +103,30 @@ def feeds_poll_command(feed_id: int | None, poll_all: bool) -> None:
             known = db.session.get(Feed, feed_id) is not None
         if not known:
             raise click.ClickException(f"no feed with id {feed_id}: see alertsvc feeds list")
-        results = feeds.poll_feeds([feed_id], due_only=False)
+        results = jobs.poll_feeds([feed_id], due_only=False)
     elif poll_all:
-        results = feeds.poll_feeds([feed.id for feed in feeds.list_feeds()], due_only=False)
+        results = jobs.poll_feeds([feed.id for feed in feeds.list_feeds()], due_only=False)
     else:
-        results = feeds.poll_feeds()
+        results = jobs.poll_feeds()
     if not results:
         click.echo("No feeds are due.")
     for result in results:
         click.echo(f"feed {result.feed_id} {result.url}: {result.describe()}")
     if any(result.status == feeds.PollStatus.FAILED for result in results):
+        raise SystemExit(1)
+
+
+@feeds_cli.command("retry")
+@click.argument("feed_id", type=int)
+@with_appcontext
+def feeds_retry_command(feed_id: int) -> None:
+    """Un-park FEED_ID (start its failure count again) and poll it now. Exits 1 if it fails."""
+    try:
+        result = jobs.retry_feed(feed_id)
+    except feeds.FeedError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"feed {result.feed_id} {result.url}: {result.describe()}")
+    if result.status == feeds.PollStatus.FAILED:
         raise SystemExit(1)
 
 

@@ -23,7 +23,6 @@ import logging
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,9 +34,9 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from alertsvc.articles.services import ArticleInput, IngestResult, ingest_articles
-from alertsvc.database import transaction
 from alertsvc.extensions import db
-from alertsvc.models import ArticleSource, Feed, Topic, utcnow
+from alertsvc.models import ArticleSource, Feed, Topic
+from alertsvc.retries import RetryPolicy
 from alertsvc.topics.services import SLUG_PATTERN
 
 log = logging.getLogger(__name__)
@@ -310,11 +309,27 @@ class HealthRules:
 
     def problems(self, feed: Feed, now: datetime) -> list[str]:
         problems = []
+        if feed.parked_at:
+            problems.append(
+                f"PARKED since {feed.parked_at:%Y-%m-%d %H:%M} UTC: not polled until"
+                f" retried (alertsvc feeds retry {feed.id})"
+            )
         if self.is_failing(feed):
             problems.append(f"FAILING: {feed.consecutive_failures} errors in a row")
         if self.is_stale(feed, now):
             problems.append(f"STALE: nothing new for over {self.stale_days} days")
         return problems
+
+
+def release_feed_for_retry(feed_id: int) -> Feed:
+    """Un-park a feed and start its failure count again, so it can be polled now."""
+    feed = db.session.get(Feed, feed_id)
+    if feed is None:
+        raise FeedError(f"No feed {feed_id}.")
+    feed.parked_at = None
+    feed.consecutive_failures = 0
+    feed.next_poll_at = None
+    return feed
 
 
 def list_feeds() -> list[Feed]:
@@ -328,6 +343,7 @@ def due_feed_ids(now: datetime) -> list[int]:
             .where(
                 or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now),
                 or_(Feed.poll_lease_until.is_(None), Feed.poll_lease_until < now),
+                Feed.parked_at.is_(None),
             )
             .order_by(Feed.next_poll_at.nulls_first(), Feed.id)
         )
@@ -360,6 +376,7 @@ def claim_feed(
     ]
     if due_only:
         conditions.append(or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now))
+        conditions.append(Feed.parked_at.is_(None))
     claimed = db.session.execute(
         update(Feed)
         .where(*conditions)
@@ -446,6 +463,7 @@ def record_poll_success(
     feed.last_polled_at = now
     feed.last_success_at = now
     feed.consecutive_failures = 0
+    feed.parked_at = None
     feed.next_poll_at = now + interval
     feed.poll_lease_until = None
     if rules.is_stale(feed, now) and not was_stale:
@@ -473,26 +491,38 @@ def _follow_move(feed: Feed, url: str) -> None:
     feed.url = url[:2048]
 
 
-def failure_backoff(failures: int, interval: timedelta, longest: timedelta) -> timedelta:
-    """How long to leave a feed that has failed ``failures`` times in a row: the usual
-    interval after one failure, doubling with each further one, up to ``longest``."""
-    return min(interval * 2 ** min(max(failures - 1, 0), 30), max(longest, interval))
+def failure_policy(interval: timedelta) -> RetryPolicy:
+    """The shared retry policy at a feed's pace: the usual interval after one failure,
+    doubling with each further one, up to ``FEEDS_MAX_BACKOFF_SECONDS``; parked after
+    ``JOB_MAX_ATTEMPTS`` in a row."""
+    longest = timedelta(seconds=float(current_app.config["FEEDS_MAX_BACKOFF_SECONDS"]))
+    return RetryPolicy.from_config(current_app.config, base=interval, longest=longest)
 
 
 def record_poll_failure(feed_id: int, error: str, *, now: datetime, interval: timedelta) -> None:
-    """Count a failed poll and back off; warn when the feed reaches the failure threshold
-    (and each multiple of it), not on every failure, so a dead feed does not flood the log.
+    """Count a failed poll and back off, parking the feed after too many in a row; warn
+    when the feed reaches the failure threshold (and each multiple of it), not on every
+    failure, so a dead feed does not flood the log.
     """
     feed = db.session.get(Feed, feed_id)
     if feed is None:
         return
+    failure = failure_policy(interval).failed(feed.consecutive_failures or 0, error, now)
     feed.last_polled_at = now
-    feed.last_error = error[:2000]
+    feed.last_error = failure.error
     feed.last_error_at = now
-    feed.consecutive_failures = (feed.consecutive_failures or 0) + 1
-    longest = timedelta(seconds=float(current_app.config["FEEDS_MAX_BACKOFF_SECONDS"]))
-    feed.next_poll_at = now + failure_backoff(feed.consecutive_failures, interval, longest)
+    feed.consecutive_failures = failure.attempts
+    feed.next_poll_at = failure.next_attempt_at
     feed.poll_lease_until = None
+    if failure.parked_at and feed.parked_at is None:
+        feed.parked_at = failure.parked_at
+        log.error(
+            "feed %s (%s) parked after %s failed polls in a row; last error: %s",
+            feed.id,
+            feed.url,
+            failure.attempts,
+            error,
+        )
     threshold = HealthRules.from_config(current_app.config).failure_threshold
     if threshold and feed.consecutive_failures % threshold == 0:
         log.warning(
@@ -502,69 +532,3 @@ def record_poll_failure(feed_id: int, error: str, *, now: datetime, interval: ti
             feed.consecutive_failures,
             error,
         )
-
-
-def poll_feeds(feed_ids: Sequence[int] | None = None, *, due_only: bool = True) -> list[PollResult]:
-    """Poll ``feed_ids``, or every feed that is due, ``FEEDS_POLL_CONCURRENCY`` at a time.
-
-    This is a job, not a service: it owns its transactions. Each feed is claimed in one short
-    transaction, fetched with no transaction open (a slow server must not hold database
-    locks), and its articles and health written in a second. A feed that fails, however it
-    fails, is recorded as failed and the others go on. Results come in ``feed_ids`` order.
-    """
-    config = current_app.config
-    settings = FetchSettings.from_config(config)
-    interval = timedelta(seconds=float(config["FEEDS_POLL_INTERVAL_SECONDS"]))
-    if feed_ids is None:
-        with transaction():
-            feed_ids = due_feed_ids(utcnow())
-
-    def poll(feed_id: int) -> PollResult:
-        return _poll_one(feed_id, due_only, settings, interval)
-
-    concurrency = max(1, int(config["FEEDS_POLL_CONCURRENCY"]))
-    if concurrency == 1 or len(feed_ids) < 2:
-        return [poll(feed_id) for feed_id in feed_ids]
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def in_context(feed_id: int) -> PollResult:
-        with app.app_context():
-            return poll(feed_id)
-
-    with ThreadPoolExecutor(min(concurrency, len(feed_ids)), "feed-poll") as pool:
-        return list(pool.map(in_context, feed_ids))
-
-
-def _poll_one(
-    feed_id: int, due_only: bool, settings: FetchSettings, interval: timedelta
-) -> PollResult:
-    lease = timedelta(seconds=settings.timeout * 2 + 300)
-    now = utcnow()
-    with transaction():
-        claimed = claim_feed(feed_id, now=now, lease=lease, due_only=due_only)
-    if claimed is None:
-        return PollResult(feed_id, PollStatus.BUSY)
-    try:
-        fetched = fetch_feed(
-            claimed.url, settings, etag=claimed.etag, last_modified=claimed.last_modified
-        )
-        with transaction():
-            return record_poll_success(claimed, fetched, now=utcnow(), interval=interval)
-    except Exception as error:
-        if isinstance(error, FeedError):
-            message = str(error)
-            log.info("feed %s (%s) failed: %s", feed_id, claimed.url, message)
-        else:
-            message = f"{type(error).__name__}: {error}"
-            log.exception("feed %s (%s) failed unexpectedly", feed_id, claimed.url)
-        with transaction():
-            record_poll_failure(feed_id, message, now=utcnow(), interval=interval)
-        return PollResult(feed_id, PollStatus.FAILED, claimed.url, error=message)
-
-
-def poll_due_feeds() -> str:
-    """The scheduler job: poll every feed that is due. Returns a summary for the log."""
-    results = poll_feeds()
-    failed = sum(1 for result in results if result.status == PollStatus.FAILED)
-    created = sum(result.ingest.created for result in results if result.ingest is not None)
-    return f"{len(results)} feeds polled, {created} new articles, {failed} failed"

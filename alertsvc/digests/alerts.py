@@ -1,9 +1,11 @@
 """Immediate alerts: one email per subscriber per new article (or major update).
 
-Each article revision is processed once, in its own transaction: its ledger rows
-(``alert_deliveries``, unique per subscriber, article and revision), its outbox rows and its
-``alerts_processed_at`` stamp commit together, so a crash or a second scheduler never
-alerts anyone twice. Articles are claimed with ``FOR UPDATE SKIP LOCKED``.
+Each article revision is processed once, in its own transaction, owned by the job
+(``digests.jobs``): its ledger rows (``alert_deliveries``, unique per subscriber, article
+and revision), its outbox rows and its ``alerts_processed_at`` stamp commit together, so a
+crash or a second scheduler never alerts anyone twice. Articles are claimed with
+``FOR UPDATE SKIP LOCKED``. An article that fails is retried, then parked, alone
+(``alertsvc.retries``).
 
 A subscriber past the daily cap (their local day) gets no more alerts that day: the
 article is recorded as carried over and goes into their next daily digest, and the alert
@@ -12,23 +14,24 @@ that reaches the cap says so.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import CursorResult, select
+from sqlalchemy import CursorResult, and_, func, or_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import ColumnElement
 
-from alertsvc.database import WorkingTables, as_json, execute_sql, transaction
+from alertsvc.database import WorkingTables, as_json, execute_sql
 from alertsvc.digests.planning import subscriber_timezones
 from alertsvc.digests.rendering import article_view, render_alert, store_bodies
 from alertsvc.digests.schedule import local_midnight
 from alertsvc.extensions import db
 from alertsvc.models import Article, Topic, article_topics, utcnow
+from alertsvc.retries import Failure, RetryPolicy
 
 
 @dataclass
@@ -36,17 +39,94 @@ class AlertResult:
     articles: int = 0
     emails: int = 0
     carried_over: int = 0
+    failed: int = 0
     seconds: float = 0.0
 
 
-def _claim_next_article() -> Article | None:
+class AlertError(Exception):
+    """An article whose alerts cannot be retried. The message is for an operator."""
+
+
+def _waiting(now: datetime) -> ColumnElement[bool]:
+    """Articles whose current revision is still to be alerted and whose turn it is: not
+    parked, and not waiting for the next attempt after a failure."""
+    return and_(
+        Article.alerts_processed_at.is_(None),
+        Article.alert_parked_at.is_(None),
+        or_(Article.alert_next_attempt_at.is_(None), Article.alert_next_attempt_at <= now),
+    )
+
+
+def claim_next_article(now: datetime, skip: Collection[int] = ()) -> Article | None:
+    """Lock the oldest article waiting for its alerts (``FOR UPDATE SKIP LOCKED``: another
+    scheduler takes the next one), leaving out ``skip`` (those failed in this run)."""
+    query = select(Article).where(_waiting(now))
+    if skip:
+        query = query.where(Article.id.not_in(list(skip)))
     return db.session.scalars(
-        select(Article)
-        .where(Article.alerts_processed_at.is_(None))
-        .order_by(Article.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+        query.order_by(Article.id).limit(1).with_for_update(skip_locked=True)
     ).first()
+
+
+def claim_article(article_id: int) -> Article | None:
+    """Lock one article for its alerts (a retry by hand), or None if another holds it."""
+    return db.session.scalars(
+        select(Article).where(Article.id == article_id).with_for_update(skip_locked=True)
+    ).first()
+
+
+def mark_article_alerted(article: Article) -> None:
+    """This revision is done: no alert for it is queued again, and its failures are over."""
+    article.alerts_processed_at = utcnow()
+    article.alert_attempts = 0
+    article.alert_next_attempt_at = None
+    article.alert_last_error = None
+    article.alert_parked_at = None
+
+
+def record_alert_failure(
+    article_id: int, error: str, *, now: datetime, policy: RetryPolicy
+) -> Failure | None:
+    """Count a failed attempt at the article's alerts (nothing of the attempt was kept)."""
+    article = db.session.get(Article, article_id)
+    if article is None:
+        return None
+    failure = policy.failed(article.alert_attempts or 0, error, now)
+    article.alert_attempts = failure.attempts
+    article.alert_last_error = failure.error
+    article.alert_next_attempt_at = None if failure.parked_at else failure.next_attempt_at
+    article.alert_parked_at = failure.parked_at
+    return failure
+
+
+def release_article_for_retry(article_id: int) -> Article:
+    """Un-park an article's alerts (or cut their wait short) so they can be tried now."""
+    article = db.session.get(Article, article_id)
+    if article is None:
+        raise AlertError(f"No article {article_id}.")
+    if article.alerts_processed_at is not None:
+        raise AlertError(f"Article {article_id} has been alerted: nothing to retry.")
+    article.alert_attempts = 0
+    article.alert_next_attempt_at = None
+    article.alert_parked_at = None
+    return article
+
+
+@dataclass
+class AlertStatus:
+    waiting: int
+    failing: list[Article]
+
+
+def alert_status(now: datetime) -> AlertStatus:
+    """How many articles wait for their alerts now, and those that failed (parked or not)."""
+    waiting = db.session.scalar(select(func.count()).select_from(Article).where(_waiting(now)))
+    failing = db.session.scalars(
+        select(Article)
+        .where(Article.alerts_processed_at.is_(None), Article.alert_attempts > 0)
+        .order_by(Article.id)
+    )
+    return AlertStatus(waiting or 0, list(failing))
 
 
 # Working tables for one article, private to its transaction's connection.
@@ -209,24 +289,3 @@ def _store_alert_bodies(article: Article, cap: int, *, usual: bool, last: bool) 
     }
     ids = store_bodies(db.session.connection(), list(rendered.values()))
     return {cap_reached: ids[r.content_key] for cap_reached, r in rendered.items()}
-
-
-def run_immediate_alerts(now: datetime | None = None) -> AlertResult:
-    """Alert every article revision not yet alerted, one transaction per article."""
-    started = time.perf_counter()
-    result = AlertResult()
-    timezones = None  # looked up once per run, and only if there is an article
-    while True:
-        with transaction():
-            article = _claim_next_article()
-            if article is None:
-                break
-            if timezones is None:
-                timezones = subscriber_timezones()
-            emails, carried = alert_article(article, now or utcnow(), timezones)
-            article.alerts_processed_at = utcnow()
-        result.articles += 1
-        result.emails += emails
-        result.carried_over += carried
-    result.seconds = time.perf_counter() - started
-    return result

@@ -7,17 +7,11 @@ from flask.cli import with_appcontext
 
 from alertsvc.cli import plural
 from alertsvc.database import transaction
-from alertsvc.digests.alerts import run_immediate_alerts
-from alertsvc.digests.planning import (
-    DIGEST_FREQUENCIES,
-    RunRefused,
-    check_window_end,
-    plan_digest_run,
-    run_digest,
-    start_digest_run,
-)
+from alertsvc.digests import alerts, jobs, runs
+from alertsvc.digests.planning import DIGEST_FREQUENCIES, RunRefused, check_window_end
 from alertsvc.digests.schedule import floor_hour
-from alertsvc.models import utcnow
+from alertsvc.models import DigestRun, RunStatus, utcnow
+from alertsvc.retries import describe_error
 
 
 def _parse_at(value: str | None) -> datetime:
@@ -56,7 +50,7 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
     """Queue the FREQUENCY digests of the subscribers whose hour it is."""
     window_end = _parse_at(at)
     if dry_run:
-        result = run_digest(frequency, window_end, trigger="cli", dry_run=True)
+        result = jobs.plan_run(frequency, window_end, trigger="cli", dry_run=True)
         click.echo(
             f"Dry run of the {frequency} run ending {window_end:%Y-%m-%d %H:%M} UTC: "
             f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} "
@@ -66,15 +60,13 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
         for email, topics, count in result.preview:
             click.echo(f"  {email}: {plural(count, 'article')} ({topics})")
         return
-    with transaction():
-        run = start_digest_run(frequency, window_end, trigger="cli")
     with click.progressbar(length=1, label=f"Planning {frequency} run") as bar:
 
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
             bar.update(done)
 
-        result = plan_digest_run(run, progress=progress)
+        result = jobs.plan_run(frequency, window_end, trigger="cli", progress=progress)
     if result.already_planned:
         click.echo(
             f"The {frequency} run ending {window_end:%Y-%m-%d %H:%M} UTC was already planned: "
@@ -97,9 +89,109 @@ def alerts_cli() -> None:
 @with_appcontext
 def alerts_run_command() -> None:
     """Queue immediate alerts for every new article (or major update) not yet alerted."""
-    result = run_immediate_alerts()
+    result = jobs.run_immediate_alerts()
     click.echo(
         f"Immediate alerts: {plural(result.articles, 'article')}, "
         f"{plural(result.emails, 'email')} queued, "
         f"{result.carried_over} held for the daily digest (cap reached), {result.seconds:.2f} s"
+    )
+    if result.failed:
+        click.echo(f"{result.failed} failed: see alertsvc alerts status")
+        raise SystemExit(1)
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
+
+
+def _failure(attempts: int, parked_at: datetime | None, next_at: datetime | None) -> str:
+    if parked_at:
+        return f"PARKED {_when(parked_at)} after {attempts} failed attempts"
+    return f"{attempts} failed attempts, next attempt {_when(next_at)}"
+
+
+@alerts_cli.command("status")
+@with_appcontext
+def alerts_status_command() -> None:
+    """How many articles wait for their alerts, and those whose alerts failed."""
+    with transaction():
+        status = alerts.alert_status(utcnow())
+        failing = [
+            (
+                a.id,
+                a.title,
+                a.alert_attempts,
+                a.alert_parked_at,
+                a.alert_next_attempt_at,
+                a.alert_last_error,
+            )
+            for a in status.failing
+        ]
+    click.echo(
+        f"{plural(status.waiting, 'article')} waiting for their alerts, {len(failing)} failing."
+    )
+    for article_id, title, attempts, parked_at, next_at, error in failing:
+        click.echo(f"{article_id:>6}  {title}")
+        click.echo(f"        {_failure(attempts, parked_at, next_at)}: {error}")
+    if any(parked_at for _, _, _, parked_at, _, _ in failing):
+        click.echo("Retry a parked article once fixed: alertsvc alerts retry ARTICLE_ID")
+
+
+@alerts_cli.command("retry")
+@click.argument("article_id", type=int)
+@with_appcontext
+def alerts_retry_command(article_id: int) -> None:
+    """Un-park ARTICLE_ID's alerts and queue them now. Exits 1 if they fail again."""
+    try:
+        result = jobs.alert_one_article(article_id)
+    except alerts.AlertError as error:
+        raise click.ClickException(str(error)) from error
+    except Exception as error:
+        raise click.ClickException(
+            f"Article {article_id} failed again: {describe_error(error)}"
+        ) from error
+    click.echo(
+        f"Article {article_id}: {plural(result.emails, 'email')} queued, "
+        f"{result.carried_over} held for the daily digest (cap reached)"
+    )
+
+
+@digest_cli.command("runs")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@with_appcontext
+def digest_runs_command(limit: int) -> None:
+    """List the latest runs, and every older one that failed; parked runs say why."""
+    with transaction():
+        rows: list[DigestRun] = runs.recent_runs(limit)
+        lines = []
+        for run in rows:
+            lines.append(
+                f"{run.id:>6}  {run.frequency:<6} {_when(run.window_end)}  {run.status:<8}  "
+                f"{plural(run.subscriber_count, 'subscriber')}, {plural(run.email_count, 'email')}"
+            )
+            if run.status == RunStatus.PLANNING and run.attempts:
+                failure = _failure(run.attempts, run.parked_at, run.next_attempt_at)
+                lines.append(f"        {failure}: {run.last_error}")
+    if not lines:
+        click.echo("No digest runs yet.")
+    for line in lines:
+        click.echo(line)
+
+
+@digest_cli.command("retry")
+@click.argument("run_id", type=int)
+@with_appcontext
+def digest_retry_command(run_id: int) -> None:
+    """Un-park digest run RUN_ID and plan it now. Exits 1 if it fails again."""
+    try:
+        result = jobs.retry_run(run_id)
+    except runs.RunError as error:
+        raise click.ClickException(str(error)) from error
+    except Exception as error:
+        raise click.ClickException(
+            f"Digest run {run_id} failed again: {describe_error(error)}"
+        ) from error
+    click.echo(
+        f"Digest run {run_id} ({result.frequency} ending {_when(result.window_end)}): "
+        f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} queued"
     )

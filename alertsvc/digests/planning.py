@@ -31,11 +31,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import current_app
@@ -49,7 +48,6 @@ from alertsvc.database import (
     as_json,
     execute_sql,
     insert_skipping_existing,
-    transaction,
 )
 from alertsvc.digests.contents import Digests, RunRef
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
@@ -120,8 +118,10 @@ def check_window_end(window_end: datetime, now: datetime | None = None) -> datet
     return end
 
 
-def start_digest_run(frequency: str, window_end: datetime, trigger: str = "scheduler") -> DigestRun:
-    """Find or create the run and fix its slots. The caller commits before planning."""
+def find_or_create_digest_run(
+    frequency: str, window_end: datetime, trigger: str = "scheduler"
+) -> DigestRun:
+    """The run row for (frequency, window end), created if it is not there yet."""
     if frequency not in DIGEST_FREQUENCIES:
         raise ValueError(f"frequency must be daily or weekly, not {frequency!r}")
     window_end = floor_hour(window_end)
@@ -139,11 +139,17 @@ def start_digest_run(frequency: str, window_end: datetime, trigger: str = "sched
         },
         ["frequency", "window_end"],
     )
-    run = db.session.scalars(
+    return db.session.scalars(
         select(DigestRun).where(
             DigestRun.frequency == frequency, DigestRun.window_end == window_end
         )
     ).one()
+
+
+def start_digest_run(frequency: str, window_end: datetime, trigger: str = "scheduler") -> DigestRun:
+    """Find or create the run and fix its slots. The caller commits before planning."""
+    run = find_or_create_digest_run(frequency, window_end, trigger)
+    window_end = run.window_end
     has_slots = db.session.scalar(
         select(DigestRunSlot.run_id).where(DigestRunSlot.run_id == run.id).limit(1)
     )
@@ -461,16 +467,12 @@ class _Planner:
         _WORKING_TABLES.drop(self.connection)
 
 
-@contextmanager
-def _planning_connections(dry_run: bool, count: int) -> Iterator[list[Connection]]:
-    """Connections of the planner's own, committing chunk by chunk; for a dry run, the
-    session's, whose transaction (holding the unsaved run) the caller rolls back."""
-    if dry_run:
-        yield [db.session.connection()]
-        return
-    db.session.rollback()
-    with ExitStack() as stack:
-        yield [stack.enter_context(db.engine.connect()) for _ in range(count)]
+def planning_connection_count(dry_run: bool = False) -> int:
+    """How many connections a run is planned through: ``DIGEST_PLANNING_CONNECTIONS`` on
+    PostgreSQL, one on SQLite and for a dry run (the session's own)."""
+    if dry_run or db.engine.dialect.name != "postgresql":
+        return 1
+    return max(1, int(current_app.config["DIGEST_PLANNING_CONNECTIONS"]))
 
 
 def _partitions(count: int) -> list[tuple[int, int]]:
@@ -494,19 +496,24 @@ def _each(planners: list[_Planner], work: Callable[[_Planner], T]) -> list[T]:
 
 def plan_digest_run(
     run: DigestRun,
+    connections: list[Connection],
     *,
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> PlanResult:
     """Queue the run's digests. Safe to call again, concurrently, or after a crash.
 
-    The subscribers are split into ``DIGEST_PLANNING_CONNECTIONS`` ranges of ids, each
-    planned through its own connection at the same time (one on SQLite, and for a dry
-    run). Each fixes its audience in working tables; each distinct profile among them all
-    is rendered once; then each writes its ledger and outbox rows (and the few carried
-    positions and held-back alerts) in chunks of ``DIGEST_CHUNK_SIZE`` subscribers, each
-    chunk one transaction. A chunk that collides with another planner's work is rolled
-    back and the audience worked out again, which then leaves out what the other did.
+    The job that owns the run opens ``connections`` (``planning_connection_count()`` of
+    them, none of them the session's, except for a dry run: the session's one, whose
+    transaction the job rolls back) and hands them over: the subscribers are split into
+    as many ranges of ids, each planned through its own connection at the same time,
+    chunks committed as they are written. The run's own row is updated on the first
+    connection last, left for the job to commit. Each partition fixes its audience in
+    working tables; each distinct profile among them all is rendered once; then each
+    writes its ledger and outbox rows (and the few carried positions and held-back alerts)
+    in chunks of ``DIGEST_CHUNK_SIZE`` subscribers, each chunk one transaction. A chunk
+    that collides with another planner's work is rolled back and the audience worked out
+    again, which then leaves out what the other did.
     ``progress(done, total)`` is called per chunk.
     """
     started = time.perf_counter()
@@ -524,49 +531,44 @@ def plan_digest_run(
     )
     if anyone_due is None and not dry_run:
         # Nobody's hour: most runs outside the popular hours. Nothing to work out.
-        with transaction():
-            db.session.execute(
-                update(DigestRun)
-                .where(DigestRun.id == run_id, DigestRun.status == RunStatus.PLANNING)
-                .values(status=RunStatus.PLANNED, planned_at=utcnow())
-            )
+        connections[0].execute(
+            update(DigestRun)
+            .where(DigestRun.id == run_id, DigestRun.status == RunStatus.PLANNING)
+            .values(status=RunStatus.PLANNED, planned_at=utcnow())
+        )
         result.seconds = time.perf_counter() - started
         return result
-    parallel = not dry_run and db.engine.dialect.name == "postgresql"
-    count = max(1, int(current_app.config["DIGEST_PLANNING_CONNECTIONS"])) if parallel else 1
-    partitions = _partitions(count)
-    with _planning_connections(dry_run, count) as connections:
-        for _attempt in range(5):
-            planners = [
-                _Planner(connection, run, dry_run, partition)
-                for connection, partition in zip(connections, partitions, strict=True)
-            ]
-            digests = Digests(run)
-            try:
-                _plan(planners, digests, result, progress)
-                break
-            except IntegrityError:
-                log.warning("digest run %s: another planner got there first; again", run_id)
-            finally:
-                if not dry_run:
-                    for planner in planners:
-                        if planner.connection.in_transaction():
-                            planner.connection.rollback()
-                        planner.teardown()
-                        planner.connection.commit()
-        else:
-            raise RuntimeError(f"digest run {run_id} kept colliding with another planner")
-        if not dry_run:
-            connections[0].execute(
-                update(DigestRun)
-                .where(DigestRun.id == run_id)
-                .values(
-                    status=RunStatus.PLANNED,
-                    planned_at=utcnow(),
-                    window_start=min(digests.window_start, window_end),
-                )
+    partitions = _partitions(len(connections))
+    for _attempt in range(5):
+        planners = [
+            _Planner(connection, run, dry_run, partition)
+            for connection, partition in zip(connections, partitions, strict=True)
+        ]
+        digests = Digests(run)
+        try:
+            _plan(planners, digests, result, progress)
+            break
+        except IntegrityError:
+            log.warning("digest run %s: another planner got there first; again", run_id)
+        finally:
+            if not dry_run:
+                for planner in planners:
+                    if planner.connection.in_transaction():
+                        planner.connection.rollback()
+                    planner.teardown()
+                    planner.connection.commit()
+    else:
+        raise RuntimeError(f"digest run {run_id} kept colliding with another planner")
+    if not dry_run:
+        connections[0].execute(
+            update(DigestRun)
+            .where(DigestRun.id == run_id)
+            .values(
+                status=RunStatus.PLANNED,
+                planned_at=utcnow(),
+                window_start=min(digests.window_start, window_end),
             )
-            connections[0].commit()
+        )
     result.bodies = digests.bodies
     result.seconds = time.perf_counter() - started
     return result
@@ -603,59 +605,3 @@ def _plan(
                 progress(subscribers, total)
 
     _each(planners, lambda planner: planner.write_all(done))
-
-
-def run_digest(
-    frequency: str,
-    window_end: datetime,
-    *,
-    trigger: str = "scheduler",
-    dry_run: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> PlanResult:
-    """Start (or find) the run for ``window_end`` and plan it. Owns its transactions."""
-    if dry_run:
-        # Nothing may be written: work out the slots in a transaction that is rolled back.
-        try:
-            run = start_digest_run(frequency, window_end, trigger)
-            db.session.flush()
-            return plan_digest_run(run, dry_run=True, progress=progress)
-        finally:
-            db.session.rollback()
-    with transaction():
-        run = start_digest_run(frequency, window_end, trigger)
-    return plan_digest_run(run, progress=progress)
-
-
-def sweep_digest_runs(now: datetime | None = None) -> list[PlanResult]:
-    """Finish runs left half-planned, and create runs missed while nothing was running.
-
-    Looks back ``DIGEST_LOOKBACK_HOURS``; older missed hours are not sent (their
-    subscribers' next digest still covers those articles, as windows chain).
-    """
-    now = floor_hour(now or utcnow())
-    lookback = timedelta(hours=current_app.config["DIGEST_LOOKBACK_HOURS"])
-    results = []
-    unfinished = db.session.execute(
-        select(DigestRun.frequency, DigestRun.window_end).where(
-            DigestRun.status == RunStatus.PLANNING, DigestRun.window_end >= now - lookback
-        )
-    ).all()
-    db.session.rollback()
-    for frequency, window_end in unfinished:
-        results.append(run_digest(frequency, window_end, trigger="sweeper"))
-    for frequency in DIGEST_FREQUENCIES:
-        existing = set(
-            db.session.scalars(
-                select(DigestRun.window_end).where(
-                    DigestRun.frequency == frequency, DigestRun.window_end > now - lookback
-                )
-            )
-        )
-        db.session.rollback()
-        hour = now - lookback + timedelta(hours=1)
-        while hour <= now:
-            if hour not in existing:
-                results.append(run_digest(frequency, hour, trigger="sweeper"))
-            hour += timedelta(hours=1)
-    return results

@@ -70,6 +70,9 @@ class Feed(db.Model):
     # SHA-256 of the last body fetched: a server that ignores conditional GET but sends the
     # same bytes again costs a hash, not a parse and an article lookup.
     content_hash: Mapped[str | None] = mapped_column(String(64))
+    # Set after ``JOB_MAX_ATTEMPTS`` failed polls in a row (``alertsvc.retries``): the
+    # scheduler leaves the feed alone until an operator retries it or a poll by hand succeeds.
+    parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topics: Mapped[list[Topic]] = relationship(secondary=feed_topics, order_by=Topic.slug)
 
@@ -133,6 +136,12 @@ class Article(db.Model):
     # current revision still has to be alerted.
     revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     alerts_processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Failed attempts at this revision's alerts (``alertsvc.retries``): tried again from
+    # ``alert_next_attempt_at``; parked (left for an operator) once ``alert_parked_at`` is set.
+    alert_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    alert_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    alert_last_error: Mapped[str | None] = mapped_column(Text)
+    alert_parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topics: Mapped[list[Topic]] = relationship(secondary=article_topics, order_by=Topic.name)
 

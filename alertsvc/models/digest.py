@@ -52,6 +52,12 @@ class DigestRun(db.Model):
     subscriber_count: Mapped[int] = mapped_column(Integer, default=0)
     email_count: Mapped[int] = mapped_column(Integer, default=0)
     trigger: Mapped[str] = mapped_column(String(32), default="scheduler")
+    # Failed attempts to plan it (``alertsvc.retries``): the sweeper tries a run still
+    # planning again from ``next_attempt_at``, and leaves it to an operator once parked.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DigestRunSlot(db.Model):

@@ -475,3 +475,13 @@ def erase_subscriber(subscriber: Subscriber) -> None:
     subscriber.email = f"erased-{subscriber.id}{ERASED_ADDRESS_SUFFIX}"
     subscriber.erased_at = utcnow()
     subscriber.paused_until = None
+
+
+def delete_unconfirmed_signup_requests(created_before: datetime) -> int:
+    """Delete signup requests nobody confirmed that were made before ``created_before``."""
+    result = db.session.execute(
+        delete(SignupRequest).where(
+            SignupRequest.confirmed_at.is_(None), SignupRequest.created_at < created_before
+        )
+    )
+    return result.rowcount

@@ -8,7 +8,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from alertsvc.articles import feeds
+from alertsvc.articles import feeds, jobs
 from alertsvc.extensions import db
 from alertsvc.models import Article, Feed, utcnow
 from tests.articles.helpers import (
@@ -27,7 +27,7 @@ RSS_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 
 def poll(app, *feed_ids: int) -> list[feeds.PollResult]:
     with app.app_context():
-        results = feeds.poll_feeds(list(feed_ids), due_only=False)
+        results = jobs.poll_feeds(list(feed_ids), due_only=False)
         db.session.remove()
         return results
 

@@ -8,8 +8,9 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, insert, select
 
-from alertsvc.digests.alerts import AlertResult, run_immediate_alerts
-from alertsvc.digests.planning import PlanResult, run_digest
+from alertsvc.digests.alerts import AlertResult
+from alertsvc.digests.jobs import plan_run, run_immediate_alerts
+from alertsvc.digests.planning import PlanResult
 from alertsvc.extensions import db
 from alertsvc.models import Article, OutboxEmail, Subscriber, Subscription, article_topics
 
@@ -72,7 +73,7 @@ def start_subscriptions_at(app: Flask, subscriber_id: int, moment: datetime) -> 
 
 def digest(app: Flask, frequency: str, window_end: datetime, **options: Any) -> PlanResult:
     with app.app_context():
-        return run_digest(frequency, window_end, **options)
+        return plan_run(frequency, window_end, **options)
 
 
 def alerts(app: Flask, now: datetime) -> AlertResult:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from alertsvc.database import transaction
-from alertsvc.digests import planning
+from alertsvc.digests import jobs, planning
 from alertsvc.extensions import db
 from alertsvc.models import DigestDelivery, DigestRun, Frequency, OutboxEmail, RunStatus, Subscriber
 from alertsvc.subscriptions import services
@@ -157,7 +157,7 @@ def test_a_crash_half_way_then_resuming_sends_everyone_once(make_app, app, monke
 
     monkeypatch.setattr(planning._Planner, "write", real_write)
     with small_chunks.app_context():
-        resumed = planning.sweep_digest_runs(at("2026-11-25T08:00"))
+        resumed = jobs.sweep_digest_runs(at("2026-11-25T08:00"))
     assert sum(r.emails for r in resumed) == 4
     addresses = rows(app, select(RECIPIENT))
     assert sorted(addresses) == sorted(f"r{n}@example.com" for n in range(10))
@@ -196,7 +196,7 @@ def test_partitions_planned_at_once_each_crashing_then_resumed_send_everyone_onc
 
     monkeypatch.setattr(planning._Planner, "write", real_write)
     with partitioned.app_context():
-        resumed = planning.sweep_digest_runs(at("2026-11-25T08:00"))
+        resumed = jobs.sweep_digest_runs(at("2026-11-25T08:00"))
     assert sum(r.emails for r in resumed) == 12 - first_chunks
     assert sorted(rows(app, select(RECIPIENT))) == sorted(f"r{n}@example.com" for n in range(12))
     assert count(app, DigestDelivery) == 12
@@ -215,8 +215,8 @@ def test_sweeper_creates_runs_missed_while_nothing_ran(app):
     start_subscriptions_at(app, reader, at("2026-11-24T07:00"))
     create_article(app, "News", [topics["data"]], at("2026-11-24T12:00"))
     with app.app_context():
-        results = planning.sweep_digest_runs(at("2026-11-25T10:00"))
+        results = jobs.sweep_digest_runs(at("2026-11-25T10:00"))
     assert sum(r.emails for r in results) == 1
     assert count(app, DigestRun) == 2 * 48
     with app.app_context():
-        assert planning.sweep_digest_runs(at("2026-11-25T10:30")) == []
+        assert jobs.sweep_digest_runs(at("2026-11-25T10:30")) == []

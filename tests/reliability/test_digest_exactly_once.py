@@ -26,8 +26,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import select
 
 from alertsvc.database import transaction
-from alertsvc.digests import planning
-from alertsvc.digests.alerts import run_immediate_alerts
+from alertsvc.digests import jobs, planning
+from alertsvc.digests.jobs import run_immediate_alerts
 from alertsvc.extensions import db
 from alertsvc.models import EmailBody, EndedReason, Frequency, OutboxEmail, Subscriber
 from alertsvc.models.types import set_clock
@@ -85,12 +85,12 @@ class DigestMachine(RuleBasedStateMachine):
             self.now = hour
             with self.app.app_context():
                 for frequency in ("daily", "weekly"):
-                    planning.run_digest(frequency, hour)
+                    jobs.plan_run(frequency, hour)
                 run_immediate_alerts(hour)
             hour += timedelta(hours=1)
         self.now = until
         with self.app.app_context():
-            planning.sweep_digest_runs(until)
+            jobs.sweep_digest_runs(until)
 
     # -- rules ------------------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ class DigestMachine(RuleBasedStateMachine):
                 self.app.config["DIGEST_CHUNK_SIZE"] = 1
                 for frequency in ("daily", "weekly"):
                     with contextlib.suppress(RuntimeError):
-                        planning.run_digest(frequency, hour)
+                        jobs.plan_run(frequency, hour)
         finally:
             planning._Planner.write = real_write
             self.app.config["DIGEST_CHUNK_SIZE"] = 20000

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from flask import current_app
 from sqlalchemy import CursorResult, and_, func, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
 
 from alertsvc.database import (
@@ -450,6 +450,42 @@ def _planning_connections(dry_run: bool, count: int) -> Iterator[list[Connection
         yield [stack.enter_context(db.engine.connect()) for _ in range(count)]
 
 
+# The first key of the planners' per-run advisory lock ("dige"); the run's id is the second.
+_RUN_LOCK_SPACE = 0x64696765
+
+
+@contextmanager
+def _run_lock(connection: Connection, run_id: int, dry_run: bool) -> Iterator[None]:
+    """One planner at a time on a run; the others wait for it, then find the run planned
+    (or, if it died half way, carry on where it stopped).
+
+    Without it, planners racing on one run (an operator triggering the run the scheduler is
+    already planning) collide on its ledger and its shared bodies, and on PostgreSQL can
+    deadlock there. A session advisory lock, so that it holds across the chunks' commits and
+    the server frees it if the process dies. SQLite's single writer already serialises
+    planners; a dry run writes nothing.
+    """
+    if dry_run or connection.dialect.name != "postgresql":
+        yield
+        return
+    keys = {"space": _RUN_LOCK_SPACE, "run": run_id}
+    if not execute_sql(connection, "SELECT pg_try_advisory_lock(:space, :run)", **keys).scalar():
+        log.info("digest run %s is being planned by another process; waiting for it", run_id)
+        execute_sql(connection, "SELECT pg_advisory_lock(:space, :run)", **keys)
+    connection.commit()
+    try:
+        yield
+    finally:
+        try:
+            connection.rollback()
+            execute_sql(connection, "SELECT pg_advisory_unlock(:space, :run)", **keys)
+            connection.commit()
+        except SQLAlchemyError:
+            # A pooled connection would keep the lock; a dropped one frees it.
+            log.exception("digest run %s: could not unlock; dropping the connection", run_id)
+            connection.invalidate()
+
+
 def _partitions(count: int) -> list[tuple[int, int]]:
     """``count`` ranges of subscriber ids, first and last, of about equal size."""
     if count == 1:
@@ -512,7 +548,18 @@ def plan_digest_run(
     parallel = not dry_run and db.engine.dialect.name == "postgresql"
     count = max(1, int(current_app.config["DIGEST_PLANNING_CONNECTIONS"])) if parallel else 1
     partitions = _partitions(count)
-    with _planning_connections(dry_run, count) as connections:
+    with (
+        _planning_connections(dry_run, count) as connections,
+        _run_lock(connections[0], run_id, dry_run),
+    ):
+        if (
+            not dry_run
+            and connections[0].scalar(select(DigestRun.status).where(DigestRun.id == run_id))
+            == RunStatus.PLANNED
+        ):
+            result.already_planned = True
+            result.seconds = time.perf_counter() - started
+            return result
         for _attempt in range(5):
             planners = [
                 _Planner(connection, run, dry_run, partition)

@@ -14,7 +14,8 @@ from types import FrameType
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, cast, func, literal, or_, select, true, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from alertsvc.database import transaction
 from alertsvc.delivery.messages import build_message
@@ -51,13 +52,57 @@ class WorkerTotals:
         self.failed += result.failed
 
 
-def claim_outbox_batch(limit: int, lease_seconds: int, now: datetime) -> list[OutboxEmail]:
+LEASE_RAN_OUT = "lease ran out: the worker sending it died or hung"
+
+
+def give_up_on_abandoned_rows(max_attempts: int, now: datetime) -> list[int]:
+    """Fail the rows whose lease ran out on their last attempt; returns their ids.
+
+    A row whose worker keeps dying or hanging on it (a poison message) would otherwise be
+    reclaimed and tried forever: each lease that runs out counts as an attempt, and after
+    ``max_attempts`` the row ends ``failed`` with the reason, where an operator can see it.
+    """
+    abandoned = (
+        select(OutboxEmail.id)
+        .where(
+            OutboxEmail.status == OutboxStatus.SENDING,
+            OutboxEmail.lease_expires_at < now,
+            OutboxEmail.attempts >= max_attempts,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    give_up = (
+        update(OutboxEmail)
+        .where(OutboxEmail.id.in_(abandoned.scalar_subquery()))
+        .values(
+            status=OutboxStatus.FAILED,
+            lease_expires_at=None,
+            last_error=literal("gave up after ")
+            + cast(OutboxEmail.attempts, String)
+            + literal(" attempts; on the last one the " + LEASE_RAN_OUT),
+        )
+        .returning(OutboxEmail.id, OutboxEmail.last_error)
+        .execution_options(synchronize_session=False)
+    )
+    failed = db.session.execute(give_up).all()
+    for row_id, reason in failed:
+        log.warning("outbox email %s failed: %s", row_id, reason)
+    return [row_id for row_id, _ in failed]
+
+
+def claim_outbox_batch(
+    limit: int, lease_seconds: int, now: datetime, max_attempts: int | None = None
+) -> list[OutboxEmail]:
     """Take up to ``limit`` due rows in one statement and lease them to this worker.
 
     Due means queued and past ``next_attempt_at``, or still ``sending`` under a lease that
-    ran out (its worker died). On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers
-    claim at once without waiting on or taking each other's rows; SQLite has one writer at
-    a time, so the same statement is safe there without it.
+    ran out (its worker died) with attempts left: ``give_up_on_abandoned_rows`` fails the
+    others. On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers claim at once without
+    waiting on or taking each other's rows; SQLite has one writer at a time, so the same
+    statement is safe there without it.
+
+    A row claimed for the first time is given its Message-ID here, in the claim's
+    transaction, so that every later attempt sends the same one.
     """
     due = (
         select(OutboxEmail.id)
@@ -70,6 +115,7 @@ def claim_outbox_batch(limit: int, lease_seconds: int, now: datetime) -> list[Ou
                 and_(
                     OutboxEmail.status == OutboxStatus.SENDING,
                     OutboxEmail.lease_expires_at < now,
+                    true() if max_attempts is None else OutboxEmail.attempts < max_attempts,
                 ),
             )
         )
@@ -84,6 +130,11 @@ def claim_outbox_batch(limit: int, lease_seconds: int, now: datetime) -> list[Ou
             status=OutboxStatus.SENDING,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             attempts=OutboxEmail.attempts + 1,
+            # A row taken over from a worker that died says so until this attempt ends.
+            last_error=case(
+                (OutboxEmail.status == OutboxStatus.SENDING, LEASE_RAN_OUT),
+                else_=OutboxEmail.last_error,
+            ),
             # Digest and alert rows are queued without address or subject: take them now,
             # from the subscriber as they are and from the shared body, and keep them.
             to_address=func.coalesce(
@@ -104,9 +155,20 @@ def claim_outbox_batch(limit: int, lease_seconds: int, now: datetime) -> list[Ou
     )
     rows = list(db.session.scalars(claim))
     rows.sort(key=lambda row: row.id)
-    for row in rows:
-        if row.message_id is None:
-            row.message_id = row_message_id(row.id, row.created_at)
+    message_ids = {
+        row.id: row_message_id(row.id, row.created_at) for row in rows if row.message_id is None
+    }
+    if message_ids:
+        outbox = OutboxEmail.__table__
+        db.session.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"))
+            .values(message_id=bindparam("message_id")),
+            [{"row_id": row_id, "message_id": value} for row_id, value in message_ids.items()],
+        )
+        for row in rows:
+            if row.id in message_ids:
+                set_committed_value(row, "message_id", message_ids[row.id])
     return rows
 
 
@@ -126,55 +188,130 @@ def _send(transport: Transport, message: EmailMessage) -> tuple[str | None, Send
         return None, SendError(f"{type(error).__name__}: {error}")
 
 
-def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchResult:
-    """Claim, send and record one batch. Returns what happened to it.
+class LeaseHeartbeat:
+    """Keeps a batch's lease alive while it is being sent, so a slow send is never taken
+    over and sent again by a second worker.
 
-    Claiming and recording are two short transactions; no transaction is held open while
-    the transport talks to the network.
+    Every third of the lease a thread of its own pushes ``lease_expires_at`` forward for the
+    batch's rows that still carry this worker's lease; a row that no longer does (its lease
+    ran out and another worker took it) is let go. ``lease`` is the lease the rows carry
+    now: results are recorded against it, once the heartbeat has stopped.
     """
-    config = current_app.config
+
+    def __init__(
+        self, app: Flask, row_ids: list[int], lease: datetime | None, seconds: float
+    ) -> None:
+        self.app = app
+        self.row_ids = set(row_ids)
+        self.lease = lease
+        self.seconds = seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="alertsvc-lease", daemon=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while self.row_ids and not self.stopped.wait(self.seconds / 3):
+            try:
+                self.extend()
+            except Exception:
+                log.exception(
+                    "could not extend the lease of outbox emails %s", sorted(self.row_ids)
+                )
+
+    def extend(self) -> None:
+        lease = utcnow() + timedelta(seconds=self.seconds)
+        with self.app.app_context():
+            try:
+                with transaction() as session:
+                    kept = set(
+                        session.scalars(
+                            update(OutboxEmail)
+                            .where(
+                                OutboxEmail.id.in_(sorted(self.row_ids)),
+                                OutboxEmail.status == OutboxStatus.SENDING,
+                                OutboxEmail.lease_expires_at == self.lease,
+                            )
+                            .values(lease_expires_at=lease)
+                            .returning(OutboxEmail.id)
+                            .execution_options(synchronize_session=False)
+                        )
+                    )
+            finally:
+                db.session.remove()
+        for row_id in sorted(self.row_ids - kept):
+            log.warning(
+                "outbox email %s: lease ran out while it was being sent; another worker has it",
+                row_id,
+            )
+        self.row_ids, self.lease = kept, lease
+
+    def lease_of(self, row: OutboxEmail) -> datetime | None:
+        """The lease ``row`` carries now, if it is still this worker's."""
+        return self.lease if row.id in self.row_ids else row.lease_expires_at
+
+
+def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchResult:
+    """Claim, send and record one batch: the worker loop's unit of work. Returns what
+    happened to it.
+
+    Claiming and recording are two short transactions of its own; no transaction is held
+    open while the transport talks to the network, and the lease is kept alive meanwhile.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    config = app.config
+    lease_seconds = config["WORKER_LEASE_SECONDS"]
     with transaction() as session:
+        now = utcnow()
+        given_up = give_up_on_abandoned_rows(config["WORKER_MAX_ATTEMPTS"], now)
         rows = claim_outbox_batch(
-            config["WORKER_BATCH_SIZE"], config["WORKER_LEASE_SECONDS"], utcnow()
+            config["WORKER_BATCH_SIZE"], lease_seconds, now, config["WORKER_MAX_ATTEMPTS"]
+        )
+        body_ids = {row.body_id for row in rows if row.body_id is not None}
+        bodies = (
+            {
+                body.id: body
+                for body in session.scalars(select(EmailBody).where(EmailBody.id.in_(body_ids)))
+            }
+            if body_ids
+            else {}
         )
         session.expunge_all()
     if not rows:
-        return BatchResult()
+        return BatchResult(failed=len(given_up))
 
-    body_ids = {row.body_id for row in rows if row.body_id is not None}
-    bodies = (
-        {
-            body.id: body
-            for body in db.session.scalars(select(EmailBody).where(EmailBody.id.in_(body_ids)))
-        }
-        if body_ids
-        else {}
-    )
-    db.session.expunge_all()
-    db.session.rollback()
     outcomes: dict[int, tuple[str | None, SendError | None]] = {}
-    futures = {}
-    for row in rows:
-        try:
-            message = build_message(row, bodies.get(row.body_id) if row.body_id else None)
-        except Exception as error:
-            log.exception("could not build outbox email %s", row.id)
-            outcomes[row.id] = (None, SendError(f"could not build message: {error}"))
-            continue
-        futures[row.id] = pool.submit(_send, transport, message)
-    for row_id, future in futures.items():
-        outcomes[row_id] = future.result()
+    # Claimed together, the rows carry the same lease.
+    lease = rows[0].lease_expires_at
+    heartbeat = LeaseHeartbeat(app, [row.id for row in rows], lease, lease_seconds)
+    with heartbeat:
+        futures = {}
+        for row in rows:
+            try:
+                message = build_message(row, bodies.get(row.body_id) if row.body_id else None)
+            except Exception as error:
+                log.exception("could not build outbox email %s", row.id)
+                outcomes[row.id] = (None, SendError(f"could not build message: {error}"))
+                continue
+            futures[row.id] = pool.submit(_send, transport, message)
+        for row_id, future in futures.items():
+            outcomes[row_id] = future.result()
 
     now = utcnow()
-    result = BatchResult()
+    result = BatchResult(failed=len(given_up))
     changes: list[dict[str, Any]] = []
     for row in rows:
         provider_id, error = outcomes[row.id]
         change: dict[str, Any] = {
             "row_id": row.id,
-            "our_lease": row.lease_expires_at,
+            "our_lease": heartbeat.lease_of(row),
             "lease_expires_at": None,
-            "message_id": row.message_id,
             "sent_at": None,
             "provider_message_id": None,
             "next_attempt_at": row.next_attempt_at,
@@ -203,15 +340,16 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
             result.failed += 1
             log.warning("outbox email %s failed: %s", row.id, error)
         changes.append(change)
-    _record(changes)
+    with transaction():
+        record_outbox_results(changes)
     return result
 
 
-def _record(changes: list[dict[str, Any]]) -> None:
+def record_outbox_results(changes: list[dict[str, Any]]) -> None:
     """Write what happened to each row, unless its lease ran out and another worker took it.
 
-    A row is recorded only while it still carries this worker's lease: a worker slower than
-    ``WORKER_LEASE_SECONDS`` must not overwrite the result of the one that took over.
+    A row is recorded only while it still carries this worker's lease (``our_lease``): a
+    worker slower than its lease must not overwrite the result of the one that took over.
     """
     record = (
         update(OutboxEmail)
@@ -226,7 +364,6 @@ def _record(changes: list[dict[str, Any]]) -> None:
                 for column in (
                     "status",
                     "lease_expires_at",
-                    "message_id",
                     "sent_at",
                     "provider_message_id",
                     "next_attempt_at",
@@ -235,14 +372,13 @@ def _record(changes: list[dict[str, Any]]) -> None:
             }
         )
     )
-    with transaction() as session:
-        for change in changes:
-            if session.execute(record, change).rowcount == 0:
-                log.warning(
-                    "outbox email %s: lease ran out before its result was recorded; "
-                    "left to the worker that took it over",
-                    change["row_id"],
-                )
+    for change in changes:
+        if db.session.execute(record, change).rowcount == 0:
+            log.warning(
+                "outbox email %s: lease ran out before its result was recorded; "
+                "left to the worker that took it over",
+                change["row_id"],
+            )
 
 
 class StopSignal:

@@ -26,6 +26,7 @@ from alertsvc.digests.planning import (
     PlanResult,
     plan_digest_run,
     planning_connection_count,
+    run_lock,
     start_digest_run,
     subscriber_timezones,
 )
@@ -67,8 +68,9 @@ def plan_run(
         connections = [
             stack.enter_context(db.engine.connect()) for _ in range(planning_connection_count())
         ]
-        result = plan_digest_run(run, connections, progress=progress)
-        connections[0].commit()
+        with run_lock(connections[0], run.id):
+            result = plan_digest_run(run, connections, progress=progress)
+            connections[0].commit()
     return result
 
 

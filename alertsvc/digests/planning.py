@@ -31,7 +31,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +41,7 @@ from typing import Any, TypeVar
 from flask import current_app
 from sqlalchemy import CursorResult, and_, func, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
 
 from alertsvc.database import (
@@ -475,6 +476,43 @@ def planning_connection_count(dry_run: bool = False) -> int:
     return max(1, int(current_app.config["DIGEST_PLANNING_CONNECTIONS"]))
 
 
+# The first key of the planners' per-run advisory lock ("dige"); the run's id is the second.
+_RUN_LOCK_SPACE = 0x64696765
+
+
+@contextmanager
+def run_lock(connection: Connection, run_id: int) -> Iterator[None]:
+    """One planner at a time on a run; the others wait for it, then find the run planned
+    (or, if it died half way, carry on where it stopped).
+
+    Without it, planners racing on one run (an operator triggering the run the scheduler is
+    already planning) collide on its ledger and its shared bodies, and on PostgreSQL can
+    deadlock there. A session advisory lock, so that it holds across the chunks' commits and
+    the server frees it if the process dies. SQLite's single writer already serialises
+    planners. The job that opened ``connection`` takes it around planning and commits the
+    run's row before leaving; leaving rolls back whatever was not committed.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    keys = {"space": _RUN_LOCK_SPACE, "run": run_id}
+    if not execute_sql(connection, "SELECT pg_try_advisory_lock(:space, :run)", **keys).scalar():
+        log.info("digest run %s is being planned by another process; waiting for it", run_id)
+        execute_sql(connection, "SELECT pg_advisory_lock(:space, :run)", **keys)
+    connection.commit()
+    try:
+        yield
+    finally:
+        try:
+            connection.rollback()
+            execute_sql(connection, "SELECT pg_advisory_unlock(:space, :run)", **keys)
+            connection.commit()
+        except SQLAlchemyError:
+            # A pooled connection would keep the lock; a dropped one frees it.
+            log.exception("digest run %s: could not unlock; dropping the connection", run_id)
+            connection.invalidate()
+
+
 def _partitions(count: int) -> list[tuple[int, int]]:
     """``count`` ranges of subscriber ids, first and last, of about equal size."""
     if count == 1:
@@ -518,7 +556,14 @@ def plan_digest_run(
     """
     started = time.perf_counter()
     result = PlanResult(run.id, run.frequency, run.window_end, dry_run=dry_run)
-    if run.status == RunStatus.PLANNED and not dry_run:
+    # Read through the planner's connection: another planner may have finished the run
+    # while this one waited for the run's lock.
+    status = (
+        run.status
+        if dry_run
+        else connections[0].scalar(select(DigestRun.status).where(DigestRun.id == run.id))
+    )
+    if status == RunStatus.PLANNED and not dry_run:
         result.already_planned = True
         return result
     run = RunRef(run.id, run.frequency, run.window_end)

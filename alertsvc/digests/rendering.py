@@ -152,7 +152,9 @@ def store_bodies(connection: Connection, rendered: list[RenderedBody]) -> dict[s
     """Store rendered bodies, reusing any already stored; content key -> body id.
 
     One multi-row insert that skips existing keys (a resumed or raced run, an alert queued
-    again), then one query per thousand keys for the ids.
+    again), then one query per thousand keys for the ids. The rows go in key order: two
+    transactions inserting overlapping keys in different orders can each wait for the
+    other's (a deadlock on PostgreSQL); in the same order, one simply waits its turn.
     """
     if not rendered:
         return {}
@@ -167,7 +169,7 @@ def store_bodies(connection: Connection, rendered: list[RenderedBody]) -> dict[s
                 "text": r.text,
                 "created_at": now,
             }
-            for r in rendered
+            for r in sorted(rendered, key=lambda r: r.content_key)
         ],
     )
     keys = [r.content_key for r in rendered]

@@ -78,6 +78,16 @@ def make_due(app: Flask, *row_ids: int) -> None:
         )
 
 
+def expire_lease(app: Flask, *row_ids: int) -> None:
+    """Let time pass: the rows' lease has run out (as when the worker sending them died)."""
+    with app.app_context(), transaction() as session:
+        session.execute(
+            update(OutboxEmail)
+            .where(OutboxEmail.id.in_(row_ids))
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
 def send_batch(app: Flask, transport: Transport) -> BatchResult:
     """One claim-send-record round through ``transport``, as the worker does it."""
     with app.app_context(), ThreadPoolExecutor(2) as pool:

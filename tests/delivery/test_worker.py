@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -21,10 +22,11 @@ from alertsvc.delivery.transports import (
     SendError,
     TransientSendError,
 )
-from alertsvc.delivery.worker import Worker, claim_outbox_batch, retry_delay
+from alertsvc.delivery.worker import Worker, WorkerTotals, claim_outbox_batch, retry_delay
 from alertsvc.extensions import db
 from alertsvc.models import OutboxEmail, OutboxStatus, utcnow
 from tests.delivery.helpers import (
+    expire_lease,
     make_due,
     outbox_row,
     queue_manage_link,
@@ -32,6 +34,7 @@ from tests.delivery.helpers import (
     send_batch,
     statuses,
 )
+from tests.digests.helpers import at, create_article, digest, start_subscriptions_at
 from tests.factories import create_subscriber, create_topic, rows
 from tests.mail import links, read_message, text_part
 from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_for
@@ -531,3 +534,115 @@ def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_one_that_took_over(
     assert (row.status, row.attempts, row.last_error) == (OutboxStatus.SENT, 2, None)
     assert row.lease_expires_at is None
     assert delivered_to(mail_dir) == ["reader@example.com"]
+
+
+def test_a_row_whose_worker_keeps_dying_fails_with_the_reason_after_max_attempts(
+    app_with, mail_dir
+):
+    app = app_with(WORKER_MAX_ATTEMPTS=3)
+    row_id = queue_manage_link(app, "poison@example.com")
+
+    for attempt in (1, 2, 3):
+        # A worker claims the row and dies (or hangs) on it: its lease runs out.
+        assert _claim(app, 10) == [row_id]
+        row = outbox_row(app, row_id)
+        assert (row.status, row.attempts) == (OutboxStatus.SENDING, attempt)
+        if attempt > 1:
+            assert row.last_error == "lease ran out: the worker sending it died or hung"
+        expire_lease(app, row_id)
+
+    totals = Worker(app, burst=True).run()
+
+    assert (totals.sent, totals.retried, totals.failed) == (0, 0, 1)
+    row = outbox_row(app, row_id)
+    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 3)
+    assert row.last_error == (
+        "gave up after 3 attempts; on the last one the lease ran out: "
+        "the worker sending it died or hung"
+    )
+    assert row.lease_expires_at is None and row.sent_at is None
+    assert delivered_to(mail_dir) == []
+    assert Worker(app, burst=True).run().batches == 0, "a failed email is not tried again"
+
+
+def test_a_row_taken_over_after_its_lease_ran_out_is_sent_and_forgets_the_lease(app, mail_dir):
+    row_id = queue_manage_link(app, "reader@example.com")
+    assert _claim(app, 10) == [row_id]
+    expire_lease(app, row_id)
+
+    assert Worker(app, burst=True).run().sent == 1
+
+    row = outbox_row(app, row_id)
+    assert (row.status, row.attempts, row.last_error) == (OutboxStatus.SENT, 2, None)
+    assert delivered_to(mail_dir) == ["reader@example.com"]
+
+
+def test_message_id_given_at_the_first_claim_is_stored_and_sent_on_every_attempt(app, mail_dir):
+    # Digest and alert rows are queued without a Message-ID; the first claim gives one.
+    row_id = queue_manage_link(app, "reader@example.com", message_id=None)
+    attempts: list[tuple[str, str | None]] = []
+
+    class FlakyTransport:
+        """Records each attempt's Message-ID and what the row stored meanwhile; the first
+        attempt times out."""
+
+        def send(self, message: EmailMessage) -> str:
+            attempts.append((str(message["Message-ID"]), outbox_row(app, row_id).message_id))
+            if len(attempts) == 1:
+                raise TransientSendError("Connection timed out")
+            return FileTransport(mail_dir).send(message)
+
+    assert send_batch(app, FlakyTransport()).retried == 1
+    make_due(app, row_id)
+    assert send_batch(app, FlakyTransport()).sent == 1
+
+    [(first, stored_then), (second, _)] = attempts
+    assert re.fullmatch(rf"<\d{{20}}\.{row_id}@alerts\.test>", first)
+    assert stored_then == first, "stored when first claimed, while the email was in flight"
+    assert second == first
+    [path] = mail_dir.glob("*.eml")
+    assert read_message(path)["Message-ID"] == first == outbox_row(app, row_id).message_id
+
+
+def test_a_slow_send_keeps_its_lease_and_a_second_worker_does_not_send_it_again(app_with, mail_dir):
+    app = app_with(WORKER_LEASE_SECONDS=2)
+    row_id = queue_manage_link(app, "reader@example.com")
+    second_worker: list[WorkerTotals] = []
+
+    class SlowTransport:
+        """Takes longer than the lease, and meanwhile another worker looks for work."""
+
+        def send(self, message: EmailMessage) -> str:
+            leased_until = outbox_row(app, row_id).lease_expires_at
+            while utcnow() <= leased_until + timedelta(milliseconds=200):
+                time.sleep(0.05)
+            second_worker.append(Worker(app, burst=True).run())
+            return FileTransport(mail_dir).send(message)
+
+    result = send_batch(app, SlowTransport())
+
+    assert result.sent == 1
+    assert second_worker[0].batches == 0, "the row's lease was kept alive while it was sent"
+    assert delivered_to(mail_dir) == ["reader@example.com"]
+    row = outbox_row(app, row_id)
+    assert (row.status, row.attempts, row.lease_expires_at) == (OutboxStatus.SENT, 1, None)
+
+
+def test_no_database_connection_is_held_while_the_transport_sends(app, mail_dir):
+    topic = create_topic(app)
+    reader = create_subscriber(app, "reader@example.com", {topic: "daily"})
+    start_subscriptions_at(app, reader, at("2026-11-24T07:00"))
+    create_article(app, "Open data strategy published", [topic], at("2026-11-24T12:00"))
+    assert digest(app, "daily", at("2026-11-25T07:00")).emails == 1
+    with app.app_context():
+        pool = db.engine.pool
+    held: list[int] = []
+
+    class WatchingTransport:
+        def send(self, message: EmailMessage) -> str:
+            held.append(pool.checkedout())
+            return FileTransport(mail_dir).send(message)
+
+    assert send_batch(app, WatchingTransport()).sent == 1
+    assert held == [0], "claiming and loading the shared body ended before sending began"
+    assert "Open data strategy published" in text_part(read_message(next(mail_dir.glob("*.eml"))))

@@ -77,7 +77,9 @@ class MultiCheckboxField(SelectMultipleField):
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
 
-    def __init__(self, *args: Any, too_many_message: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, too_many_message: str = "Select from the list", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.too_many_message = too_many_message
 

@@ -8,6 +8,7 @@ from email.utils import format_datetime
 from urllib.parse import quote
 
 import css_inline
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
 
 from alertsvc.delivery.outbox import clean_header
@@ -30,6 +31,26 @@ def _fill_links(shared: str, context: dict[str, str]) -> str:
     return shared.replace(MANAGE_PLACEHOLDER, context.get("manage_url", "")).replace(
         UNSUBSCRIBE_PLACEHOLDER, context.get("unsubscribe_url", "")
     )
+
+
+def ascii_address(address: str) -> str:
+    """The address as an SMTP envelope and a ``To`` header can carry it: an internationalised
+    domain in its ASCII (IDNA) form.
+
+    Left as Unicode, the header would hold ``idn@=?utf-8?q?b=C3=BCcher?=.de``, which no server
+    reads as an address. Subscribers stored before addresses were stored in ASCII may still
+    hold the Unicode form. A local part that is not ASCII cannot be sent (we do not use
+    SMTPUTF8; signup refuses such addresses), so it fails the row with a reason.
+    """
+    if address.isascii():
+        return address
+    try:
+        ascii_form = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError as error:
+        raise ValueError(f"cannot send to {address!r}: {error}") from error
+    if ascii_form is None:
+        raise ValueError(f"cannot send to {address!r}: its local part is not ASCII")
+    return ascii_form
 
 
 def build_message(row: OutboxEmail, body: EmailBody | None = None) -> EmailMessage:
@@ -60,7 +81,7 @@ def build_message(row: OutboxEmail, body: EmailBody | None = None) -> EmailMessa
 
     message = EmailMessage(policy=_POLICY)
     message["From"] = clean_header(config["MAIL_FROM"])
-    message["To"] = clean_header(row.to_address)
+    message["To"] = ascii_address(clean_header(row.to_address))
     message["Subject"] = clean_header(row.subject)
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = row.message_id

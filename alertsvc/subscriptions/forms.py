@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 from zoneinfo import available_timezones
 
 from flask import current_app
@@ -32,7 +33,7 @@ HOUR_CHOICES = [(hour, f"{hour:02d}:00") for hour in range(24)]
 WEEKDAY_CHOICES = list(
     enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])
 )
-EMAIL_FORMAT_MESSAGE = "Enter an email address in the correct format, like name@example.com"
+TIMEZONE_MESSAGE = "Select a time zone from the list"
 
 
 @cache
@@ -60,12 +61,36 @@ class TimezoneField(SelectField):
         if self.process_errors or self.choices is not timezone_choices():
             super().pre_validate(form)
         elif self.data not in timezone_names():
-            raise ValidationError(self.gettext("Not a valid choice."))
+            message = self.invalid_choice_message or self.gettext("Not a valid choice.")
+            raise ValidationError(message)
 
 
 class MultiCheckboxField(SelectMultipleField):
+    """Checkboxes: each value at most once, and never more values than there are choices.
+
+    A browser sends each ticked box once; a form replayed with ``topics=data`` thousands of
+    times must neither be stored nor list "Data" thousands of times in an email. Repeats
+    are dropped (first order kept); a field sent more values than it has choices is refused
+    with ``too_many_message``. This is the one home of the rule for every multi-value field.
+    """
+
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
+
+    def __init__(
+        self, *args: Any, too_many_message: str = "Select from the list", **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.too_many_message = too_many_message
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        super().process_formdata(valuelist)
+        self.data = list(dict.fromkeys(self.data or []))
+
+    def pre_validate(self, form: Form) -> None:
+        if len(self.raw_data or []) > len(self.choices or []):
+            raise ValidationError(self.too_many_message)
+        super().pre_validate(form)
 
 
 def _check_address(form: Form, field: Field) -> None:
@@ -75,38 +100,57 @@ def _check_address(form: Form, field: Field) -> None:
             check_deliverability=current_app.config["EMAIL_CHECK_DELIVERABILITY"],
         )
     except InvalidAddress as error:
-        raise ValidationError(EMAIL_FORMAT_MESSAGE) from error
+        raise ValidationError(str(error)) from error
 
 
 def _topic_choices(topics: list[Topic]) -> list[tuple[str, str]]:
     return [(t.slug, t.name) for t in topics]
 
 
+def _select(label: str, message: str, **kwargs: Any) -> SelectField:
+    """A select whose every complaint (missing, not a number, not in the list) is ``message``.
+
+    Readers see sentences in the service's words, never WTForms' "Not a valid choice.",
+    "Invalid Choice: could not coerce." or "This field is required.".
+    """
+    return SelectField(
+        label,
+        validators=[InputRequired(message)],
+        invalid_value_message=message,
+        invalid_choice_message=message,
+        **kwargs,
+    )
+
+
 class ScheduleFields:
     """Delivery time fields shared by the signup and manage forms."""
 
-    daily_hour = SelectField(
+    daily_hour = _select(
         "Time for daily emails",
+        "Select a time for daily emails from the list",
         coerce=int,
         choices=HOUR_CHOICES,
         default=7,
-        validators=[InputRequired()],
     )
-    weekly_day = SelectField(
+    weekly_day = _select(
         "Day for weekly emails",
+        "Select a day for weekly emails from the list",
         coerce=int,
         choices=WEEKDAY_CHOICES,
         default=0,
-        validators=[InputRequired()],
     )
-    weekly_hour = SelectField(
+    weekly_hour = _select(
         "Time for weekly emails",
+        "Select a time for weekly emails from the list",
         coerce=int,
         choices=HOUR_CHOICES,
         default=7,
-        validators=[InputRequired()],
     )
-    timezone = TimezoneField("Time zone", validators=[InputRequired()])
+    timezone = TimezoneField(
+        "Time zone",
+        validators=[InputRequired(TIMEZONE_MESSAGE)],
+        invalid_choice_message=TIMEZONE_MESSAGE,
+    )
 
     def set_timezone_choices(self) -> None:
         self.timezone.choices = timezone_choices()
@@ -127,6 +171,7 @@ class SignupForm(ScheduleFields, FlaskForm):
         "Topics",
         validators=[DataRequired("Select at least one topic")],
         validate_choice=False,
+        too_many_message="Select topics from the list",
     )
     frequency = RadioField(
         "How often do you want emails?",
@@ -161,7 +206,7 @@ class SignupForm(ScheduleFields, FlaskForm):
 
 def _check_timezone(field: Field) -> None:
     if field.data not in timezone_names():
-        raise ValidationError("Select a time zone from the list")
+        raise ValidationError(TIMEZONE_MESSAGE)
 
 
 class ManageLinkForm(FlaskForm):

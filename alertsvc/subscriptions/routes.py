@@ -14,6 +14,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -35,6 +36,10 @@ from alertsvc.tokens import ExpiredToken, InvalidToken, TokenPurpose, read_token
 from alertsvc.topics.services import list_topics
 
 bp = Blueprint("subscriptions", __name__)
+bp.add_app_template_filter(services.display_email, "display_email")
+
+# Where the signup form keeps the address it was given, for the "check your email" page.
+SIGNUP_ADDRESS_KEY = "signup_address"
 
 
 def _address_key() -> str:
@@ -79,24 +84,35 @@ def _token_problem(purpose: TokenPurpose, error: InvalidToken) -> tuple[str, int
 @bp.route("/", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"])
 @limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
-def signup() -> str | tuple[str, int]:
+def signup() -> str | tuple[str, int] | Response:
+    """Post/Redirect/Get: a valid signup redirects, so refreshing the reply posts nothing.
+
+    Every valid signup (new, waiting, subscribed, or a bot's) gets the same redirect to the
+    same page, so the reply never tells what is known about an address.
+    """
     topics = list_topics()
     form = SignupForm(topics)
     if request.method == "GET":
         form.frequency.data = form.frequency.data or Frequency.DAILY.value
     if form.validate_on_submit():
         if not form.is_bot:
-            chosen = {t.slug: t for t in topics}
+            wanted = set(form.topics.data)
             with transaction():
                 services.sign_up(
                     form.email.data,
-                    [chosen[slug] for slug in form.topics.data],
+                    [t for t in topics if t.slug in wanted],
                     Frequency(form.frequency.data),
                     _schedule(form),
                 )
-        return render_template("web/check_email.html", email=form.email.data)
+        session[SIGNUP_ADDRESS_KEY] = form.email.data
+        return redirect(url_for(".check_email"), 303)
     status = 400 if request.method == "POST" else 200
     return render_template("web/signup.html", form=form, topics=topics), status
+
+
+@bp.get("/check-email")
+def check_email() -> str:
+    return render_template("web/check_email.html", email=session.get(SIGNUP_ADDRESS_KEY))
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
@@ -105,26 +121,33 @@ def confirm(token: str) -> str | tuple[str, int]:
         signup_request = services.load_signup_request(read_token(TokenPurpose.CONFIRM, token))
     except InvalidToken as error:
         return _token_problem(TokenPurpose.CONFIRM, error)
-    topics = services.request_topics(signup_request)
     form = EmptyForm()
     if request.method == "POST":
         if not form.validate_on_submit():
             return render_template(
-                "web/confirm.html", signup=signup_request, topics=topics, form=form
+                "web/confirm.html",
+                signup=signup_request,
+                topics=services.request_topics(signup_request),
+                form=form,
             ), 400
         with transaction():
             newly = services.confirm_signup(signup_request)
+        if newly:
+            return render_template(
+                "web/confirmed.html",
+                topics=services.request_topics(signup_request),
+                frequency=signup_request.frequency,
+            )
+    if request.method == "POST" or signup_request.confirmed_at is not None:
         return render_template(
-            "web/confirmed.html",
-            topics=topics,
-            frequency=signup_request.frequency,
-            already=not newly,
+            "web/already_confirmed.html", now=services.confirmed_signup_now(signup_request)
         )
-    if signup_request.confirmed_at is not None:
-        return render_template(
-            "web/confirmed.html", topics=topics, frequency=signup_request.frequency, already=True
-        )
-    return render_template("web/confirm.html", signup=signup_request, topics=topics, form=form)
+    return render_template(
+        "web/confirm.html",
+        signup=signup_request,
+        topics=services.request_topics(signup_request),
+        form=form,
+    )
 
 
 @bp.route("/manage", methods=["GET", "POST"])

@@ -35,24 +35,74 @@ from alertsvc.tokens import InvalidToken, TokenPurpose, signed_url
 ERASED_ADDRESS_SUFFIX = "@erased.invalid"
 
 
+EMAIL_FORMAT_MESSAGE = "Enter an email address in the correct format, like name@example.com"
+NON_ASCII_LOCAL_PART_MESSAGE = (
+    "The part of the email address before the @ can only use the letters a to z, numbers and "
+    "symbols like . _ + -"
+)
+LONG_LOCAL_PART_MESSAGE = (
+    "The part of the email address before the @ must be 64 characters or fewer"
+)
+# RFC 5321 §4.5.3.1.1: a local part is at most 64 octets.
+MAX_LOCAL_PART_LENGTH = 64
+
+
 class InvalidAddress(ValueError):
-    """Not an email address we can send to."""
+    """Not an email address we can send to. The message is written for the reader."""
 
 
 def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
     """The canonical form of an address: one subscriber row per person.
 
+    It is the form mail is sent to: the domain in its ASCII (IDNA) form, because a header
+    can only carry a Unicode domain as an RFC 2047 word, which no server reads as an
+    address. A local part that is not ASCII is refused rather than sent with SMTPUTF8:
+    SES and many receiving servers do not take it, so we could not promise delivery.
     email-validator normalises Unicode and the domain; the local part is lower-cased too,
     because in practice no mailbox provider treats case as significant and a reader who
     types their address differently must not end up with two subscriber rows.
     """
     try:
         result = validate_email(
-            raw.strip(), check_deliverability=check_deliverability, allow_smtputf8=False
+            raw.strip(), check_deliverability=check_deliverability, allow_smtputf8=True
         )
     except EmailNotValidError as error:
-        raise InvalidAddress(str(error)) from error
-    return result.normalized.lower()
+        raise InvalidAddress(EMAIL_FORMAT_MESSAGE) from error
+    if not result.local_part.isascii() or result.ascii_email is None:
+        raise InvalidAddress(NON_ASCII_LOCAL_PART_MESSAGE)
+    if len(result.local_part) > MAX_LOCAL_PART_LENGTH:
+        raise InvalidAddress(LONG_LOCAL_PART_MESSAGE)
+    return result.ascii_email.lower()
+
+
+def display_email(address: str) -> str:
+    """An address as the reader typed it: an internationalised domain in Unicode."""
+    if "xn--" not in address:
+        return address
+    try:
+        return validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return address
+
+
+def _stored_forms(email: str) -> list[str]:
+    """The forms a normalised address may be stored in.
+
+    Rows written before addresses were stored in ASCII hold an internationalised domain in
+    Unicode; a reader typing either form must still find their one subscriber row.
+    """
+    unicode_form = display_email(email)
+    return [email] if unicode_form == email else [email, unicode_form]
+
+
+def find_subscriber(email: str) -> Subscriber | None:
+    """The subscriber stored under a normalised address, in whichever form it was stored."""
+    return db.session.scalars(
+        select(Subscriber)
+        .where(Subscriber.email.in_(_stored_forms(email)))
+        .order_by(Subscriber.id)
+        .limit(1)
+    ).one_or_none()
 
 
 @dataclass(frozen=True)
@@ -68,8 +118,13 @@ class Schedule:
 def _find_or_create_subscriber(email: str) -> Subscriber:
     """Race-free: two signups for a new address at once still make one row.
 
-    A new address costs one statement (the INSERT returns the row); a known one two.
+    A new address costs one statement (the INSERT returns the row); a known one two. An
+    internationalised domain first looks for a row stored with the Unicode domain.
     """
+    if "xn--" in email:
+        existing = find_subscriber(email)
+        if existing is not None:
+            return existing
     created = db.session.scalars(
         select(Subscriber).from_statement(
             insert_skipping_existing(Subscriber, ["email"])
@@ -148,6 +203,9 @@ def load_signup_request(payload: Any) -> SignupRequest:
     request = db.session.get(SignupRequest, payload)
     if request is None:
         raise InvalidToken("no such signup request")
+    if request.subscriber.erased_at is not None:
+        # Erasure deletes the requests too; this guards any that predate that rule.
+        raise InvalidToken("subscriber erased")
     return request
 
 
@@ -157,6 +215,39 @@ def request_topics(request: SignupRequest) -> list[Topic]:
         db.session.scalars(
             select(Topic).where(Topic.id.in_(request.topic_ids)).order_by(Topic.name)
         )
+    )
+
+
+@dataclass(frozen=True)
+class ConfirmedSignupNow:
+    """What is true today of the topics an already confirmed signup asked for.
+
+    An old confirm link must not tell a reader who has since left or changed their mind
+    that they are subscribed: it shows their subscriptions as they are now.
+    """
+
+    following: list[tuple[str, list[Topic]]]
+    """(frequency, topics) of the requested topics still followed, by frequency."""
+    stopped: list[Topic]
+    """Requested topics no longer followed."""
+    paused_until: date | None
+
+
+def confirmed_signup_now(request: SignupRequest) -> ConfirmedSignupNow:
+    subscriber = request.subscriber
+    live = live_frequencies(subscriber)
+    following: dict[str, list[Topic]] = {}
+    stopped: list[Topic] = []
+    for topic in request_topics(request):
+        if topic.id in live:
+            following.setdefault(live[topic.id], []).append(topic)
+        else:
+            stopped.append(topic)
+    paused = subscriber.paused_until
+    return ConfirmedSignupNow(
+        following=[(f.value, following[f.value]) for f in Frequency if f.value in following],
+        stopped=stopped,
+        paused_until=paused if paused is not None and paused > local_today(subscriber) else None,
     )
 
 
@@ -378,9 +469,7 @@ def send_manage_link(email: str) -> None:
     Nothing goes to an unknown address, nor to one that signed up but never confirmed: that
     one gets its confirmation by signing up again. The caller replies the same anyway.
     """
-    subscriber = db.session.scalars(
-        select(Subscriber).where(Subscriber.email == email)
-    ).one_or_none()
+    subscriber = find_subscriber(email)
     if subscriber is None or subscriber.confirmed_at is None:
         return
     queue_email(
@@ -448,13 +537,15 @@ def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
 def erase_subscriber(subscriber: Subscriber) -> None:
     """Forget the person: end every subscription, drop unsent mail, anonymise the address.
 
-    The subscription history stays (``ended_reason='erased'``) without anything that
-    identifies them, so counts and delivery statistics stay true.
+    Every signup request goes too, confirmed or not: it holds the topics they asked for,
+    and it is what their old confirm links point at. The subscription history stays
+    (``ended_reason='erased'``) without anything that identifies them, so counts and
+    delivery statistics stay true.
     """
     end_subscriptions(subscriber.id, None, EndedReason.ERASED)
     db.session.execute(
         delete(SignupRequest)
-        .where(SignupRequest.subscriber_id == subscriber.id, SignupRequest.confirmed_at.is_(None))
+        .where(SignupRequest.subscriber_id == subscriber.id)
         .execution_options(synchronize_session=False)
     )
     db.session.execute(

@@ -44,10 +44,17 @@ def signup_form(email: str = "reader@example.com", **fields: Any) -> dict[str, A
     return form
 
 
-def post_signup(client: FlaskClient, email: str = "reader@example.com", **fields: Any):
+def post_signup(
+    client: FlaskClient,
+    email: str = "reader@example.com",
+    *,
+    follow_redirects: bool = True,
+    **fields: Any,
+):
+    """Submit the signup form; by default follow its redirect to the page the reader sees."""
     data = signup_form(email, **fields)
     data.setdefault("csrf_token", csrf_token(client))
-    return client.post("/", data=data)
+    return client.post("/", data=data, follow_redirects=follow_redirects)
 
 
 def page_text(response) -> str:

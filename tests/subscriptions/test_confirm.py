@@ -326,3 +326,86 @@ def test_the_database_keeps_one_live_subscription_per_subscriber_and_topic(app):
         db.session.commit()
     assert count(app, Subscription) == 3
     assert live_subscriptions(app, subscriber_id) == {topics["data"]: "daily"}
+
+
+def _erase(app, subscriber_id: int) -> None:
+    with app.app_context():
+        services.erase_subscriber(db.session.get(Subscriber, subscriber_id))
+        db.session.commit()
+
+
+def test_old_confirm_link_after_unsubscribing_says_so_and_subscribes_nobody(client, app, mailbox):
+    seed_topics(app)
+    path = sign_up_for_link(client, mailbox, topics=["data", "cyber-security"])
+    confirm(client, path)
+    [welcome] = mailbox.deliver()
+    assert app.test_client().post(link_path(welcome, "/unsubscribe/")).status_code == 200
+    subscriber_id = subscriber_id_for(app, "reader@example.com")
+    before = stored_state(app)
+
+    for response in (client.get(path), post_form(client, path, csrf_from="/")):
+        assert response.status_code == 200
+        text = page_text(response)
+        assert "You're no longer subscribed" in text
+        assert "you've since unsubscribed from: Cyber security Data" in text
+        assert "Subscription confirmed" not in text and "You'll get" not in text
+        assert "<title>You're no longer subscribed" in response.get_data(as_text=True)
+    assert live_subscriptions(app, subscriber_id) == {}
+    assert stored_state(app) == before
+    assert mailbox.deliver() == []
+
+
+def test_old_confirm_link_shows_the_subscriptions_as_they_are_now(client, app, mailbox):
+    topics = seed_topics(app)
+    path = sign_up_for_link(client, mailbox, topics=["data", "cyber-security"], frequency="daily")
+    confirm(client, path)
+    mailbox.deliver()
+    subscriber_id = subscriber_id_for(app, "reader@example.com")
+    app.test_client().post(unsubscribe_path(app, subscriber_id, [topics["data"]]))
+    with app.app_context():
+        subscriber = db.session.get(Subscriber, subscriber_id)
+        services.subscribe(subscriber, topics["cyber-security"], services.Frequency.WEEKLY)
+        db.session.commit()
+
+    text = page_text(client.get(path))
+
+    assert "Subscription confirmed" in text
+    assert "You had already confirmed this subscription" in text
+    assert "You get a weekly email about: Cyber security" in text
+    assert "You've since stopped emails about: Data" in text
+    assert "a daily email" not in text
+
+
+def test_erasure_deletes_signup_requests_and_their_confirm_links_stop_working(client, app, mailbox):
+    seed_topics(app)
+    confirmed_path = sign_up_for_link(client, mailbox, topics=["data"])
+    confirm(client, confirmed_path)
+    mailbox.deliver()
+    pending_path = sign_up_for_link(client, mailbox, topics=["cyber-security"])
+    subscriber_id = subscriber_id_for(app, "reader@example.com")
+    assert count(app, SignupRequest) == 2
+
+    _erase(app, subscriber_id)
+
+    assert count(app, SignupRequest) == 0
+    for path in (confirmed_path, pending_path):
+        _assert_link_problem(client.get(path), 400)
+        _assert_link_problem(post_form(client, path, csrf_from="/"), 400)
+    assert live_subscriptions(app, subscriber_id) == {}
+    assert mailbox.deliver() == []
+
+
+def test_confirm_link_of_an_erased_subscriber_whose_request_survived_does_not_work(
+    client, app, mailbox
+):
+    """Requests confirmed before erasure deleted them all may still be stored."""
+    seed_topics(app)
+    path = sign_up_for_link(client, mailbox)
+    confirm(client, path)
+    subscriber_id = subscriber_id_for(app, "reader@example.com")
+    with app.app_context():
+        db.session.get(Subscriber, subscriber_id).erased_at = utcnow()
+        db.session.commit()
+
+    _assert_link_problem(client.get(path), 400)
+    _assert_link_problem(post_form(client, path, csrf_from="/"), 400)

@@ -120,3 +120,12 @@ def test_line_breaks_in_a_topic_name_never_reach_the_headers(client, app, mailbo
         headers = raw.split(b"\r\n\r\n", 1)[0]
         assert not re.search(rb"(?mi)^bcc:", headers)
     assert link_path(messages[1], "/manage/")
+
+
+@pytest.mark.parametrize("kind", ["confirm", "manage link"])
+def test_copy_paste_link_wraps_on_narrow_screens(kind, app, mailbox):
+    body = html_part(_send(kind, app, mailbox))
+
+    [style] = re.findall(r'<a [^>]*style="([^"]*)"[^>]*>https://alerts\.test/[^<]+</a>', body)
+    assert "word-break: break-all" in style
+    assert "overflow-wrap: anywhere" in style

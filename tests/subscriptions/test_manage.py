@@ -149,9 +149,9 @@ def test_changing_delivery_times_and_timezone(client, app, topics, reader):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"timezone": "Mars/Olympus"}, "Not a valid choice"),
+        ({"timezone": "Mars/Olympus"}, "Select a time zone from the list"),
         ({"topic-data": "hourly"}, "Not a valid choice"),
-        ({"daily_hour": "24"}, "Not a valid choice"),
+        ({"daily_hour": "24"}, "Select a time for daily emails from the list"),
     ],
 )
 def test_invalid_changes_are_shown_and_nothing_is_stored(

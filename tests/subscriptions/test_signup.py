@@ -1,9 +1,20 @@
 from __future__ import annotations
 
+import re
+
+import pytest
+from sqlalchemy import select
+
 from alertsvc.models import OutboxEmail, SignupRequest, Subscriber, Subscription
-from tests.factories import count, create_subscriber, live_subscriptions, seed_topics
-from tests.mail import link_path, text_part
-from tests.subscriptions.helpers import csrf_token, page_text, post_signup, signup_form
+from tests.factories import count, create_subscriber, live_subscriptions, rows, seed_topics
+from tests.mail import html_part, link_path, text_part
+from tests.subscriptions.helpers import (
+    csrf_token,
+    page_text,
+    post_form,
+    post_signup,
+    signup_form,
+)
 
 
 def test_signup_page_lists_topics(client, app):
@@ -144,3 +155,180 @@ def test_rate_limit_per_address_counts_the_normalised_address(make_app, app):
     assert post_signup(client, " READER@example.com").status_code == 429
     assert post_signup(client, "someone-else@example.com").status_code == 200
     assert count(app, OutboxEmail) == 3
+
+
+LIBRARY_MESSAGES = ("Not a valid choice", "could not coerce", "This field is required")
+
+
+def test_valid_signup_redirects_so_a_refresh_posts_nothing(client, app, mailbox):
+    seed_topics(app)
+    response = post_signup(client, "Reader@Example.com", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/check-email"
+
+    for _ in range(2):  # the redirect, then the reader pressing refresh
+        page = client.get("/check-email")
+        assert page.status_code == 200
+        assert "Check your email" in page_text(page)
+        assert "We've sent an email to reader@example.com" in page_text(page)
+    assert count(app, OutboxEmail) == 1
+    assert len(mailbox.deliver()) == 1
+
+
+def test_every_valid_signup_gets_the_same_redirect(client, app):
+    topics = seed_topics(app)
+    create_subscriber(app, "subscribed@example.com", {topics["data"]: "daily"})
+    post_signup(client, "pending@example.com")
+    replies = [
+        post_signup(app.test_client(), address, follow_redirects=False)
+        for address in ("new@example.com", "pending@example.com", "subscribed@example.com")
+    ]
+    replies.append(
+        post_signup(app.test_client(), website="http://spam.example", follow_redirects=False)
+    )
+    assert {(r.status_code, r.headers["Location"], r.get_data()) for r in replies} == {
+        (303, "/check-email", replies[0].get_data())
+    }
+
+
+def test_internationalised_domain_is_stored_and_sent_in_ascii_and_shown_in_unicode(
+    client, app, mailbox
+):
+    seed_topics(app)
+    response = post_signup(client, "IDN@Bücher.de")
+    assert response.status_code == 200
+    assert "We've sent an email to idn@bücher.de" in page_text(response)
+    assert rows(app, select(Subscriber.email)) == ["idn@xn--bcher-kva.de"]
+
+    [message] = mailbox.deliver()
+    assert message["To"] == "idn@xn--bcher-kva.de"
+    [raw] = [p.read_bytes() for p in mailbox.directory.glob("*.eml")]
+    headers = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nTo: idn@xn--bcher-kva.de\r\n" in headers
+    assert b"=?utf-8?" not in headers.lower()
+
+    confirm_page = client.get(link_path(message, "/confirm/"))
+    assert "Emails will go to idn@bücher.de" in page_text(confirm_page)
+
+
+def test_a_subscriber_stored_with_a_unicode_domain_is_found_whichever_form_is_typed(
+    client, app, mailbox
+):
+    """Rows from before addresses were stored in ASCII hold the Unicode domain."""
+    topics = seed_topics(app)
+    subscriber_id = create_subscriber(app, "idn@bücher.de", {topics["data"]: "daily"})
+
+    post_signup(client, "IDN@xn--bcher-kva.de", topics=["data"], frequency="daily")
+    post_form(client, "/manage", {"email": "idn@xn--bcher-kva.de"})
+    post_signup(client, "idn@bücher.de", topics=["cyber-security"])
+
+    assert rows(app, select(Subscriber.id)) == [subscriber_id]
+    already, manage, confirmation = mailbox.deliver()
+    assert "already subscribed" in already["Subject"]
+    assert manage["Subject"] == "Manage your email alerts"
+    assert "Confirm" in confirmation["Subject"]
+    for message in (already, manage, confirmation):
+        assert message["To"] == "idn@xn--bcher-kva.de"
+
+
+@pytest.mark.parametrize("path", ["/", "/manage"])
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        (
+            "müller@example.com",
+            "The part of the email address before the @ can only use the letters a to z",
+        ),
+        ("x" * 65 + "@example.com", "before the @ must be 64 characters or fewer"),
+        ("reader@@example.com", "Enter an email address in the correct format"),
+    ],
+)
+def test_addresses_we_cannot_send_to_are_refused_with_a_clear_message(
+    path, address, message, client, app
+):
+    seed_topics(app)
+    data = signup_form(address) if path == "/" else {"email": address}
+    response = post_form(client, path, data)
+    assert response.status_code == 400
+    assert "There is a problem" in page_text(response)
+    assert message in page_text(response)
+    assert count(app, Subscriber) == 0 and count(app, OutboxEmail) == 0
+
+
+def test_a_local_part_of_64_characters_is_accepted(client, app, mailbox):
+    seed_topics(app)
+    address = "x" * 64 + "@example.com"
+    assert post_signup(client, address).status_code == 200
+    assert [m["To"] for m in mailbox.deliver()] == [address]
+
+
+def test_a_topic_sent_twice_is_listed_once(client, app, mailbox):
+    topics = seed_topics(app)
+    response = post_signup(client, topics=["data", "data"])
+    assert response.status_code == 200
+    assert rows(app, select(SignupRequest.topic_ids)) == [[topics["data"]]]
+    [message] = mailbox.deliver()
+    assert message["Subject"] == "Confirm your email alerts: Data"
+    assert html_part(message).count("<li>Data</li>") == 1
+
+
+def test_a_topic_sent_thousands_of_times_is_refused(client, app, mailbox):
+    seed_topics(app)
+    response = post_signup(client, topics=["data"] * 5000)
+    assert response.status_code == 400
+    assert "Select topics from the list" in page_text(response)
+    assert count(app, Subscriber) == 0 and count(app, OutboxEmail) == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"daily_hour": "abc"}, "Select a time for daily emails from the list"),
+        ({"daily_hour": "99"}, "Select a time for daily emails from the list"),
+        ({"daily_hour": None}, "Select a time for daily emails from the list"),
+        ({"weekly_day": "x"}, "Select a day for weekly emails from the list"),
+        ({"weekly_day": "7"}, "Select a day for weekly emails from the list"),
+        ({"weekly_hour": ""}, "Select a time for weekly emails from the list"),
+        ({"timezone": "Mars/Olympus"}, "Select a time zone from the list"),
+        ({"timezone": None}, "Select a time zone from the list"),
+        ({"frequency": None}, "Select how often you want emails"),
+        ({"topics": None}, "Select at least one topic"),
+        ({"email": None}, "Enter your email address"),
+    ],
+)
+def test_signup_mistakes_are_explained_in_our_own_words(changes, message, client, app):
+    seed_topics(app)
+    data = signup_form()
+    for name, value in changes.items():
+        if value is None:
+            del data[name]
+        else:
+            data[name] = value
+    response = post_form(client, "/", data)
+    assert response.status_code == 400
+    text = page_text(response)
+    assert message in text
+    assert not [raw for raw in LIBRARY_MESSAGES if raw in text]
+    assert count(app, Subscriber) == 0
+
+
+@pytest.mark.parametrize("data", [{}, {"email": ""}, {"email": "   "}])
+def test_email_me_a_link_mistakes_are_explained_in_our_own_words(data, client, app):
+    response = post_form(client, "/manage", data)
+    assert response.status_code == 400
+    text = page_text(response)
+    assert "Enter your email address" in text
+    assert not [raw for raw in LIBRARY_MESSAGES if raw in text]
+
+
+def test_topics_are_listed_in_their_display_order_everywhere(client, app, mailbox):
+    seed_topics(app)
+    post_signup(client, topics=["data", "cyber-security"])
+    [message] = mailbox.deliver()
+    assert message["Subject"] == "Confirm your email alerts: Cyber security, Data"
+    assert re.findall(r"<li>([^<]+)</li>", html_part(message)) == ["Cyber security", "Data"]
+    page = client.get(link_path(message, "/confirm/"))
+    assert re.findall(r"<li>([^<]+)</li>", page.get_data(as_text=True)) == [
+        "Cyber security",
+        "Data",
+    ]

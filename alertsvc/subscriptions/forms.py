@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 from zoneinfo import available_timezones
 
 from flask import current_app
@@ -32,6 +33,7 @@ HOUR_CHOICES = [(hour, f"{hour:02d}:00") for hour in range(24)]
 WEEKDAY_CHOICES = list(
     enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])
 )
+TIMEZONE_MESSAGE = "Select a time zone from the list"
 EMAIL_FORMAT_MESSAGE = "Enter an email address in the correct format, like name@example.com"
 
 
@@ -48,19 +50,47 @@ def timezone_names() -> frozenset[str]:
     return frozenset(name for name, _ in timezone_choices())
 
 
-class TimezoneField(SelectField):
+class ListField(SelectField):
+    """A select whose every problem is one sentence in the service's own words.
+
+    WTForms answers a missing, unreadable or unlisted value with its own "This field is
+    required.", "Invalid Choice: could not coerce." or "Not a valid choice."; a reader sees
+    ``message`` instead ("Select a time for daily emails").
+    """
+
+    def __init__(self, label: str, *, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("validators", [InputRequired(message)])
+        super().__init__(label, **kwargs)
+        self.message = message
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as error:
+            raise ValueError(self.message) from error
+
+    def pre_validate(self, form: Form) -> None:
+        if self.process_errors:
+            return
+        try:
+            super().pre_validate(form)
+        except ValidationError as error:
+            raise ValidationError(self.message) from error
+
+
+class TimezoneField(ListField):
     """A select of the time zones in ``timezone_choices()``, checked against a set.
 
     SelectField's own check builds an option object for each of the ~430 zones on every
     submit, over half the cost of validating the signup form (bench/signup.py). The answer
-    and the message ("Not a valid choice.") are the same.
+    is the same.
     """
 
     def pre_validate(self, form: Form) -> None:
         if self.process_errors or self.choices is not timezone_choices():
             super().pre_validate(form)
         elif self.data not in timezone_names():
-            raise ValidationError(self.gettext("Not a valid choice."))
+            raise ValidationError(self.message)
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -85,28 +115,28 @@ def _topic_choices(topics: list[Topic]) -> list[tuple[str, str]]:
 class ScheduleFields:
     """Delivery time fields shared by the signup and manage forms."""
 
-    daily_hour = SelectField(
+    daily_hour = ListField(
         "Time for daily emails",
+        message="Select a time for daily emails",
         coerce=int,
         choices=HOUR_CHOICES,
         default=7,
-        validators=[InputRequired()],
     )
-    weekly_day = SelectField(
+    weekly_day = ListField(
         "Day for weekly emails",
+        message="Select a day for weekly emails",
         coerce=int,
         choices=WEEKDAY_CHOICES,
         default=0,
-        validators=[InputRequired()],
     )
-    weekly_hour = SelectField(
+    weekly_hour = ListField(
         "Time for weekly emails",
+        message="Select a time for weekly emails",
         coerce=int,
         choices=HOUR_CHOICES,
         default=7,
-        validators=[InputRequired()],
     )
-    timezone = TimezoneField("Time zone", validators=[InputRequired()])
+    timezone = TimezoneField("Time zone", message=TIMEZONE_MESSAGE)
 
     def set_timezone_choices(self) -> None:
         self.timezone.choices = timezone_choices()
@@ -161,7 +191,7 @@ class SignupForm(ScheduleFields, FlaskForm):
 
 def _check_timezone(field: Field) -> None:
     if field.data not in timezone_names():
-        raise ValidationError("Select a time zone from the list")
+        raise ValidationError(TIMEZONE_MESSAGE)
 
 
 class ManageLinkForm(FlaskForm):
@@ -185,9 +215,6 @@ class ManageForm(ScheduleFields, FlaskForm):
         super().__init__(*args, **kwargs)
         self.set_timezone_choices()
 
-    def validate_timezone(self, field: Field) -> None:
-        _check_timezone(field)
-
 
 TOPIC_FIELD_PREFIX = "topic-"
 NOT_SUBSCRIBED = "none"
@@ -203,11 +230,11 @@ def make_manage_form(topics: list[Topic], current: dict[int, str], **kwargs: obj
         setattr(
             _Form,
             TOPIC_FIELD_PREFIX + topic.slug,
-            SelectField(
+            ListField(
                 topic.name,
+                message=f"Select how often you want emails about {topic.name}",
                 choices=choices,
                 default=current.get(topic.id, NOT_SUBSCRIBED),
-                validators=[InputRequired()],
             ),
         )
     return _Form(**kwargs)

@@ -193,7 +193,7 @@ def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **fo
 @_with_manage_link
 def manage(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Response:
     topics = list_topics()
-    if request.method == "GET":
+    if request.method != "POST":
         return _render_manage(token, subscriber, topics)
 
     form = make_manage_form(topics, services.live_frequencies(subscriber))

@@ -146,26 +146,53 @@ def test_changing_delivery_times_and_timezone(client, app, topics, reader):
     }
 
 
+LIBRARY_MESSAGES = ("Not a valid", "Invalid Choice", "could not coerce", "This field is required")
+MISSING = object()
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"timezone": "Mars/Olympus"}, "Not a valid choice"),
-        ({"topic-data": "hourly"}, "Not a valid choice"),
-        ({"daily_hour": "24"}, "Not a valid choice"),
+        ({"timezone": "Mars/Olympus"}, "Select a time zone from the list"),
+        ({"timezone": MISSING}, "Select a time zone from the list"),
+        ({"topic-data": "hourly"}, "Select how often you want emails about Data"),
+        ({"topic-data": MISSING}, "Select how often you want emails about Data"),
+        ({"daily_hour": "24"}, "Select a time for daily emails"),
+        ({"daily_hour": "seven"}, "Select a time for daily emails"),
+        ({"weekly_day": MISSING}, "Select a day for weekly emails"),
+        ({"weekly_hour": "9am"}, "Select a time for weekly emails"),
     ],
 )
-def test_invalid_changes_are_shown_and_nothing_is_stored(
+def test_invalid_changes_are_shown_in_our_words_and_nothing_is_stored(
     changes, message, client, app, topics, reader
 ):
     path = manage_path(app, reader)
+    form = page_form(client.get(path), path)
+    for name, value in changes.items():
+        if value is MISSING:
+            del form[name]
+        else:
+            form[name] = value
     before = stored_state(app)
 
-    response = submit(client, path, changes)
+    response = client.post(path, data=form)
 
     assert response.status_code == 400
-    assert "There is a problem" in page_text(response)
-    assert message in page_text(response)
+    text = page_text(response)
+    assert "There is a problem" in text
+    assert text.count(message) == 2, "in the summary and beside the field"
+    assert not [raw for raw in LIBRARY_MESSAGES if raw in text]
     assert stored_state(app) == before
+
+
+def test_head_on_a_manage_link_answers_like_get(client, app, topics, reader):
+    path = manage_path(app, reader)
+
+    response = client.head(path)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.get_data() == b""
 
 
 def test_pause_until_a_date_then_resume(client, app, topics, reader):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from functools import cache
+from importlib import resources
 from typing import Any
-from zoneinfo import available_timezones
 
 from flask import current_app
 from flask_wtf import FlaskForm
@@ -37,17 +37,74 @@ TIMEZONE_MESSAGE = "Select a time zone from the list"
 EMAIL_FORMAT_MESSAGE = "Enter an email address in the correct format, like name@example.com"
 
 
+TZDATA = resources.files("tzdata.zoneinfo")
+
+
 @cache
+def _canonical_zones() -> frozenset[str]:
+    """Every zone the tz database offers people to choose from: one line a place in
+    ``zone.tab``, with none of the old names (``Asia/Calcutta``, ``US/Eastern``) kept for
+    backward compatibility."""
+    lines = TZDATA.joinpath("zone.tab").read_text(encoding="utf-8").splitlines()
+    return frozenset(line.split("\t")[2] for line in lines if line and not line.startswith("#"))
+
+
+@cache
+def _zone_links() -> dict[str, str]:
+    """Old or alternative zone name -> the name it links to (``L`` lines of tzdata.zi)."""
+    lines = TZDATA.joinpath("tzdata.zi").read_text(encoding="utf-8").splitlines()
+    return {parts[2]: parts[1] for parts in map(str.split, lines) if parts[:1] == ["L"]}
+
+
+@cache
+def _chosen_by_final_zone() -> dict[str, str]:
+    """Zone data -> the offered name that uses it (``Etc/UTC`` -> ``UTC``)."""
+    offered: dict[str, str] = {}
+    for name in sorted(_canonical_zones() | {"UTC"}):
+        final = name
+        while final in _zone_links():
+            final = _zone_links()[final]
+        if name == final or final not in offered:
+            offered[final] = name
+    return offered
+
+
+def canonical_timezone(name: str) -> str | None:
+    """The offered name for a zone stored or posted under an old one, or None if unknown.
+
+    Subscribers who chose from the old, longer list may hold ``Asia/Calcutta``: their page
+    shows, and saving stores, ``Asia/Kolkata``.
+    """
+    if name == "UTC" or name in _canonical_zones():
+        return name
+    target = name
+    while target in _zone_links():
+        target = _zone_links()[target]
+        if target in _canonical_zones():
+            return target
+    return _chosen_by_final_zone().get(target)
+
+
 def timezone_choices() -> list[tuple[str, str]]:
-    names = sorted(
-        name for name in available_timezones() if "/" in name and not name.startswith("Etc/")
-    )
+    """The time zones a reader chooses from: the service's default and UTC first, then
+    every canonical zone by name. Signup and manage share the one list."""
+    return _timezone_choices(current_app.config["TIMEZONE"])
+
+
+@cache
+def _timezone_choices(default: str) -> list[tuple[str, str]]:
+    first = list(dict.fromkeys([canonical_timezone(default) or default, "UTC"]))
+    names = first + sorted(_canonical_zones() - set(first))
     return [(name, name.replace("_", " ")) for name in names]
 
 
-@cache
 def timezone_names() -> frozenset[str]:
-    return frozenset(name for name, _ in timezone_choices())
+    return _timezone_names(current_app.config["TIMEZONE"])
+
+
+@cache
+def _timezone_names(default: str) -> frozenset[str]:
+    return frozenset(name for name, _ in _timezone_choices(default))
 
 
 class ListField(SelectField):
@@ -81,10 +138,18 @@ class ListField(SelectField):
 class TimezoneField(ListField):
     """A select of the time zones in ``timezone_choices()``, checked against a set.
 
-    SelectField's own check builds an option object for each of the ~430 zones on every
+    SelectField's own check builds an option object for each of the ~420 zones on every
     submit, over half the cost of validating the signup form (bench/signup.py). The answer
-    is the same.
+    is the same. A zone posted or stored under an old name is read as its canonical one.
     """
+
+    def process_data(self, value: Any) -> None:
+        super().process_data(value and (canonical_timezone(value) or value))
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        super().process_formdata(valuelist)
+        if self.data:
+            self.data = canonical_timezone(self.data) or self.data
 
     def pre_validate(self, form: Form) -> None:
         if self.process_errors or self.choices is not timezone_choices():

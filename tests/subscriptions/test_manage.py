@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
+from importlib import resources
 
 import pytest
 from sqlalchemy import select
@@ -443,3 +445,43 @@ def test_manage_link_email_text(client, app, topics, reader, mailbox):
     [message] = mailbox.deliver()
     assert "change your topics" in text_part(message)
     assert message["List-Unsubscribe"] is None, "a link asked for is not a subscription email"
+
+
+def _timezone_options(response) -> list[str]:
+    html = response.get_data(as_text=True)
+    select = html[
+        html.index('<select id="timezone"') : html.index(
+            "</select>", html.index('<select id="timezone"')
+        )
+    ]
+    return re.findall(r'<option[^>]*value="([^"]*)"', select)
+
+
+def test_time_zones_offered_are_the_canonical_ones_default_and_utc_first(
+    client, app, topics, reader
+):
+    options = _timezone_options(client.get(manage_path(app, reader)))
+
+    assert options[:2] == ["Europe/London", "UTC"]
+    assert len(options) == len(set(options))
+    assert {"Asia/Kolkata", "Europe/Kyiv", "America/New_York", "Europe/Paris"} <= set(options)
+    assert not {"Asia/Calcutta", "Europe/Kiev", "US/Eastern", "GB", "Etc/UTC"} & set(options)
+    zone_tab = (resources.files("tzdata.zoneinfo") / "zone.tab").read_text().splitlines()
+    assert len(options) == 1 + sum(1 for line in zone_tab if line and not line.startswith("#"))
+    assert _timezone_options(client.get("/")) == options, "signup offers the same list"
+
+
+def test_a_subscriber_stored_under_an_old_zone_name_sees_and_keeps_its_canonical_name(
+    client, app, topics
+):
+    subscriber_id = create_subscriber(
+        app, "reader@example.com", {topics["data"]: "daily"}, timezone="Asia/Calcutta"
+    )
+    path = manage_path(app, subscriber_id)
+
+    assert page_form(client.get(path), path)["timezone"] == "Asia/Kolkata"
+    assert submit(client, path).status_code == 303
+    assert _subscriber(app, subscriber_id).timezone == "Asia/Kolkata"
+
+    assert submit(client, path, {"timezone": "US/Eastern"}).status_code == 303
+    assert _subscriber(app, subscriber_id).timezone == "America/New_York"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
-    DateField,
     Field,
     Form,
     RadioField,
@@ -19,6 +19,7 @@ from wtforms import (
     ValidationError,
     widgets,
 )
+from wtforms.utils import unset_value
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from alertsvc.models import Frequency, Topic
@@ -305,10 +306,67 @@ def make_manage_form(topics: list[Topic], current: dict[int, str], **kwargs: obj
     return _Form(**kwargs)
 
 
+class DateInputField(Field):
+    """A date typed as day, month and year boxes: the GOV.UK date input pattern.
+
+    A browser's own date picker shows its locale's order (``mm/dd/yyyy`` in the US) whatever
+    the page's hint or error says; three labelled boxes read the same everywhere. Posted as
+    ``<name>-day``, ``<name>-month`` and ``<name>-year``; ``parts`` holds what was typed and
+    ``error_parts`` the boxes a problem is about.
+    """
+
+    PARTS = ("day", "month", "year")
+
+    def __init__(self, label: str, *, required_message: str, **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.required_message = required_message
+        self.parts = dict.fromkeys(self.PARTS, "")
+        self.error_parts: list[str] = []
+
+    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
+        self.process_errors = []
+        if data is unset_value:
+            data = self.default() if callable(self.default) else self.default
+        self.object_data = self.data = data
+        if data is not None:
+            self.parts = {"day": str(data.day), "month": str(data.month), "year": str(data.year)}
+        if formdata is None:
+            return
+        self.parts = {part: formdata.get(f"{self.name}-{part}", "").strip() for part in self.PARTS}
+        self.raw_data = list(self.parts.values())
+        self.data = None
+        try:
+            self.data = self._read()
+        except ValueError as error:
+            self.process_errors.append(error.args[0])
+
+    def _read(self) -> date:
+        missing = [part for part in self.PARTS if not self.parts[part]]
+        if len(missing) == len(self.PARTS):
+            self.error_parts = list(self.PARTS)
+            raise ValueError(self.required_message)
+        if missing:
+            self.error_parts = missing
+            raise ValueError(f"The date must include a {' and '.join(missing)}")
+        not_numbers = [
+            p for p in self.PARTS if not (self.parts[p].isascii() and self.parts[p].isdigit())
+        ]
+        if not_numbers:
+            self.error_parts = not_numbers
+            raise ValueError("The date must be a real date")
+        if len(self.parts["year"]) != 4:
+            self.error_parts = ["year"]
+            raise ValueError("The year must include 4 numbers")
+        try:
+            return date(*(int(self.parts[part]) for part in ("year", "month", "day")))
+        except ValueError:
+            self.error_parts = list(self.PARTS)
+            raise ValueError("The date must be a real date") from None
+
+
 class PauseForm(FlaskForm):
-    until = DateField(
-        "Pause all emails until",
-        validators=[DataRequired("Enter the date to pause emails until, like 2027-01-31")],
+    until = DateInputField(
+        "Pause all emails until", required_message="Enter the date to pause emails until"
     )
 
 

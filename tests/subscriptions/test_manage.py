@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from importlib import resources
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -197,12 +198,27 @@ def test_head_on_a_manage_link_answers_like_get(client, app, topics, reader):
     assert response.get_data() == b""
 
 
+def _typed_date(day: object, month: object, year: object) -> dict[str, str]:
+    """The pause form's day, month and year boxes as a reader fills them in."""
+    return {"until-day": str(day), "until-month": str(month), "until-year": str(year)}
+
+
+def _paris_today() -> date:
+    return datetime.now(ZoneInfo("Europe/Paris")).date()
+
+
 def test_pause_until_a_date_then_resume(client, app, topics, reader):
     path = manage_path(app, reader)
-    until = date.today() + timedelta(days=10)
+    until = _paris_today() + timedelta(days=10)
+    form = page_form(client.get(path), f"{path}/pause")
+    assert set(form) == {"csrf_token", "until-day", "until-month", "until-year"}
 
     response = submit(
-        client, path, {"until": until.isoformat()}, action=f"{path}/pause", follow_redirects=True
+        client,
+        path,
+        _typed_date(until.day, f"{until.month:02d}", until.year),
+        action=f"{path}/pause",
+        follow_redirects=True,
     )
 
     assert response.status_code == 200
@@ -213,6 +229,8 @@ def test_pause_until_a_date_then_resume(client, app, topics, reader):
         topics["data"]: "weekly",
         topics["cyber-security"]: "daily",
     }
+    shown = page_form(response, f"{path}/pause", having={"until-year": str(until.year)})
+    assert (shown["until-day"], shown["until-month"]) == (str(until.day), str(until.month))
 
     response = submit(
         client, path, action=f"{path}/pause", having={"action": "resume"}, follow_redirects=True
@@ -224,33 +242,93 @@ def test_pause_until_a_date_then_resume(client, app, topics, reader):
     assert _subscriber(app, reader).paused_until is None
 
 
+def test_a_pause_can_last_up_to_a_year(client, app, topics, reader):
+    path = manage_path(app, reader)
+    today = _paris_today()
+    a_year_on = date(today.year + 1, today.month, min(today.day, 28 if today.month == 2 else 31))
+
+    response = submit(
+        client,
+        path,
+        _typed_date(a_year_on.day, a_year_on.month, a_year_on.year),
+        action=f"{path}/pause",
+    )
+
+    assert response.status_code == 303
+    assert _subscriber(app, reader).paused_until == a_year_on
+
+
 @pytest.mark.parametrize(
-    ("until", "message"),
+    ("typed", "message", "boxes"),
     [
-        ((date.today() - timedelta(days=2)).isoformat(), "The date must be in the future"),
-        ("", "Enter the date to pause emails until"),
-        ("31/12/2099", "Enter the date to pause emails until"),
+        (lambda: _paris_today() - timedelta(days=2), "The date must be in the future", "dmy"),
+        (_paris_today, "The date must be in the future", "dmy"),
+        (
+            lambda: date(9999, 12, 31),
+            "You can pause emails for up to a year: enter a date no later than",
+            "dmy",
+        ),
+        (
+            lambda: _paris_today() + timedelta(days=367),
+            "You can pause emails for up to a year: enter a date no later than",
+            "dmy",
+        ),
+        (("", "", ""), "Enter the date to pause emails until", "dmy"),
+        (("31", "", "2027"), "The date must include a month", "m"),
+        (("", "", "2027"), "The date must include a day and month", "dm"),
+        (("31", "2", "2027"), "The date must be a real date", "dmy"),
+        (("1", "jan", "2027"), "The date must be a real date", "m"),
+        (("1", "1", "27"), "The year must include 4 numbers", "y"),
     ],
 )
-def test_pause_needs_a_date_in_the_future(until, message, client, app, topics, reader):
+def test_pause_needs_a_real_date_within_a_year(typed, message, boxes, client, app, topics, reader):
     path = manage_path(app, reader)
+    if callable(typed):
+        until = typed()
+        typed = (until.day, until.month, until.year)
     before = stored_state(app)
 
-    response = submit(client, path, {"until": until}, action=f"{path}/pause")
+    response = submit(client, path, _typed_date(*typed), action=f"{path}/pause")
 
     assert response.status_code == 400
-    assert "There is a problem" in page_text(response)
-    assert message in page_text(response)
+    text = page_text(response)
+    assert "There is a problem" in text
+    assert text.count(message) == 2, "in the summary and above the boxes"
+    assert not [raw for raw in LIBRARY_MESSAGES if raw in text]
+    html = response.get_data(as_text=True)
+    first = {"d": "day", "m": "month", "y": "year"}[boxes[0]]
+    assert f'<li><a href="#until-{first}">' in html
+    flagged = re.findall(r'id="until-(day|month|year)"[^>]*class="[^"]*input--error', html)
+    assert "".join(part[0] for part in flagged) == boxes
+    # What was typed is shown again to be corrected.
+    shown = page_form(response, f"{path}/pause")
+    assert [shown[f"until-{p}"] for p in ("day", "month", "year")] == [str(v) for v in typed]
     assert stored_state(app) == before
 
 
-def test_unsubscribe_from_everything(client, app, topics, reader, mailbox):
+def test_unsubscribe_from_everything_asks_first_and_says_what_will_end(
+    client, app, topics, reader, mailbox
+):
     path = manage_path(app, reader)
+    assert page_form(client.get(path), f"{path}/unsubscribe-all") == {}
+    before = stored_state(app)
 
-    response = submit(client, path, action=f"{path}/unsubscribe-all")
+    confirm_page = client.get(f"{path}/unsubscribe-all")
+
+    assert confirm_page.status_code == 200
+    assert page_text(confirm_page).startswith(
+        "Are you sure you want to unsubscribe from all emails? "
+        "You'll stop getting emails about: Cyber security Data"
+    )
+    assert stored_state(app) == before
+
+    response = submit(client, f"{path}/unsubscribe-all")
 
     assert response.status_code == 200
-    assert "You won't get any more email alerts from us" in page_text(response)
+    text = page_text(response)
+    assert "You won't get any more emails about: Cyber security Data" in text
+    assert "You won't get any more email alerts from us" in text
+    assert f'href="{path}"' in response.get_data(as_text=True)
     assert sorted(subscription_history(app, reader)) == sorted(
         [
             (topics["data"], "weekly", "unsubscribed"),
@@ -292,8 +370,23 @@ def test_delete_my_data(client, app, topics, mailbox):
     # Asked for more topics: a confirmation email is waiting in the outbox.
     post_signup(client, "reader@example.com", topics=["cyber-security"])
     path = manage_path(app, subscriber_id)
+    assert page_form(client.get(path), f"{path}/erase") == {}
+    before = stored_state(app)
 
-    response = submit(client, path, action=f"{path}/erase")
+    confirm_page = client.get(f"{path}/erase")
+
+    assert confirm_page.status_code == 200
+    assert page_text(confirm_page).startswith(
+        "Are you sure you want to delete your data? Deleting your data: "
+        "stops your emails about Data "
+        "cancels any emails not yet sent "
+        "removes your email address, reader@example.com, from our records "
+        "stops every link in our emails to you working, including this one "
+        "You cannot undo this."
+    )
+    assert stored_state(app) == before
+
+    response = submit(client, f"{path}/erase")
 
     assert response.status_code == 200
     assert "Your data has been deleted" in page_text(response)
@@ -307,7 +400,7 @@ def test_delete_my_data(client, app, topics, mailbox):
 
 def test_links_stop_working_once_the_data_is_deleted(client, app, topics, reader):
     path = manage_path(app, reader)
-    submit(client, path, action=f"{path}/erase")
+    assert submit(client, f"{path}/erase").status_code == 200
     before = stored_state(app)
 
     response = client.get(path)
@@ -389,9 +482,13 @@ def test_bad_manage_links_get_a_clear_page_offering_a_fresh_link(
     before = stored_state(app)
     csrf = csrf_token(client, "/manage")
 
-    _assert_manage_link_problem(client.get(bad), status)
+    for page in ("", "/unsubscribe-all", "/erase"):
+        _assert_manage_link_problem(client.get(bad + page), status)
+        assert client.head(bad + page).status_code == status
     for action in ("", "/pause", "/unsubscribe-all", "/erase"):
-        response = client.post(bad + action, data={"csrf_token": csrf, "until": "2099-01-01"})
+        response = client.post(
+            bad + action, data={"csrf_token": csrf, **_typed_date(1, 1, date.today().year + 1)}
+        )
         _assert_manage_link_problem(response, status)
     _assert_manage_link_problem(client.get(bad + "/data.json"), status)
     assert stored_state(app) == before
@@ -408,18 +505,18 @@ def test_a_manage_link_lasts_ninety_days(client, app, topics, reader):
 
 
 @pytest.mark.parametrize(
-    ("action", "fields"),
+    ("page", "action", "fields"),
     [
-        ("", {"topic-data": "none"}),
-        ("/pause", {"until": "2099-01-01"}),
-        ("/pause", {"action": "resume"}),
-        ("/unsubscribe-all", {}),
-        ("/erase", {}),
+        ("", "", {"topic-data": "none"}),
+        ("", "/pause", _typed_date(1, 1, date.today().year + 1)),
+        ("", "/pause", {"action": "resume"}),
+        ("/unsubscribe-all", "/unsubscribe-all", {}),
+        ("/erase", "/erase", {}),
     ],
 )
-def test_every_change_needs_the_csrf_token(action, fields, client, app, topics, reader):
+def test_every_change_needs_the_csrf_token(page, action, fields, client, app, topics, reader):
     path = manage_path(app, reader)
-    form = page_form(client.get(path), path)
+    form = page_form(client.get(path + page), path + page)
     form.update(fields)
     del form["csrf_token"]
     before = stored_state(app)
@@ -485,3 +582,36 @@ def test_a_subscriber_stored_under_an_old_zone_name_sees_and_keeps_its_canonical
 
     assert submit(client, path, {"timezone": "US/Eastern"}).status_code == 303
     assert _subscriber(app, subscriber_id).timezone == "America/New_York"
+
+
+def _duplicate_ids(response) -> list[str]:
+    ids = re.findall(r'\sid="([^"]*)"', response.get_data(as_text=True))
+    return sorted({i for i in ids if ids.count(i) > 1})
+
+
+def test_no_id_is_used_twice_on_any_manage_page(client, app, topics, reader):
+    path = manage_path(app, reader)
+    pause = f"{path}/pause"
+    soon = _paris_today() + timedelta(days=3)
+    assert (
+        submit(client, path, _typed_date(soon.day, soon.month, soon.year), action=pause).status_code
+        == 303
+    )
+    pages = {
+        "paused, with the resume button": client.get(path),
+        "topics form with a problem": submit(client, path, {"timezone": "Mars/Olympus"}),
+        "pause form with a problem": submit(
+            client,
+            path,
+            _typed_date(1, "", 2027),
+            action=pause,
+            having={"until-year": str(soon.year)},
+        ),
+        "unsubscribe from all": client.get(f"{path}/unsubscribe-all"),
+        "delete your data": client.get(f"{path}/erase"),
+    }
+
+    assert "Resume emails now" in page_text(pages["paused, with the resume button"])
+    assert {name: _duplicate_ids(page) for name, page in pages.items()} == {
+        name: [] for name in pages
+    }

@@ -180,7 +180,13 @@ def _digest_position(subscription: Subscription) -> datetime:
 
 
 def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Subscription:
-    """Make ``subscriber`` follow a topic at ``frequency``, keeping history append-only."""
+    """Make ``subscriber`` follow a topic at ``frequency``, keeping history append-only.
+
+    Two requests may start the same subscription at once (a double-clicked manage form):
+    the new row goes in with ``ON CONFLICT DO NOTHING`` on the one-live-row index, and the
+    request that finds it already there starts again from the row the other one made,
+    instead of failing on the unique index.
+    """
     current = db.session.scalars(
         select(Subscription)
         .where(
@@ -206,17 +212,25 @@ def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Su
             delivered_until = _digest_position(current)
             carried_position = True
         db.session.flush()
-    subscription = Subscription(
-        subscriber_id=subscriber.id,
-        topic_id=topic_id,
-        frequency=frequency,
-        created_at=now,
-        delivered_until=delivered_until,
-        carried_position=carried_position,
-    )
-    db.session.add(subscription)
-    db.session.flush()
-    return subscription
+    created = db.session.scalars(
+        select(Subscription).from_statement(
+            insert_skipping_existing(
+                Subscription, ["subscriber_id", "topic_id"], where=Subscription.ended_at.is_(None)
+            )
+            .values(
+                subscriber_id=subscriber.id,
+                topic_id=topic_id,
+                frequency=frequency,
+                created_at=now,
+                delivered_until=delivered_until,
+                carried_position=carried_position,
+            )
+            .returning(Subscription)
+        )
+    ).one_or_none()
+    if created is None:
+        return subscribe(subscriber, topic_id, frequency)
+    return created
 
 
 def confirm_signup(request: SignupRequest) -> bool:

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from importlib import resources
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from alertsvc.extensions import db
 from alertsvc.models import OutboxEmail, Subscriber
 from alertsvc.tokens import TokenPurpose
 from tests.factories import (
@@ -615,3 +619,48 @@ def test_no_id_is_used_twice_on_any_manage_page(client, app, topics, reader):
     assert {name: _duplicate_ids(page) for name, page in pages.items()} == {
         name: [] for name in pages
     }
+
+
+@pytest.mark.skipif(
+    not os.environ.get("ALERTSVC_TEST_DATABASE_URL"),
+    reason="two requests writing at once need PostgreSQL; CI runs the suite on it too",
+)
+def test_two_manage_posts_adding_the_same_topic_at_once_make_one_subscription(app, topics, reader):
+    """A double-clicked Save: both requests read "not subscribed" before either inserts."""
+    path = manage_path(app, reader)
+    clients = [app.test_client(), app.test_client()]
+    forms = []
+    for client in clients:
+        form = page_form(client.get(path), path)
+        form["topic-local-digital"] = "immediately"
+        forms.append(form)
+
+    both_looked = threading.Barrier(2, timeout=30)
+    looked = threading.local()
+
+    def wait_for_the_other(conn, cursor, statement, parameters, context, executemany):
+        first_look = not getattr(looked, "once", False)
+        if first_look and "FOR UPDATE" in statement and "subscriptions" in statement:
+            looked.once = True
+            both_looked.wait()
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "after_cursor_execute", wait_for_the_other)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            responses = list(pool.map(lambda c, f: c.post(path, data=f), clients, forms))
+    finally:
+        event.remove(engine, "after_cursor_execute", wait_for_the_other)
+
+    assert [r.status_code for r in responses] == [303, 303]
+    assert live_subscriptions(app, reader) == {
+        topics["data"]: "weekly",
+        topics["cyber-security"]: "daily",
+        topics["local-digital"]: "immediately",
+    }
+    assert (
+        subscription_history(app, reader).count((topics["local-digital"], "immediately", "live"))
+        == 1
+    )
+    assert len(subscription_history(app, reader)) == 3

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Table, bindparam, text
+from sqlalchemy import ColumnElement, CursorResult, Table, bindparam, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -59,16 +59,21 @@ def bulk_insert(table: Table, columns: Sequence[str], rows: Iterable[Sequence[An
 
 
 def insert_skipping_existing(
-    model: Any, conflict: Sequence[str], connection: Connection | None = None
+    model: Any,
+    conflict: Sequence[str],
+    connection: Connection | None = None,
+    *,
+    where: ColumnElement[bool] | None = None,
 ) -> Insert:
-    """``INSERT … ON CONFLICT (conflict) DO NOTHING`` for PostgreSQL or SQLite.
+    """``INSERT … ON CONFLICT (conflict) [WHERE where] DO NOTHING`` for PostgreSQL or SQLite.
 
     For rows that two requests or two planners may try to create at once: the loser's
-    insert does nothing instead of failing its transaction.
+    insert does nothing instead of failing its transaction. ``where`` names a partial
+    unique index by its predicate (``ended_at IS NULL``).
     """
     dialect = (connection or db.session.get_bind()).dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return insert(model).on_conflict_do_nothing(index_elements=list(conflict))
+    return insert(model).on_conflict_do_nothing(index_elements=list(conflict), index_where=where)
 
 
 def execute_sql(connection: Connection, sql: str, **params: Any) -> CursorResult[Any]:

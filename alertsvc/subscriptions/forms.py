@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import cache
+from importlib import resources
 from typing import Any
-from zoneinfo import available_timezones
 
 from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
-    DateField,
     Field,
     Form,
     RadioField,
@@ -19,6 +19,7 @@ from wtforms import (
     ValidationError,
     widgets,
 )
+from wtforms.utils import unset_value
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from alertsvc.models import Frequency, Topic
@@ -36,33 +37,125 @@ WEEKDAY_CHOICES = list(
 TIMEZONE_MESSAGE = "Select a time zone from the list"
 
 
+TZDATA = resources.files("tzdata.zoneinfo")
+
+
 @cache
+def _canonical_zones() -> frozenset[str]:
+    """Every zone the tz database offers people to choose from: one line a place in
+    ``zone.tab``, with none of the old names (``Asia/Calcutta``, ``US/Eastern``) kept for
+    backward compatibility."""
+    lines = TZDATA.joinpath("zone.tab").read_text(encoding="utf-8").splitlines()
+    return frozenset(line.split("\t")[2] for line in lines if line and not line.startswith("#"))
+
+
+@cache
+def _zone_links() -> dict[str, str]:
+    """Old or alternative zone name -> the name it links to (``L`` lines of tzdata.zi)."""
+    lines = TZDATA.joinpath("tzdata.zi").read_text(encoding="utf-8").splitlines()
+    return {parts[2]: parts[1] for parts in map(str.split, lines) if parts[:1] == ["L"]}
+
+
+@cache
+def _chosen_by_final_zone() -> dict[str, str]:
+    """Zone data -> the offered name that uses it (``Etc/UTC`` -> ``UTC``)."""
+    offered: dict[str, str] = {}
+    for name in sorted(_canonical_zones() | {"UTC"}):
+        final = name
+        while final in _zone_links():
+            final = _zone_links()[final]
+        if name == final or final not in offered:
+            offered[final] = name
+    return offered
+
+
+def canonical_timezone(name: str) -> str | None:
+    """The offered name for a zone stored or posted under an old one, or None if unknown.
+
+    Subscribers who chose from the old, longer list may hold ``Asia/Calcutta``: their page
+    shows, and saving stores, ``Asia/Kolkata``.
+    """
+    if name == "UTC" or name in _canonical_zones():
+        return name
+    target = name
+    while target in _zone_links():
+        target = _zone_links()[target]
+        if target in _canonical_zones():
+            return target
+    return _chosen_by_final_zone().get(target)
+
+
 def timezone_choices() -> list[tuple[str, str]]:
-    names = sorted(
-        name for name in available_timezones() if "/" in name and not name.startswith("Etc/")
-    )
+    """The time zones a reader chooses from: the service's default and UTC first, then
+    every canonical zone by name. Signup and manage share the one list."""
+    return _timezone_choices(current_app.config["TIMEZONE"])
+
+
+@cache
+def _timezone_choices(default: str) -> list[tuple[str, str]]:
+    first = list(dict.fromkeys([canonical_timezone(default) or default, "UTC"]))
+    names = first + sorted(_canonical_zones() - set(first))
     return [(name, name.replace("_", " ")) for name in names]
 
 
-@cache
 def timezone_names() -> frozenset[str]:
-    return frozenset(name for name, _ in timezone_choices())
+    return _timezone_names(current_app.config["TIMEZONE"])
 
 
-class TimezoneField(SelectField):
+@cache
+def _timezone_names(default: str) -> frozenset[str]:
+    return frozenset(name for name, _ in _timezone_choices(default))
+
+
+class ListField(SelectField):
+    """A select whose every problem is one sentence in the service's own words.
+
+    WTForms answers a missing, unreadable or unlisted value with its own "This field is
+    required.", "Invalid Choice: could not coerce." or "Not a valid choice."; a reader sees
+    ``message`` instead ("Select a time for daily emails").
+    """
+
+    def __init__(self, label: str, *, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("validators", [InputRequired(message)])
+        super().__init__(label, **kwargs)
+        self.message = message
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as error:
+            raise ValueError(self.message) from error
+
+    def pre_validate(self, form: Form) -> None:
+        if self.process_errors:
+            return
+        try:
+            super().pre_validate(form)
+        except ValidationError as error:
+            raise ValidationError(self.message) from error
+
+
+class TimezoneField(ListField):
     """A select of the time zones in ``timezone_choices()``, checked against a set.
 
-    SelectField's own check builds an option object for each of the ~430 zones on every
+    SelectField's own check builds an option object for each of the ~420 zones on every
     submit, over half the cost of validating the signup form (bench/signup.py). The answer
-    and the message ("Not a valid choice.") are the same.
+    is the same. A zone posted or stored under an old name is read as its canonical one.
     """
+
+    def process_data(self, value: Any) -> None:
+        super().process_data(value and (canonical_timezone(value) or value))
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        super().process_formdata(valuelist)
+        if self.data:
+            self.data = canonical_timezone(self.data) or self.data
 
     def pre_validate(self, form: Form) -> None:
         if self.process_errors or self.choices is not timezone_choices():
             super().pre_validate(form)
         elif self.data not in timezone_names():
-            message = self.invalid_choice_message or self.gettext("Not a valid choice.")
-            raise ValidationError(message)
+            raise ValidationError(self.message)
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -107,50 +200,31 @@ def _topic_choices(topics: list[Topic]) -> list[tuple[str, str]]:
     return [(t.slug, t.name) for t in topics]
 
 
-def _select(label: str, message: str, **kwargs: Any) -> SelectField:
-    """A select whose every complaint (missing, not a number, not in the list) is ``message``.
-
-    Readers see sentences in the service's words, never WTForms' "Not a valid choice.",
-    "Invalid Choice: could not coerce." or "This field is required.".
-    """
-    return SelectField(
-        label,
-        validators=[InputRequired(message)],
-        invalid_value_message=message,
-        invalid_choice_message=message,
-        **kwargs,
-    )
-
-
 class ScheduleFields:
     """Delivery time fields shared by the signup and manage forms."""
 
-    daily_hour = _select(
+    daily_hour = ListField(
         "Time for daily emails",
-        "Select a time for daily emails from the list",
+        message="Select a time for daily emails",
         coerce=int,
         choices=HOUR_CHOICES,
         default=7,
     )
-    weekly_day = _select(
+    weekly_day = ListField(
         "Day for weekly emails",
-        "Select a day for weekly emails from the list",
+        message="Select a day for weekly emails",
         coerce=int,
         choices=WEEKDAY_CHOICES,
         default=0,
     )
-    weekly_hour = _select(
+    weekly_hour = ListField(
         "Time for weekly emails",
-        "Select a time for weekly emails from the list",
+        message="Select a time for weekly emails",
         coerce=int,
         choices=HOUR_CHOICES,
         default=7,
     )
-    timezone = TimezoneField(
-        "Time zone",
-        validators=[InputRequired(TIMEZONE_MESSAGE)],
-        invalid_choice_message=TIMEZONE_MESSAGE,
-    )
+    timezone = TimezoneField("Time zone", message=TIMEZONE_MESSAGE)
 
     def set_timezone_choices(self) -> None:
         self.timezone.choices = timezone_choices()
@@ -230,9 +304,6 @@ class ManageForm(ScheduleFields, FlaskForm):
         super().__init__(*args, **kwargs)
         self.set_timezone_choices()
 
-    def validate_timezone(self, field: Field) -> None:
-        _check_timezone(field)
-
 
 TOPIC_FIELD_PREFIX = "topic-"
 NOT_SUBSCRIBED = "none"
@@ -248,20 +319,77 @@ def make_manage_form(topics: list[Topic], current: dict[int, str], **kwargs: obj
         setattr(
             _Form,
             TOPIC_FIELD_PREFIX + topic.slug,
-            SelectField(
+            ListField(
                 topic.name,
+                message=f"Select how often you want emails about {topic.name}",
                 choices=choices,
                 default=current.get(topic.id, NOT_SUBSCRIBED),
-                validators=[InputRequired()],
             ),
         )
     return _Form(**kwargs)
 
 
+class DateInputField(Field):
+    """A date typed as day, month and year boxes: the GOV.UK date input pattern.
+
+    A browser's own date picker shows its locale's order (``mm/dd/yyyy`` in the US) whatever
+    the page's hint or error says; three labelled boxes read the same everywhere. Posted as
+    ``<name>-day``, ``<name>-month`` and ``<name>-year``; ``parts`` holds what was typed and
+    ``error_parts`` the boxes a problem is about.
+    """
+
+    PARTS = ("day", "month", "year")
+
+    def __init__(self, label: str, *, required_message: str, **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.required_message = required_message
+        self.parts = dict.fromkeys(self.PARTS, "")
+        self.error_parts: list[str] = []
+
+    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
+        self.process_errors = []
+        if data is unset_value:
+            data = self.default() if callable(self.default) else self.default
+        self.object_data = self.data = data
+        if data is not None:
+            self.parts = {"day": str(data.day), "month": str(data.month), "year": str(data.year)}
+        if formdata is None:
+            return
+        self.parts = {part: formdata.get(f"{self.name}-{part}", "").strip() for part in self.PARTS}
+        self.raw_data = list(self.parts.values())
+        self.data = None
+        try:
+            self.data = self._read()
+        except ValueError as error:
+            self.process_errors.append(error.args[0])
+
+    def _read(self) -> date:
+        missing = [part for part in self.PARTS if not self.parts[part]]
+        if len(missing) == len(self.PARTS):
+            self.error_parts = list(self.PARTS)
+            raise ValueError(self.required_message)
+        if missing:
+            self.error_parts = missing
+            raise ValueError(f"The date must include a {' and '.join(missing)}")
+        not_numbers = [
+            p for p in self.PARTS if not (self.parts[p].isascii() and self.parts[p].isdigit())
+        ]
+        if not_numbers:
+            self.error_parts = not_numbers
+            raise ValueError("The date must be a real date")
+        if len(self.parts["year"]) != 4:
+            self.error_parts = ["year"]
+            raise ValueError("The year must include 4 numbers")
+        try:
+            return date(*(int(self.parts[part]) for part in ("year", "month", "day")))
+        except ValueError:
+            self.error_parts = list(self.PARTS)
+            raise ValueError("The date must be a real date") from None
+
+
 class PauseForm(FlaskForm):
-    until = DateField(
-        "Pause all emails until",
-        validators=[DataRequired("Enter the date to pause emails until, like 2027-01-31")],
+    until = DateInputField(
+        "Pause all emails until", required_message="Enter the date to pause emails until"
     )
 
 

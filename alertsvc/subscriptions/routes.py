@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 
 from flask import (
     Blueprint,
@@ -32,7 +33,7 @@ from alertsvc.subscriptions.forms import (
     SignupForm,
     make_manage_form,
 )
-from alertsvc.tokens import ExpiredToken, InvalidToken, TokenPurpose, read_token
+from alertsvc.tokens import ExpiredToken, InvalidToken, TokenPurpose, make_token, read_token
 from alertsvc.topics.services import list_topics
 
 bp = Blueprint("subscriptions", __name__)
@@ -199,6 +200,7 @@ def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **fo
     )
     forms.setdefault("pause_form", PauseForm(formdata=None, until=subscriber.paused_until))
     forms.setdefault("empty_form", EmptyForm(formdata=None))
+    today = services.local_today(subscriber)
     return render_template(
         "web/manage.html",
         token=token,
@@ -207,7 +209,9 @@ def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **fo
         current=current,
         subscribed_topics=[t for t in topics if t.id in current],
         field_prefix=TOPIC_FIELD_PREFIX,
-        today=services.local_today(subscriber),
+        today=today,
+        pause_example=today + timedelta(days=14),
+        latest_pause=services.latest_pause_date(today),
         **forms,
     )
 
@@ -216,7 +220,7 @@ def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **fo
 @_with_manage_link
 def manage(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Response:
     topics = list_topics()
-    if request.method == "GET":
+    if request.method != "POST":
         return _render_manage(token, subscriber, topics)
 
     form = make_manage_form(topics, services.live_frequencies(subscriber))
@@ -252,25 +256,42 @@ def pause(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Respons
     pause_form = PauseForm()
     if pause_form.validate_on_submit():
         until = pause_form.until.data
-        if until > services.local_today(subscriber):
+        try:
             with transaction():
                 services.pause_subscriber(subscriber, until)
+        except services.InvalidPause as error:
+            pause_form.until.errors = [str(error)]
+            pause_form.until.error_parts = list(pause_form.until.PARTS)
+        else:
             flash(f"Your emails are paused until {until:%-d %B %Y}.")
             return redirect(url_for(".manage", token=token), 303)
-        pause_form.until.errors = ["The date must be in the future"]
     return _render_manage(token, subscriber, list_topics(), pause_form=pause_form), 400
 
 
-@bp.post("/manage/<token>/unsubscribe-all")
+def _live_topic_names(subscriber: Subscriber) -> list[str]:
+    live = services.live_frequencies(subscriber)
+    return [t.name for t in list_topics() if t.id in live]
+
+
+@bp.route("/manage/<token>/unsubscribe-all", methods=["GET", "POST"])
 @_with_manage_link
 def unsubscribe_all(token: str, subscriber: Subscriber) -> str | tuple[str, int]:
+    """GET says what will end and asks to confirm; only the confirmed POST ends it."""
+    names = _live_topic_names(subscriber)
     form = EmptyForm()
     if not form.validate_on_submit():
-        return _render_manage(token, subscriber, list_topics()), 400
-    topics = sorted(services.live_frequencies(subscriber))
+        status = 400 if request.method == "POST" else 200
+        return render_template(
+            "web/unsubscribe_all.html", token=token, topic_names=names, form=form
+        ), status
     with transaction():
         services.end_subscriptions(subscriber.id, None, services.EndedReason.UNSUBSCRIBED)
-    return render_template("web/unsubscribed.html", count=len(topics), topic_names=None)
+    return render_template(
+        "web/unsubscribed.html",
+        ended=names,
+        remaining=[],
+        manage_url=url_for(".manage", token=token),
+    )
 
 
 @bp.get("/manage/<token>/data.json")
@@ -281,12 +302,20 @@ def export_data(token: str, subscriber: Subscriber) -> Response | tuple[str, int
     return response
 
 
-@bp.post("/manage/<token>/erase")
+@bp.route("/manage/<token>/erase", methods=["GET", "POST"])
 @_with_manage_link
 def erase(token: str, subscriber: Subscriber) -> str | tuple[str, int]:
+    """GET says what deleting does and asks to confirm; only the confirmed POST deletes."""
     form = EmptyForm()
     if not form.validate_on_submit():
-        return _render_manage(token, subscriber, list_topics()), 400
+        status = 400 if request.method == "POST" else 200
+        return render_template(
+            "web/erase.html",
+            token=token,
+            subscriber=subscriber,
+            topic_names=_live_topic_names(subscriber),
+            form=form,
+        ), status
     with transaction():
         services.erase_subscriber(subscriber)
     return render_template("web/erased.html")
@@ -305,8 +334,15 @@ def unsubscribe(token: str) -> str | tuple[str, int]:
         payload = read_token(TokenPurpose.UNSUBSCRIBE, token)
         if request.method == "POST":
             with transaction():
-                names = services.unsubscribe(payload)
-            return render_template("web/unsubscribed.html", topic_names=names, count=len(names))
+                done = services.unsubscribe(payload)
+            return render_template(
+                "web/unsubscribed.html",
+                ended=done.ended,
+                remaining=done.remaining,
+                manage_url=url_for(
+                    ".manage", token=make_token(TokenPurpose.MANAGE, done.subscriber_id)
+                ),
+            )
         _, topics = services.unsubscribe_topics_of(payload)
     except InvalidToken as error:
         return _token_problem(TokenPurpose.UNSUBSCRIBE, error)

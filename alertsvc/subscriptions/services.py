@@ -271,7 +271,13 @@ def _digest_position(subscription: Subscription) -> datetime:
 
 
 def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Subscription:
-    """Make ``subscriber`` follow a topic at ``frequency``, keeping history append-only."""
+    """Make ``subscriber`` follow a topic at ``frequency``, keeping history append-only.
+
+    Two requests may start the same subscription at once (a double-clicked manage form):
+    the new row goes in with ``ON CONFLICT DO NOTHING`` on the one-live-row index, and the
+    request that finds it already there starts again from the row the other one made,
+    instead of failing on the unique index.
+    """
     current = db.session.scalars(
         select(Subscription)
         .where(
@@ -297,17 +303,25 @@ def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Su
             delivered_until = _digest_position(current)
             carried_position = True
         db.session.flush()
-    subscription = Subscription(
-        subscriber_id=subscriber.id,
-        topic_id=topic_id,
-        frequency=frequency,
-        created_at=now,
-        delivered_until=delivered_until,
-        carried_position=carried_position,
-    )
-    db.session.add(subscription)
-    db.session.flush()
-    return subscription
+    created = db.session.scalars(
+        select(Subscription).from_statement(
+            insert_skipping_existing(
+                Subscription, ["subscriber_id", "topic_id"], where=Subscription.ended_at.is_(None)
+            )
+            .values(
+                subscriber_id=subscriber.id,
+                topic_id=topic_id,
+                frequency=frequency,
+                created_at=now,
+                delivered_until=delivered_until,
+                carried_position=carried_position,
+            )
+            .returning(Subscription)
+        )
+    ).one_or_none()
+    if created is None:
+        return subscribe(subscriber, topic_id, frequency)
+    return created
 
 
 def confirm_signup(request: SignupRequest) -> bool:
@@ -410,12 +424,35 @@ def local_today(subscriber: Subscriber) -> date:
     return datetime.now(ZoneInfo(subscriber.timezone)).date()
 
 
+class InvalidPause(ValueError):
+    """A pause date a reader cannot choose; the message says why, in the service's words."""
+
+
+def latest_pause_date(today: date) -> date:
+    """A pause lasts at most a year: until the same date next year (28 February for 29)."""
+    try:
+        return today.replace(year=today.year + 1)
+    except ValueError:
+        return today.replace(year=today.year + 1, day=28)
+
+
 def pause_subscriber(subscriber: Subscriber, until: date | None) -> None:
     """Hold all email until the start of ``until`` in their timezone; ``None`` resumes now.
 
     Nothing that arrived before the pause ends is sent afterwards: digests after the pause
-    start from ``pause_ends_at``.
+    start from ``pause_ends_at``. ``until`` must be after today and at most a year ahead
+    (``InvalidPause``): a pause to 9999-12-31 is an unsubscribe that keeps the address.
     """
+    if until is not None:
+        today = local_today(subscriber)
+        if until <= today:
+            raise InvalidPause("The date must be in the future")
+        latest = latest_pause_date(today)
+        if until > latest:
+            raise InvalidPause(
+                f"You can pause emails for up to a year: enter a date no later than "
+                f"{latest:%-d %B %Y}"
+            )
     now = utcnow()
     subscriber.paused_until = until
     if until is not None:
@@ -426,11 +463,20 @@ def pause_subscriber(subscriber: Subscriber, until: date | None) -> None:
         subscriber.pause_ends_at = now
 
 
-def unsubscribe(payload: Any) -> list[str]:
-    """Act on a one-click unsubscribe token. Returns the names of the topics it ended.
+@dataclass(frozen=True)
+class Unsubscribed:
+    """What a one-click unsubscribe did: the topics it ended and those still followed."""
+
+    subscriber_id: int
+    ended: list[str]
+    remaining: list[str]
+
+
+def unsubscribe(payload: Any) -> Unsubscribed:
+    """Act on a one-click unsubscribe token.
 
     RFC 8058: the link ends the subscriptions the email was about, at once. Ending them
-    again is harmless and returns nothing.
+    again is harmless and ends nothing.
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
         raise InvalidToken("unexpected unsubscribe token payload")
@@ -440,13 +486,14 @@ def unsubscribe(payload: Any) -> list[str]:
     ):
         raise InvalidToken("unexpected unsubscribe token payload")
     subscriber = load_subscriber(payload["s"])
-    ending = [
-        s
-        for s in _live_subscriptions(subscriber.id)
-        if topic_ids is None or s.topic_id in topic_ids
-    ]
+    live = _live_subscriptions(subscriber.id)
+    ending = [s for s in live if topic_ids is None or s.topic_id in topic_ids]
     end_subscriptions(subscriber.id, [s.topic_id for s in ending], EndedReason.UNSUBSCRIBED)
-    return sorted(s.topic.name for s in ending)
+    return Unsubscribed(
+        subscriber_id=subscriber.id,
+        ended=sorted(s.topic.name for s in ending),
+        remaining=sorted(s.topic.name for s in live if s not in ending),
+    )
 
 
 def unsubscribe_topics_of(payload: Any) -> tuple[Subscriber, list[Topic]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -112,18 +112,51 @@ def manage_page(page, app, mailbox, live):
     page.goto(live.signed_url(TokenPurpose.MANAGE, subscriber))
 
 
+def pause_until(page: Page, day: str, month: str, year: str) -> None:
+    dates = page.get_by_role("group", name="Pause all emails until")
+    dates.get_by_label("Day").fill(day)
+    dates.get_by_label("Month").fill(month)
+    dates.get_by_label("Year").fill(year)
+    page.get_by_role("button", name="Pause emails").click()
+
+
 def manage_with_error(page, app, mailbox, live):
     manage_page(page, app, mailbox, live)
-    page.get_by_label("Pause all emails until").fill("2020-01-31")
-    page.get_by_role("button", name="Pause emails").click()
+    pause_until(page, "31", "1", "2020")
     expect(page.get_by_role("alert")).to_contain_text("The date must be in the future")
+
+
+def manage_with_date_error(page, app, mailbox, live):
+    manage_page(page, app, mailbox, live)
+    pause_until(page, "31", "", "2027")
+    expect(page.get_by_role("alert")).to_contain_text("The date must include a month")
 
 
 def manage_paused(page, app, mailbox, live):
     manage_page(page, app, mailbox, live)
-    page.get_by_label("Pause all emails until").fill("2099-12-31")
-    page.get_by_role("button", name="Pause emails").click()
-    expect(page.get_by_role("status")).to_contain_text("paused until 31 December 2099")
+    until = date.today() + timedelta(days=30)
+    pause_until(page, str(until.day), str(until.month), str(until.year))
+    expect(page.get_by_role("status")).to_contain_text(f"paused until {until.day} {until:%B %Y}")
+
+
+def unsubscribe_all_confirm(page, app, mailbox, live):
+    manage_page(page, app, mailbox, live)
+    page.get_by_role("button", name="Unsubscribe from all emails").click()
+
+
+def unsubscribed_from_all(page, app, mailbox, live):
+    unsubscribe_all_confirm(page, app, mailbox, live)
+    page.get_by_role("button", name="Yes, unsubscribe from all emails").click()
+
+
+def erase_confirm(page, app, mailbox, live):
+    manage_page(page, app, mailbox, live)
+    page.get_by_role("button", name="Delete your data").click()
+
+
+def erased(page, app, mailbox, live):
+    erase_confirm(page, app, mailbox, live)
+    page.get_by_role("button", name="Yes, delete my data").click()
 
 
 def email_me_a_link(page, app, mailbox, live):
@@ -170,7 +203,12 @@ PAGES: list[tuple[Reach, str]] = [
     (confirmed_page, "Subscription confirmed"),
     (manage_page, "Manage your email alerts"),
     (manage_with_error, "Manage your email alerts"),
+    (manage_with_date_error, "Manage your email alerts"),
     (manage_paused, "Manage your email alerts"),
+    (unsubscribe_all_confirm, "Are you sure you want to unsubscribe from all emails?"),
+    (unsubscribed_from_all, "You've unsubscribed"),
+    (erase_confirm, "Are you sure you want to delete your data?"),
+    (erased, "Your data has been deleted"),
     (email_me_a_link, "Manage your email alerts"),
     (email_me_a_link_sent, "Check your email"),
     (unsubscribe_page, "Unsubscribe"),
@@ -191,7 +229,7 @@ def test_page_has_no_wcag_21_aa_violations(
     assert_accessible(page)
 
 
-NARROW = [signup_page, signup_with_errors, manage_page, manage_with_error]
+NARROW = [signup_page, signup_with_errors, manage_page, manage_with_error, manage_with_date_error]
 
 
 @pytest.mark.parametrize("reach", NARROW, ids=[reach.__name__ for reach in NARROW])

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta
+from importlib import resources
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from alertsvc.extensions import db
 from alertsvc.models import OutboxEmail, Subscriber
 from alertsvc.tokens import TokenPurpose
 from tests.factories import (
@@ -146,34 +153,76 @@ def test_changing_delivery_times_and_timezone(client, app, topics, reader):
     }
 
 
+LIBRARY_MESSAGES = ("Not a valid", "Invalid Choice", "could not coerce", "This field is required")
+MISSING = object()
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"timezone": "Mars/Olympus"}, "Select a time zone from the list"),
-        ({"topic-data": "hourly"}, "Not a valid choice"),
-        ({"daily_hour": "24"}, "Select a time for daily emails from the list"),
+        ({"timezone": MISSING}, "Select a time zone from the list"),
+        ({"topic-data": "hourly"}, "Select how often you want emails about Data"),
+        ({"topic-data": MISSING}, "Select how often you want emails about Data"),
+        ({"daily_hour": "24"}, "Select a time for daily emails"),
+        ({"daily_hour": "seven"}, "Select a time for daily emails"),
+        ({"weekly_day": MISSING}, "Select a day for weekly emails"),
+        ({"weekly_hour": "9am"}, "Select a time for weekly emails"),
     ],
 )
-def test_invalid_changes_are_shown_and_nothing_is_stored(
+def test_invalid_changes_are_shown_in_our_words_and_nothing_is_stored(
     changes, message, client, app, topics, reader
 ):
     path = manage_path(app, reader)
+    form = page_form(client.get(path), path)
+    for name, value in changes.items():
+        if value is MISSING:
+            del form[name]
+        else:
+            form[name] = value
     before = stored_state(app)
 
-    response = submit(client, path, changes)
+    response = client.post(path, data=form)
 
     assert response.status_code == 400
-    assert "There is a problem" in page_text(response)
-    assert message in page_text(response)
+    text = page_text(response)
+    assert "There is a problem" in text
+    assert text.count(message) == 2, "in the summary and beside the field"
+    assert not [raw for raw in LIBRARY_MESSAGES if raw in text]
     assert stored_state(app) == before
+
+
+def test_head_on_a_manage_link_answers_like_get(client, app, topics, reader):
+    path = manage_path(app, reader)
+
+    response = client.head(path)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.get_data() == b""
+
+
+def _typed_date(day: object, month: object, year: object) -> dict[str, str]:
+    """The pause form's day, month and year boxes as a reader fills them in."""
+    return {"until-day": str(day), "until-month": str(month), "until-year": str(year)}
+
+
+def _paris_today() -> date:
+    return datetime.now(ZoneInfo("Europe/Paris")).date()
 
 
 def test_pause_until_a_date_then_resume(client, app, topics, reader):
     path = manage_path(app, reader)
-    until = date.today() + timedelta(days=10)
+    until = _paris_today() + timedelta(days=10)
+    form = page_form(client.get(path), f"{path}/pause")
+    assert set(form) == {"csrf_token", "until-day", "until-month", "until-year"}
 
     response = submit(
-        client, path, {"until": until.isoformat()}, action=f"{path}/pause", follow_redirects=True
+        client,
+        path,
+        _typed_date(until.day, f"{until.month:02d}", until.year),
+        action=f"{path}/pause",
+        follow_redirects=True,
     )
 
     assert response.status_code == 200
@@ -184,6 +233,8 @@ def test_pause_until_a_date_then_resume(client, app, topics, reader):
         topics["data"]: "weekly",
         topics["cyber-security"]: "daily",
     }
+    shown = page_form(response, f"{path}/pause", having={"until-year": str(until.year)})
+    assert (shown["until-day"], shown["until-month"]) == (str(until.day), str(until.month))
 
     response = submit(
         client, path, action=f"{path}/pause", having={"action": "resume"}, follow_redirects=True
@@ -195,33 +246,93 @@ def test_pause_until_a_date_then_resume(client, app, topics, reader):
     assert _subscriber(app, reader).paused_until is None
 
 
+def test_a_pause_can_last_up_to_a_year(client, app, topics, reader):
+    path = manage_path(app, reader)
+    today = _paris_today()
+    a_year_on = date(today.year + 1, today.month, min(today.day, 28 if today.month == 2 else 31))
+
+    response = submit(
+        client,
+        path,
+        _typed_date(a_year_on.day, a_year_on.month, a_year_on.year),
+        action=f"{path}/pause",
+    )
+
+    assert response.status_code == 303
+    assert _subscriber(app, reader).paused_until == a_year_on
+
+
 @pytest.mark.parametrize(
-    ("until", "message"),
+    ("typed", "message", "boxes"),
     [
-        ((date.today() - timedelta(days=2)).isoformat(), "The date must be in the future"),
-        ("", "Enter the date to pause emails until"),
-        ("31/12/2099", "Enter the date to pause emails until"),
+        (lambda: _paris_today() - timedelta(days=2), "The date must be in the future", "dmy"),
+        (_paris_today, "The date must be in the future", "dmy"),
+        (
+            lambda: date(9999, 12, 31),
+            "You can pause emails for up to a year: enter a date no later than",
+            "dmy",
+        ),
+        (
+            lambda: _paris_today() + timedelta(days=367),
+            "You can pause emails for up to a year: enter a date no later than",
+            "dmy",
+        ),
+        (("", "", ""), "Enter the date to pause emails until", "dmy"),
+        (("31", "", "2027"), "The date must include a month", "m"),
+        (("", "", "2027"), "The date must include a day and month", "dm"),
+        (("31", "2", "2027"), "The date must be a real date", "dmy"),
+        (("1", "jan", "2027"), "The date must be a real date", "m"),
+        (("1", "1", "27"), "The year must include 4 numbers", "y"),
     ],
 )
-def test_pause_needs_a_date_in_the_future(until, message, client, app, topics, reader):
+def test_pause_needs_a_real_date_within_a_year(typed, message, boxes, client, app, topics, reader):
     path = manage_path(app, reader)
+    if callable(typed):
+        until = typed()
+        typed = (until.day, until.month, until.year)
     before = stored_state(app)
 
-    response = submit(client, path, {"until": until}, action=f"{path}/pause")
+    response = submit(client, path, _typed_date(*typed), action=f"{path}/pause")
 
     assert response.status_code == 400
-    assert "There is a problem" in page_text(response)
-    assert message in page_text(response)
+    text = page_text(response)
+    assert "There is a problem" in text
+    assert text.count(message) == 2, "in the summary and above the boxes"
+    assert not [raw for raw in LIBRARY_MESSAGES if raw in text]
+    html = response.get_data(as_text=True)
+    first = {"d": "day", "m": "month", "y": "year"}[boxes[0]]
+    assert f'<li><a href="#until-{first}">' in html
+    flagged = re.findall(r'id="until-(day|month|year)"[^>]*class="[^"]*input--error', html)
+    assert "".join(part[0] for part in flagged) == boxes
+    # What was typed is shown again to be corrected.
+    shown = page_form(response, f"{path}/pause")
+    assert [shown[f"until-{p}"] for p in ("day", "month", "year")] == [str(v) for v in typed]
     assert stored_state(app) == before
 
 
-def test_unsubscribe_from_everything(client, app, topics, reader, mailbox):
+def test_unsubscribe_from_everything_asks_first_and_says_what_will_end(
+    client, app, topics, reader, mailbox
+):
     path = manage_path(app, reader)
+    assert page_form(client.get(path), f"{path}/unsubscribe-all") == {}
+    before = stored_state(app)
 
-    response = submit(client, path, action=f"{path}/unsubscribe-all")
+    confirm_page = client.get(f"{path}/unsubscribe-all")
+
+    assert confirm_page.status_code == 200
+    assert page_text(confirm_page).startswith(
+        "Are you sure you want to unsubscribe from all emails? "
+        "You'll stop getting emails about: Cyber security Data"
+    )
+    assert stored_state(app) == before
+
+    response = submit(client, f"{path}/unsubscribe-all")
 
     assert response.status_code == 200
-    assert "You won't get any more email alerts from us" in page_text(response)
+    text = page_text(response)
+    assert "You won't get any more emails about: Cyber security Data" in text
+    assert "You won't get any more email alerts from us" in text
+    assert f'href="{path}"' in response.get_data(as_text=True)
     assert sorted(subscription_history(app, reader)) == sorted(
         [
             (topics["data"], "weekly", "unsubscribed"),
@@ -263,8 +374,23 @@ def test_delete_my_data(client, app, topics, mailbox):
     # Asked for more topics: a confirmation email is waiting in the outbox.
     post_signup(client, "reader@example.com", topics=["cyber-security"])
     path = manage_path(app, subscriber_id)
+    assert page_form(client.get(path), f"{path}/erase") == {}
+    before = stored_state(app)
 
-    response = submit(client, path, action=f"{path}/erase")
+    confirm_page = client.get(f"{path}/erase")
+
+    assert confirm_page.status_code == 200
+    assert page_text(confirm_page).startswith(
+        "Are you sure you want to delete your data? Deleting your data: "
+        "stops your emails about Data "
+        "cancels any emails not yet sent "
+        "removes your email address, reader@example.com, from our records "
+        "stops every link in our emails to you working, including this one "
+        "You cannot undo this."
+    )
+    assert stored_state(app) == before
+
+    response = submit(client, f"{path}/erase")
 
     assert response.status_code == 200
     assert "Your data has been deleted" in page_text(response)
@@ -278,7 +404,7 @@ def test_delete_my_data(client, app, topics, mailbox):
 
 def test_links_stop_working_once_the_data_is_deleted(client, app, topics, reader):
     path = manage_path(app, reader)
-    submit(client, path, action=f"{path}/erase")
+    assert submit(client, f"{path}/erase").status_code == 200
     before = stored_state(app)
 
     response = client.get(path)
@@ -360,9 +486,13 @@ def test_bad_manage_links_get_a_clear_page_offering_a_fresh_link(
     before = stored_state(app)
     csrf = csrf_token(client, "/manage")
 
-    _assert_manage_link_problem(client.get(bad), status)
+    for page in ("", "/unsubscribe-all", "/erase"):
+        _assert_manage_link_problem(client.get(bad + page), status)
+        assert client.head(bad + page).status_code == status
     for action in ("", "/pause", "/unsubscribe-all", "/erase"):
-        response = client.post(bad + action, data={"csrf_token": csrf, "until": "2099-01-01"})
+        response = client.post(
+            bad + action, data={"csrf_token": csrf, **_typed_date(1, 1, date.today().year + 1)}
+        )
         _assert_manage_link_problem(response, status)
     _assert_manage_link_problem(client.get(bad + "/data.json"), status)
     assert stored_state(app) == before
@@ -379,18 +509,18 @@ def test_a_manage_link_lasts_ninety_days(client, app, topics, reader):
 
 
 @pytest.mark.parametrize(
-    ("action", "fields"),
+    ("page", "action", "fields"),
     [
-        ("", {"topic-data": "none"}),
-        ("/pause", {"until": "2099-01-01"}),
-        ("/pause", {"action": "resume"}),
-        ("/unsubscribe-all", {}),
-        ("/erase", {}),
+        ("", "", {"topic-data": "none"}),
+        ("", "/pause", _typed_date(1, 1, date.today().year + 1)),
+        ("", "/pause", {"action": "resume"}),
+        ("/unsubscribe-all", "/unsubscribe-all", {}),
+        ("/erase", "/erase", {}),
     ],
 )
-def test_every_change_needs_the_csrf_token(action, fields, client, app, topics, reader):
+def test_every_change_needs_the_csrf_token(page, action, fields, client, app, topics, reader):
     path = manage_path(app, reader)
-    form = page_form(client.get(path), path)
+    form = page_form(client.get(path + page), path + page)
     form.update(fields)
     del form["csrf_token"]
     before = stored_state(app)
@@ -416,3 +546,121 @@ def test_manage_link_email_text(client, app, topics, reader, mailbox):
     [message] = mailbox.deliver()
     assert "change your topics" in text_part(message)
     assert message["List-Unsubscribe"] is None, "a link asked for is not a subscription email"
+
+
+def _timezone_options(response) -> list[str]:
+    html = response.get_data(as_text=True)
+    select = html[
+        html.index('<select id="timezone"') : html.index(
+            "</select>", html.index('<select id="timezone"')
+        )
+    ]
+    return re.findall(r'<option[^>]*value="([^"]*)"', select)
+
+
+def test_time_zones_offered_are_the_canonical_ones_default_and_utc_first(
+    client, app, topics, reader
+):
+    options = _timezone_options(client.get(manage_path(app, reader)))
+
+    assert options[:2] == ["Europe/London", "UTC"]
+    assert len(options) == len(set(options))
+    assert {"Asia/Kolkata", "Europe/Kyiv", "America/New_York", "Europe/Paris"} <= set(options)
+    assert not {"Asia/Calcutta", "Europe/Kiev", "US/Eastern", "GB", "Etc/UTC"} & set(options)
+    zone_tab = (resources.files("tzdata.zoneinfo") / "zone.tab").read_text().splitlines()
+    assert len(options) == 1 + sum(1 for line in zone_tab if line and not line.startswith("#"))
+    assert _timezone_options(client.get("/")) == options, "signup offers the same list"
+
+
+def test_a_subscriber_stored_under_an_old_zone_name_sees_and_keeps_its_canonical_name(
+    client, app, topics
+):
+    subscriber_id = create_subscriber(
+        app, "reader@example.com", {topics["data"]: "daily"}, timezone="Asia/Calcutta"
+    )
+    path = manage_path(app, subscriber_id)
+
+    assert page_form(client.get(path), path)["timezone"] == "Asia/Kolkata"
+    assert submit(client, path).status_code == 303
+    assert _subscriber(app, subscriber_id).timezone == "Asia/Kolkata"
+
+    assert submit(client, path, {"timezone": "US/Eastern"}).status_code == 303
+    assert _subscriber(app, subscriber_id).timezone == "America/New_York"
+
+
+def _duplicate_ids(response) -> list[str]:
+    ids = re.findall(r'\sid="([^"]*)"', response.get_data(as_text=True))
+    return sorted({i for i in ids if ids.count(i) > 1})
+
+
+def test_no_id_is_used_twice_on_any_manage_page(client, app, topics, reader):
+    path = manage_path(app, reader)
+    pause = f"{path}/pause"
+    soon = _paris_today() + timedelta(days=3)
+    assert (
+        submit(client, path, _typed_date(soon.day, soon.month, soon.year), action=pause).status_code
+        == 303
+    )
+    pages = {
+        "paused, with the resume button": client.get(path),
+        "topics form with a problem": submit(client, path, {"timezone": "Mars/Olympus"}),
+        "pause form with a problem": submit(
+            client,
+            path,
+            _typed_date(1, "", 2027),
+            action=pause,
+            having={"until-year": str(soon.year)},
+        ),
+        "unsubscribe from all": client.get(f"{path}/unsubscribe-all"),
+        "delete your data": client.get(f"{path}/erase"),
+    }
+
+    assert "Resume emails now" in page_text(pages["paused, with the resume button"])
+    assert {name: _duplicate_ids(page) for name, page in pages.items()} == {
+        name: [] for name in pages
+    }
+
+
+@pytest.mark.skipif(
+    not os.environ.get("ALERTSVC_TEST_DATABASE_URL"),
+    reason="two requests writing at once need PostgreSQL; CI runs the suite on it too",
+)
+def test_two_manage_posts_adding_the_same_topic_at_once_make_one_subscription(app, topics, reader):
+    """A double-clicked Save: both requests read "not subscribed" before either inserts."""
+    path = manage_path(app, reader)
+    clients = [app.test_client(), app.test_client()]
+    forms = []
+    for client in clients:
+        form = page_form(client.get(path), path)
+        form["topic-local-digital"] = "immediately"
+        forms.append(form)
+
+    both_looked = threading.Barrier(2, timeout=30)
+    looked = threading.local()
+
+    def wait_for_the_other(conn, cursor, statement, parameters, context, executemany):
+        first_look = not getattr(looked, "once", False)
+        if first_look and "FOR UPDATE" in statement and "subscriptions" in statement:
+            looked.once = True
+            both_looked.wait()
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "after_cursor_execute", wait_for_the_other)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            responses = list(pool.map(lambda c, f: c.post(path, data=f), clients, forms))
+    finally:
+        event.remove(engine, "after_cursor_execute", wait_for_the_other)
+
+    assert [r.status_code for r in responses] == [303, 303]
+    assert live_subscriptions(app, reader) == {
+        topics["data"]: "weekly",
+        topics["cyber-security"]: "daily",
+        topics["local-digital"]: "immediately",
+    }
+    assert (
+        subscription_history(app, reader).count((topics["local-digital"], "immediately", "live"))
+        == 1
+    )
+    assert len(subscription_history(app, reader)) == 3

@@ -283,12 +283,12 @@ def test_a_topic_sent_thousands_of_times_is_refused(client, app, mailbox):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"daily_hour": "abc"}, "Select a time for daily emails from the list"),
-        ({"daily_hour": "99"}, "Select a time for daily emails from the list"),
-        ({"daily_hour": None}, "Select a time for daily emails from the list"),
-        ({"weekly_day": "x"}, "Select a day for weekly emails from the list"),
-        ({"weekly_day": "7"}, "Select a day for weekly emails from the list"),
-        ({"weekly_hour": ""}, "Select a time for weekly emails from the list"),
+        ({"daily_hour": "abc"}, "Select a time for daily emails"),
+        ({"daily_hour": "99"}, "Select a time for daily emails"),
+        ({"daily_hour": None}, "Select a time for daily emails"),
+        ({"weekly_day": "x"}, "Select a day for weekly emails"),
+        ({"weekly_day": "7"}, "Select a day for weekly emails"),
+        ({"weekly_hour": ""}, "Select a time for weekly emails"),
         ({"timezone": "Mars/Olympus"}, "Select a time zone from the list"),
         ({"timezone": None}, "Select a time zone from the list"),
         ({"frequency": None}, "Select how often you want emails"),

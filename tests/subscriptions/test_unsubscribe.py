@@ -50,6 +50,14 @@ def _one_click_url(message) -> str:
     return match.group(1)
 
 
+def _link(response, text: str) -> str:
+    """The href of the link on the page whose text is ``text``."""
+    html = response.get_data(as_text=True)
+    match = re.search(rf'<a href="([^"]+)">{re.escape(text)}</a>', html)
+    assert match, f"no link {text!r}"
+    return match.group(1)
+
+
 def _one_click(app, url: str):
     """POST the way a mailbox provider does (RFC 8058): a client with no cookies, no CSRF."""
     mail_client = app.test_client()
@@ -85,9 +93,11 @@ def test_one_click_post_unsubscribes_at_once_with_200_and_no_redirect(client, ap
     assert response.status_code == 200
     assert "Location" not in response.headers
     text = page_text(response)
-    assert "You've unsubscribed" in text
-    assert "Data" in text and "Cyber security" in text
+    assert "You've unsubscribed You won't get any more emails about: Cyber security Data" in text
+    assert "You won't get any more email alerts from us." in text
     assert live_subscriptions(app, subscriber_id) == {}
+    manage = app.test_client().get(_link(response, "Choose topics again"))
+    assert "You're not subscribed to any topics at the moment" in page_text(manage)
     assert sorted(subscription_history(app, subscriber_id)) == sorted(
         [
             (topics["data"], "daily", "unsubscribed"),
@@ -111,12 +121,19 @@ def test_one_click_ends_only_the_topics_that_email_was_about(client, app, topics
     response = _one_click(app, _one_click_url(welcome))
 
     assert response.status_code == 200
-    assert "Cyber security" in page_text(response)
-    assert "Data" not in page_text(response)
+    assert "Location" not in response.headers
+    assert page_text(response).startswith(
+        "You've unsubscribed You won't get any more emails about: Cyber security "
+        "You still get emails about: Data Local digital "
+        "Manage your email alerts to change or stop these too."
+    )
     assert live_subscriptions(app, subscriber_id) == {
         topics["data"]: "daily",
         topics["local-digital"]: "weekly",
     }
+    manage = app.test_client().get(_link(response, "Manage your email alerts"))
+    assert manage.status_code == 200
+    assert page_form(manage, _link(response, "Manage your email alerts"))["topic-data"] == "daily"
 
 
 def test_get_shows_a_button_and_unsubscribes_nothing(client, app, topics, mailbox):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from alertsvc.articles import feeds
+from alertsvc.articles import jobs
 from alertsvc.extensions import db
 from tests.articles.helpers import create_feed, feed_row, rss, rss_items
 from tests.factories import seed_topics
@@ -14,7 +14,7 @@ RSS_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 
 def poll(app, feed_id: int) -> None:
     with app.app_context():
-        feeds.poll_feeds([feed_id], due_only=False)
+        jobs.poll_feeds([feed_id], due_only=False)
         db.session.remove()
 
 

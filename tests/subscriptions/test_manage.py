@@ -76,6 +76,14 @@ def test_welcome_email_links_to_the_subscribers_manage_page(client, app, topics,
     assert "Emails go to reader@example.com" in page_text(response)
 
 
+def test_page_shows_an_internationalised_address_in_unicode(client, app, topics):
+    reader = create_subscriber(app, "idn@xn--bcher-kva.de", {topics["data"]: "daily"})
+
+    text = page_text(client.get(manage_path(app, reader)))
+
+    assert "Emails go to idn@bücher.de" in text
+
+
 def test_page_shows_topics_frequency_and_delivery_times(client, app, topics, reader):
     path = manage_path(app, reader)
     response = client.get(path)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 
 from alertsvc import create_app
 from alertsvc.config import ConfigurationError
+from alertsvc.database import NO_SCHEMA, OLD_SCHEMA
 
 # SQLite's messages and PostgreSQL's SQLSTATE codes for a schema that is missing or behind.
 _NO_TABLE = ("no such table", "42P01")
@@ -53,13 +54,9 @@ def database_problem(error: SQLAlchemyError) -> click.ClickException:
     """
     if isinstance(error, OperationalError | ProgrammingError):
         if _matches(error, _NO_TABLE):
-            return click.ClickException(
-                "the database has no tables yet: run `alertsvc db upgrade` first"
-            )
+            return click.ClickException(NO_SCHEMA)
         if _matches(error, _NO_COLUMN):
-            return click.ClickException(
-                "the database schema is older than this version: run `alertsvc db upgrade`"
-            )
+            return click.ClickException(OLD_SCHEMA)
     if isinstance(error, IntegrityError):
         return click.ClickException(f"that conflicts with what is stored: {_first_line(error)}")
     return click.ClickException(f"the database could not be used: {_first_line(error)}")

@@ -117,3 +117,27 @@ class WorkingTables:
     def drop(self, connection: Connection) -> None:
         for name in self.columns:
             connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+NO_SCHEMA = "the database has no tables yet: run `alertsvc db upgrade` first"
+OLD_SCHEMA = "the database schema is older than this version: run `alertsvc db upgrade`"
+
+
+def schema_problem() -> str | None:
+    """Why the database cannot serve this version of the code, or None if it can.
+
+    Long-running processes (scheduler, worker) check once at start: otherwise every job
+    or batch would fail on a missing table, each with its own traceback.
+    """
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from flask import current_app
+
+    script = ScriptDirectory(current_app.extensions["migrate"].directory)
+    with db.engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if not current:
+        return NO_SCHEMA
+    if current != set(script.get_heads()):
+        return OLD_SCHEMA
+    return None

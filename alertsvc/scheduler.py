@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from alertsvc.articles.jobs import poll_due_feeds
+from alertsvc.database import schema_problem
 from alertsvc.digests.jobs import plan_due_digests, run_immediate_alerts, sweep_digest_runs
 from alertsvc.digests.planning import PlanResult
 from alertsvc.extensions import db
@@ -276,4 +277,7 @@ def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
 @with_appcontext
 def scheduler_command(wait_seconds: float) -> None:
     """Run the scheduled jobs (one leader; others wait to take over)."""
+    problem = schema_problem()
+    if problem:
+        raise click.ClickException(problem)
     run_scheduler(current_app._get_current_object(), wait_seconds)  # type: ignore[attr-defined]

@@ -146,6 +146,8 @@ def _empty_databases(tmp_path: Path) -> list[str]:
         ["digest", "run", "daily"],
         ["alerts", "run"],
         ["worker", "--burst"],
+        ["worker"],
+        ["scheduler"],
     ],
     ids=" ".join,
 )
@@ -162,12 +164,13 @@ def test_a_database_without_a_schema_says_to_run_db_upgrade(app_with, tmp_path, 
             assert db.inspect(db.engine).get_table_names() == [], "nothing was created"
 
 
-def test_a_database_behind_the_code_says_to_run_db_upgrade(app_with, tmp_path):
+@pytest.mark.parametrize("args", [["topics", "list"], ["worker"], ["scheduler"]], ids=" ".join)
+def test_a_database_behind_the_code_says_to_run_db_upgrade(app_with, tmp_path, args):
     flask_app = app_with(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'old.sqlite3'}")
     with flask_app.app_context():
         upgrade(revision="0001_initial")
 
-    result = run(flask_app, "topics", "list")
+    result = run(flask_app, *args)
 
     assert_one_clear_line(
         result, "the database schema is older than this version: run `alertsvc db upgrade`", 1

@@ -6,6 +6,7 @@ from flask.cli import with_appcontext
 
 from alertsvc.cli import plural
 from alertsvc.config import ConfigurationError
+from alertsvc.database import schema_problem
 from alertsvc.delivery.worker import Worker
 
 
@@ -14,6 +15,9 @@ from alertsvc.delivery.worker import Worker
 @with_appcontext
 def worker_command(burst: bool) -> None:
     """Send queued email. Stops after the current batch on SIGTERM; at once on a second."""
+    problem = schema_problem()
+    if problem:
+        raise click.ClickException(problem)
     worker = Worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
     worker.stop.install()
     try:

@@ -257,6 +257,7 @@ def pause(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Respons
     if pause_form.validate_on_submit():
         until = pause_form.until.data
         try:
+            services.check_pause_date(subscriber, until)
             with transaction():
                 services.pause_subscriber(subscriber, until)
         except services.InvalidPause as error:

@@ -436,23 +436,26 @@ def latest_pause_date(today: date) -> date:
         return today.replace(year=today.year + 1, day=28)
 
 
+def check_pause_date(subscriber: Subscriber, until: date) -> None:
+    """Raise ``InvalidPause`` unless a reader may pause until ``until``: after today where
+    they live and at most a year ahead (a pause to 9999-12-31 would be an unsubscribe that
+    still looks like a subscription)."""
+    today = local_today(subscriber)
+    if until <= today:
+        raise InvalidPause("The date must be in the future")
+    latest = latest_pause_date(today)
+    if until > latest:
+        raise InvalidPause(
+            f"You can pause emails for up to a year: enter a date no later than {latest:%-d %B %Y}"
+        )
+
+
 def pause_subscriber(subscriber: Subscriber, until: date | None) -> None:
     """Hold all email until the start of ``until`` in their timezone; ``None`` resumes now.
 
     Nothing that arrived before the pause ends is sent afterwards: digests after the pause
-    start from ``pause_ends_at``. ``until`` must be after today and at most a year ahead
-    (``InvalidPause``): a pause to 9999-12-31 is an unsubscribe that keeps the address.
+    start from ``pause_ends_at``. The manage page checks ``until`` with ``check_pause_date``.
     """
-    if until is not None:
-        today = local_today(subscriber)
-        if until <= today:
-            raise InvalidPause("The date must be in the future")
-        latest = latest_pause_date(today)
-        if until > latest:
-            raise InvalidPause(
-                f"You can pause emails for up to a year: enter a date no later than "
-                f"{latest:%-d %B %Y}"
-            )
     now = utcnow()
     subscriber.paused_until = until
     if until is not None:

@@ -1,6 +1,7 @@
 """``/dev/mail``: the file transport's mailbox, for development only.
 
-Registered only outside production and only with the ``file`` transport.
+Registered only when ``ALERTSVC_ENV`` is development or testing, and only with the ``file``
+transport.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import nh3
 from flask import current_app
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from alertsvc.articles.keywords import Document, Query, QueryError, parse_query, words
+from alertsvc.database import insert_skipping_existing
 from alertsvc.extensions import db
 from alertsvc.models import (
     Article,
@@ -317,16 +317,6 @@ def _chunks(values: Sequence[str], size: int = LOOKUP_CHUNK) -> Iterable[Sequenc
         yield values[start : start + size]
 
 
-def _insert(table):  # type: ignore[no-untyped-def]
-    """An INSERT that can say ON CONFLICT DO NOTHING on both databases we run on."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    return insert(table)
-
-
 class _TopicRules:
     """Everything that puts an article in topics, loaded once per batch."""
 
@@ -503,11 +493,7 @@ def _create(
         }
         for item in items
     ]
-    statement = (
-        _insert(table)
-        .on_conflict_do_nothing(index_elements=["guid"])
-        .returning(table.c.id, table.c.guid)
-    )
+    statement = insert_skipping_existing(table, ["guid"]).returning(table.c.id, table.c.guid)
     created = dict((guid, article_id) for article_id, guid in db.session.execute(statement, rows))
     links = [
         {"article_id": created[item.guid], "topic_id": topic_id}
@@ -574,9 +560,7 @@ def _update(
     ]
     if links:
         db.session.execute(
-            _insert(article_topics).on_conflict_do_nothing(
-                index_elements=["article_id", "topic_id"]
-            ),
+            insert_skipping_existing(article_topics, ["article_id", "topic_id"]),
             links,
         )
 

@@ -52,6 +52,7 @@ from alertsvc.database import (
 )
 from alertsvc.digests.contents import Digests, RunRef
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
+from alertsvc.digests.timezones import subscriber_timezones
 from alertsvc.extensions import db
 from alertsvc.models import (
     DigestRun,
@@ -80,16 +81,6 @@ class PlanResult:
     already_planned: bool = False
     dry_run: bool = False
     preview: list[tuple[str, str, int]] = field(default_factory=list)
-
-
-def subscriber_timezones() -> list[str]:
-    """Every timezone a confirmed subscriber lives in (digest slots and alert caps are
-    worked out per timezone; one nobody is in costs nothing)."""
-    return list(
-        db.session.scalars(
-            select(Subscriber.timezone).distinct().where(Subscriber.confirmed_at.is_not(None))
-        )
-    )
 
 
 class RunRefused(ValueError):

@@ -124,21 +124,15 @@ def register_template_filters(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from alertsvc.delivery.cli import worker_command
-    from alertsvc.digests.cli import alerts_cli, digest_cli
-    from alertsvc.scheduler import scheduler_command
-    from alertsvc.topics.cli import seed_demo_command, topics_cli
-
-    app.cli.add_command(topics_cli)
-    app.cli.add_command(seed_demo_command)
-    app.cli.add_command(worker_command)
-    app.cli.add_command(scheduler_command)
-    app.cli.add_command(digest_cli)
-    app.cli.add_command(alerts_cli)
+    """Each capability's ``cli`` module lists its top-level commands in ``COMMANDS``."""
+    from alertsvc import scheduler
+    from alertsvc.api import cli as api_cli
     from alertsvc.articles import cli as articles_cli
+    from alertsvc.delivery import cli as delivery_cli
+    from alertsvc.digests import cli as digests_cli
+    from alertsvc.topics import cli as topics_cli
 
-    app.cli.add_command(articles_cli.feeds_cli)
-    app.cli.add_command(articles_cli.articles_cli)
-    app.cli.add_command(articles_cli.api_tokens_cli)
-    topics_cli.add_command(articles_cli.add_keyword_command)
-    topics_cli.add_command(articles_cli.preview_command)
+    for module in (topics_cli, articles_cli, digests_cli, delivery_cli, api_cli):
+        for command in module.COMMANDS:
+            app.cli.add_command(command)
+    app.cli.add_command(scheduler.scheduler_command)

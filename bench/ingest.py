@@ -140,9 +140,9 @@ def rate(count: int, seconds: float) -> str:
 def prepare(url: str):
     """Schema, demo topics, keyword topics, category mappings and an API token."""
     from alertsvc import create_app
-    from alertsvc.api.auth import create_api_token
-    from alertsvc.articles.services import add_keyword_topic, map_category
+    from alertsvc.api.tokens import create_api_token
     from alertsvc.database import transaction
+    from alertsvc.topics.services import add_topic, map_category
 
     env = {"ALERTSVC_DATABASE_URL": url, "ALERTSVC_ENV": "development"}
     alertsvc_command(["db", "upgrade"], env)
@@ -158,7 +158,7 @@ def prepare(url: str):
     )
     with app.app_context(), transaction():
         for slug, name, query in KEYWORD_TOPICS:
-            add_keyword_topic(slug, name, query)
+            add_topic(slug, name, query=query)
         map_category("Cyber security", "cyber-security")
         map_category("Data", "data")
         _, token = create_api_token("bench")
@@ -185,7 +185,7 @@ def bench_api(url: str, token: str) -> None:
 
 
 def bench_feed(app) -> list[dict]:
-    from alertsvc.articles import feeds, jobs
+    from alertsvc.articles import feeds, fetching, jobs, parsing
     from alertsvc.database import transaction
     from alertsvc.extensions import db
 
@@ -196,10 +196,10 @@ def bench_feed(app) -> list[dict]:
         with transaction():
             feed_id = feeds.add_feed(server.url, ["data"]).id
 
-        settings = feeds.FetchSettings.from_config(app.config)
+        settings = fetching.FetchSettings.from_config(app.config)
         started = time.perf_counter()
-        fetched = feeds.fetch_feed(server.url, settings)
-        parsed = feeds.parse_feed(fetched.body, server.url)
+        fetched = fetching.fetch_feed(server.url, settings)
+        parsed = parsing.parse_feed(fetched.body, server.url)
         fetch_parse = time.perf_counter() - started
 
         def poll(label: str, expect_created: int) -> None:
@@ -230,7 +230,7 @@ def bench_floor(app, items: list[dict]) -> None:
     the driver pages the real thing) into copies of the tables, straight through psycopg."""
     from sqlalchemy import text
 
-    from alertsvc.articles.services import clean_summary
+    from alertsvc.articles.cleaning import clean_summary
     from alertsvc.extensions import db
 
     columns = ("guid", "url", "title", "summary", "author", "published_at", "source", "created_at")

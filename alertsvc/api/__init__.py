@@ -33,7 +33,7 @@ class _Api(Api):
 def init_api(app: Flask) -> Api:
     """Register the API blueprint and the document that describes it."""
     from alertsvc.api.routes import bp
-    from alertsvc.api.schemas import ArticleInSchema
+    from alertsvc.articles.schemas import ArticleInSchema
     from alertsvc.extensions import csrf
 
     for key, value in OPENAPI_SETTINGS.items():

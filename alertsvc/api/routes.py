@@ -11,12 +11,13 @@ from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
-from alertsvc.api import auth
-from alertsvc.api.schemas import ArticleInSchema, ErrorSchema, IngestResultSchema
+from alertsvc.api import tokens
+from alertsvc.api.schemas import ErrorSchema, IngestResultSchema
+from alertsvc.articles.schemas import ArticleInSchema
 from alertsvc.articles.services import ArticleInput, UnknownTopics, ingest_articles
 from alertsvc.database import transaction
 from alertsvc.extensions import limiter
-from alertsvc.models import ApiToken, ArticleSource
+from alertsvc.models import ArticleSource
 
 # No field takes a number; this only bounds the work of reading one.
 NUMBER_MAX_CHARACTERS = 100
@@ -57,12 +58,12 @@ def invalid(errors: dict[Any, Any]) -> Response:
     )
 
 
-def _api_token() -> ApiToken | None:
+def _api_token() -> tokens.ApiToken | None:
     """The live token sent with this request, looked up once: the rate limit's key needs it
     before the view runs."""
     if "api_token" not in g:
-        g.api_token = auth.live_token(auth.bearer_token(request))
-    token: ApiToken | None = g.api_token
+        g.api_token = tokens.live_token(tokens.bearer_token(request))
+    token: tokens.ApiToken | None = g.api_token
     return token
 
 
@@ -198,9 +199,9 @@ def post_articles() -> Any:
     with transaction():
         token = _api_token()
         if token is not None:
-            auth.record_use(token)
+            tokens.record_use(token)
     if token is None:
-        return unauthorised(auth.bearer_token(request) is not None)
+        return unauthorised(tokens.bearer_token(request) is not None)
     payload = _json_body()
     if isinstance(payload, Response):
         return payload

@@ -1,5 +1,7 @@
-"""Commands for articles in: ``feeds …``, ``articles …``, ``api-tokens …`` and the keyword
-topic commands ``topics add-keyword`` / ``topics preview`` (added to the ``topics`` group)."""
+"""Commands for articles in: ``feeds …`` and ``articles …``.
+
+``feeds map-category`` and ``feeds categories`` are topic administration: their code lives
+in :mod:`alertsvc.topics.cli` and they are added to the ``feeds`` group here."""
 
 from __future__ import annotations
 
@@ -14,15 +16,14 @@ from flask import current_app
 from flask.cli import with_appcontext
 from marshmallow import ValidationError
 
-from alertsvc.api import auth
-from alertsvc.api.schemas import ArticleInSchema
-from alertsvc.articles import feeds, jobs, services
-from alertsvc.articles.keywords import QueryError
+from alertsvc.articles import feeds, jobs, parsing, services
+from alertsvc.articles.fetching import FeedError
+from alertsvc.articles.schemas import ArticleInSchema
 from alertsvc.cli import plural
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import ArticleSource, Feed, utcnow
-from alertsvc.topics.services import TopicError
+from alertsvc.topics.cli import FEED_COMMANDS
 
 IMPORT_CHUNK = 500
 
@@ -58,7 +59,7 @@ def feeds_add_command(url: str, topics: Sequence[str], title: str) -> None:
     try:
         with transaction():
             feed = feeds.add_feed(url, topics, title)
-    except feeds.FeedError as error:
+    except FeedError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Added feed {feed.id}: {feed.url}")
     if not topics:
@@ -123,39 +124,11 @@ def feeds_retry_command(feed_id: int) -> None:
     """Un-park FEED_ID (start its failure count again) and poll it now. Exits 1 if it fails."""
     try:
         result = jobs.retry_feed(feed_id)
-    except feeds.FeedError as error:
+    except FeedError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"feed {result.feed_id} {result.url}: {result.describe()}")
     if result.status == feeds.PollStatus.FAILED:
         raise SystemExit(1)
-
-
-@feeds_cli.command("map-category")
-@click.argument("category")
-@click.argument("topic")
-@click.option("--feed", "feed_id", type=int, help="Only for this feed (default: every feed).")
-@with_appcontext
-def feeds_map_category_command(category: str, topic: str, feed_id: int | None) -> None:
-    """Put new articles with CATEGORY (a feed category or tag) in TOPIC (a slug)."""
-    try:
-        with transaction():
-            mapping = services.map_category(category, topic, feed_id)
-    except TopicError as error:
-        raise click.ClickException(str(error)) from error
-    where = f"feed {feed_id}" if feed_id else "every feed"
-    click.echo(f"Category {mapping.category!r} from {where} -> topic {topic}")
-
-
-@feeds_cli.command("categories")
-@with_appcontext
-def feeds_categories_command() -> None:
-    """List category mappings."""
-    mappings = services.list_category_mappings()
-    if not mappings:
-        click.echo("No category mappings. Add one with: alertsvc feeds map-category CATEGORY SLUG")
-    for mapping in mappings:
-        where = f"feed {mapping.feed_id}" if mapping.feed_id else "every feed"
-        click.echo(f"{mapping.category!r} from {where} -> {mapping.topic.slug}")
 
 
 # -- articles --------------------------------------------------------------------------------
@@ -235,8 +208,8 @@ def _read_import(path: Path, topics: Sequence[str]) -> list[services.ArticleInpu
             ) from error
     else:
         try:
-            parsed = feeds.parse_feed(path.read_bytes(), path.resolve().as_uri())
-        except feeds.FeedError as error:
+            parsed = parsing.parse_feed(path.read_bytes(), path.resolve().as_uri())
+        except FeedError as error:
             raise click.ClickException(f"{path}: {error}") from error
         items = parsed.items
     for item in items:
@@ -276,82 +249,7 @@ def articles_import_command(file: Path, topics: Sequence[str], backfill: bool) -
     click.echo(f"Imported {file.name}: {_report(total)}")
 
 
-# -- API tokens ------------------------------------------------------------------------------
+for _command in FEED_COMMANDS:
+    feeds_cli.add_command(_command)
 
-
-@click.group("api-tokens")
-def api_tokens_cli() -> None:
-    """Create and revoke tokens for the JSON API."""
-
-
-@api_tokens_cli.command("create")
-@click.argument("name")
-@with_appcontext
-def api_tokens_create_command(name: str) -> None:
-    """Create a token named NAME and print it. It is shown once: only its hash is stored."""
-    try:
-        with transaction():
-            _, token = auth.create_api_token(name)
-    except auth.TokenError as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(token)
-
-
-@api_tokens_cli.command("revoke")
-@click.argument("name")
-@with_appcontext
-def api_tokens_revoke_command(name: str) -> None:
-    """Revoke the token named NAME: it stops working at once."""
-    try:
-        with transaction():
-            auth.revoke_api_token(name)
-    except auth.TokenError as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(f"Revoked token {name}")
-
-
-# -- keyword topics (commands of the ``topics`` group) ---------------------------------------
-
-
-@click.command("add-keyword")
-@click.argument("slug")
-@click.argument("name")
-@click.argument("query")
-@click.option("--description", default="", help="One sentence shown on the signup form.")
-@with_appcontext
-def add_keyword_command(slug: str, name: str, query: str, description: str) -> None:
-    """Add a keyword topic: new articles whose title or summary match QUERY join it.
-
-    QUERY: words match whole words, any case; "quoted words" are a phrase; words are ANDed;
-    OR between terms makes alternatives. E.g. NHS, '"artificial intelligence"',
-    'cyber OR ransomware'.
-    """
-    try:
-        with transaction():
-            topic = services.add_keyword_topic(slug, name, query, description)
-    except TopicError as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(f"Added keyword topic {topic.slug}: {topic.name} (query: {topic.query})")
-
-
-@click.command("preview")
-@click.argument("query")
-@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650))
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
-@with_appcontext
-def preview_command(query: str, days: int, limit: int) -> None:
-    """Show which recent articles QUERY matches (newest first)."""
-    try:
-        articles = services.preview_query(query, days=days, limit=limit)
-    except QueryError as error:
-        raise click.ClickException(f"query {query!r}: {error}") from error
-    if not articles:
-        click.echo(f"No articles from the last {plural(days, 'day')} match {query}.")
-        return
-    for article in articles:
-        click.echo(f"{article.published_at:%Y-%m-%d}  {article.title}  {article.url}")
-    more = " (limit reached)" if len(articles) >= limit else ""
-    click.echo(
-        f"{plural(len(articles), 'article')} from the last {plural(days, 'day')} "
-        f"match{'es' if len(articles) == 1 else ''}{more}."
-    )
+COMMANDS = [feeds_cli, articles_cli]

@@ -16,17 +16,15 @@ from datetime import timedelta
 from flask import current_app
 
 from alertsvc.articles.feeds import (
-    FeedError,
-    FetchSettings,
     PollResult,
     PollStatus,
     claim_feed,
     due_feed_ids,
-    fetch_feed,
     record_poll_failure,
     record_poll_success,
     release_feed_for_retry,
 )
+from alertsvc.articles.fetching import FeedError, FetchSettings, fetch_feed
 from alertsvc.database import transaction
 from alertsvc.models import utcnow
 from alertsvc.retries import describe_error

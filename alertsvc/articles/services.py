@@ -5,173 +5,54 @@ one query per thousand, inserts the new articles and their topic links with one 
 statement each, and updates changed articles with one executemany. Nothing runs a query per
 article. Like every service it never commits: the caller owns the transaction.
 
-Untrusted text is made safe once, here, before it is stored: titles are plain text (HTML
-from a feed is reduced to its text; Jinja escapes titles wherever they are shown),
-summaries are HTML cleaned by nh3 to a small allow-list, so templates may mark them safe.
+Each item's text is cleaned by :mod:`alertsvc.articles.cleaning` before it is compared or
+stored; the topics it joins come from the rules :mod:`alertsvc.topics` keeps (keyword
+queries, category mappings) plus the sender's and the feed's topics.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import html
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from datetime import UTC, datetime
 
-import nh3
 from flask import current_app
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, insert, select, update
 
-from alertsvc.articles.keywords import Document, Query, QueryError, parse_query, words
+from alertsvc.articles.cleaning import (
+    AUTHOR_MAX,
+    URL_MAX,
+    clean_summary,
+    clean_title,
+    cut,
+    is_web_url,
+    normalise_url,
+    summary_text,
+)
+from alertsvc.database import insert_skipping_existing
 from alertsvc.extensions import db
+from alertsvc.html import CONTROL_CHARACTERS, collapse
 from alertsvc.models import (
     Article,
     ArticleSource,
     CategoryMapping,
-    Feed,
     Topic,
     article_topics,
     feed_topics,
     utcnow,
 )
-from alertsvc.topics.services import SLUG_PATTERN, TopicError, validate_topic
+from alertsvc.topics.keywords import Document, Query, QueryError, parse_query, words
+from alertsvc.topics.services import SLUG_PATTERN, normalise_category
 
 log = logging.getLogger(__name__)
 
-TITLE_MAX = 500
-AUTHOR_MAX = 300
-URL_MAX = 2048
-GUID_MAX = 2048
 # A longer GUID (in UTF-8) is stored as its SHA-256: still unique and stable, and within
 # what a PostgreSQL b-tree index entry can hold (about 2,700 bytes).
 GUID_INDEX_BYTES = 1024
-CATEGORY_MAX = 300
-# A summary is a teaser, not the article: past this much HTML it is cut to plain text.
-SUMMARY_HTML_MAX = 5000
-SUMMARY_TEXT_MAX = 1000
 LOOKUP_CHUNK = 1000
-
-SUMMARY_TAGS = {"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote"}
-SUMMARY_ATTRIBUTES = {"a": {"href", "title"}}
-SUMMARY_URL_SCHEMES = {"http", "https", "mailto"}
-
-# Control characters, and lone surrogates (invalid JSON escapes such as "\ud800"): neither is
-# text, and PostgreSQL refuses NUL and anything that is not valid UTF-8.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_TRACKING_PARAMETER = re.compile(r"^(utm_[a-z]+|fbclid|gclid|mc_cid|mc_eid)$", re.IGNORECASE)
-
-
-# -- untrusted text --------------------------------------------------------------------------
-
-
-def _collapse(value: str) -> str:
-    return " ".join(_CONTROL.sub("", value).split())
-
-
-def _cut(value: str, limit: int) -> str:
-    """``value`` cut to at most ``limit`` characters at a word boundary, with an ellipsis."""
-    if len(value) <= limit:
-        return value
-    cut = value[: limit - 1]
-    if " " in cut[limit // 2 :]:
-        cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:.-") + "…"
-
-
-def html_to_text(value: str) -> str:
-    """The visible text of an HTML fragment, whitespace collapsed (scripts and styles dropped)."""
-    return _collapse(html.unescape(nh3.clean(value, tags=set())))
-
-
-def clean_title(value: str, *, is_html: bool = False) -> str:
-    """A title as plain text. Feeds may send HTML titles (``is_html``): keep only their text."""
-    text = html_to_text(value) if is_html else _collapse(value)
-    return _cut(text, TITLE_MAX)
-
-
-def clean_summary(value: str, base_url: str | None = None) -> str:
-    """A summary as HTML limited to a small allow-list, safe to put in a page or an email.
-
-    Links keep only http(s) and mailto targets, relative ones made absolute against
-    ``base_url`` (the article's address; dropped without one, as an email has no base), and
-    get ``rel="noopener noreferrer nofollow"``. Plain text comes out as the equivalent HTML
-    (``<`` becomes ``&lt;``). A summary longer than ``SUMMARY_HTML_MAX`` (a feed that puts the
-    whole article in its description) becomes its first ``SUMMARY_TEXT_MAX`` characters of
-    plain text.
-    """
-
-    def absolute_links(element: str, attribute: str, link: str) -> str | None:
-        if attribute != "href":
-            return link
-        if urlsplit(link).scheme:
-            return link  # nh3 has already dropped schemes outside SUMMARY_URL_SCHEMES
-        if base_url is None:
-            return None
-        resolved = urljoin(base_url, link)
-        return resolved if urlsplit(resolved).scheme in ("http", "https") else None
-
-    cleaned = nh3.clean(
-        _CONTROL.sub("", value),
-        tags=SUMMARY_TAGS,
-        attributes=SUMMARY_ATTRIBUTES,
-        url_schemes=SUMMARY_URL_SCHEMES,
-        link_rel="noopener noreferrer nofollow",
-        attribute_filter=absolute_links,
-    ).strip()
-    if len(cleaned) > SUMMARY_HTML_MAX:
-        return html.escape(_cut(html_to_text(cleaned), SUMMARY_TEXT_MAX), quote=False)
-    return cleaned
-
-
-def summary_text(summary: str) -> str:
-    """A stored (HTML) summary as plain text, for text emails and keyword matching."""
-    return html_to_text(summary)
-
-
-def normalise_category(value: str) -> str:
-    return _collapse(value).casefold()[:CATEGORY_MAX]
-
-
-# -- URLs and GUIDs --------------------------------------------------------------------------
-
-
-def is_web_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value.strip())
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-
-
-def normalise_url(value: str) -> str:
-    """The form of a URL used as an article's GUID when its feed gives none.
-
-    Lower-case scheme and host, no default port, no fragment, no tracking parameters
-    (``utm_*``, ``fbclid`` …), an empty path as ``/``. The remaining query is kept in order:
-    some sites use it to say which article.
-    """
-    parts = urlsplit(value.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
-        host = f"{host}:{port}"
-    query = urlencode(
-        [
-            (key, item)
-            for key, item in parse_qsl(parts.query, keep_blank_values=True)
-            if not _TRACKING_PARAMETER.match(key)
-        ]
-    )
-    return urlunsplit((scheme, host, parts.path or "/", query, ""))
-
-
-# -- ingestion -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -285,16 +166,16 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _prepare(index: int, item: ArticleInput, now: datetime) -> _Prepared | ItemOutcome:
-    url = _CONTROL.sub("", item.url).strip()
+    url = CONTROL_CHARACTERS.sub("", item.url).strip()
     if not is_web_url(url) or len(url) > URL_MAX:
         return ItemOutcome(ItemStatus.SKIPPED, item.guid, reason="no http(s) link")
     summary = clean_summary(item.summary or "", base_url=url)
     title = clean_title(item.title or "", is_html=item.title_is_html)
     if not title:
-        title = _cut(summary_text(summary), 120)
+        title = cut(summary_text(summary), 120)
     if not title:
         return ItemOutcome(ItemStatus.SKIPPED, item.guid, reason="no title")
-    guid = _collapse(item.guid or "") or normalise_url(url)
+    guid = collapse(item.guid or "") or normalise_url(url)
     if len(guid.encode()) > GUID_INDEX_BYTES:
         guid = "sha256:" + hashlib.sha256(guid.encode()).hexdigest()
     return _Prepared(
@@ -303,7 +184,7 @@ def _prepare(index: int, item: ArticleInput, now: datetime) -> _Prepared | ItemO
         url=url,
         title=title,
         summary=summary,
-        author=_cut(_collapse(item.author or ""), AUTHOR_MAX),
+        author=cut(collapse(item.author or ""), AUTHOR_MAX),
         published_at=_aware(item.published_at) or now,
         updated_at=_aware(item.updated_at),
         topics=item.topics,
@@ -315,16 +196,6 @@ def _prepare(index: int, item: ArticleInput, now: datetime) -> _Prepared | ItemO
 def _chunks(values: Sequence[str], size: int = LOOKUP_CHUNK) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _insert(table):  # type: ignore[no-untyped-def]
-    """An INSERT that can say ON CONFLICT DO NOTHING on both databases we run on."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    return insert(table)
 
 
 class _TopicRules:
@@ -503,11 +374,7 @@ def _create(
         }
         for item in items
     ]
-    statement = (
-        _insert(table)
-        .on_conflict_do_nothing(index_elements=["guid"])
-        .returning(table.c.id, table.c.guid)
-    )
+    statement = insert_skipping_existing(table, ["guid"]).returning(table.c.id, table.c.guid)
     created = dict((guid, article_id) for article_id, guid in db.session.execute(statement, rows))
     links = [
         {"article_id": created[item.guid], "topic_id": topic_id}
@@ -574,90 +441,6 @@ def _update(
     ]
     if links:
         db.session.execute(
-            _insert(article_topics).on_conflict_do_nothing(
-                index_elements=["article_id", "topic_id"]
-            ),
+            insert_skipping_existing(article_topics, ["article_id", "topic_id"]),
             links,
         )
-
-
-# -- topics and category mappings ----------------------------------------------------------
-
-
-def add_keyword_topic(slug: str, name: str, query: str, description: str = "") -> Topic:
-    """A topic that new articles join when their title or summary match ``query``."""
-    validate_topic(slug, name)
-    try:
-        parsed = parse_query(query)
-    except QueryError as error:
-        raise TopicError(f"query {query!r}: {error}") from error
-    if db.session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:
-        raise TopicError(f"a topic with slug {slug!r} already exists")
-    topic = Topic(slug=slug, name=name.strip(), description=description.strip(), query=parsed.text)
-    db.session.add(topic)
-    return topic
-
-
-def preview_query(query: str, *, days: int = 30, limit: int = 50) -> list[Article]:
-    """Recent articles (published in the last ``days``) that ``query`` matches, newest first.
-
-    Raises :class:`QueryError` for a query that cannot be understood.
-    """
-    parsed = parse_query(query)
-    since = utcnow() - timedelta(days=days)
-    matches: list[Article] = []
-    for article in db.session.scalars(
-        select(Article)
-        .where(Article.published_at >= since)
-        .order_by(Article.published_at.desc(), Article.id.desc())
-        .execution_options(yield_per=500)
-    ):
-        if parsed.matches(article.title, summary_text(article.summary)):
-            matches.append(article)
-            if len(matches) >= limit:
-                break
-    return matches
-
-
-def map_category(category: str, topic_slug: str, feed_id: int | None = None) -> CategoryMapping:
-    """Put articles with ``category`` (from ``feed_id``, or any feed) in a topic."""
-    normalised = normalise_category(category)
-    if not normalised:
-        raise TopicError("the category must have some text")
-    topic = (
-        db.session.scalar(select(Topic).where(Topic.slug == topic_slug))
-        if SLUG_PATTERN.match(topic_slug)
-        else None
-    )
-    if topic is None:
-        raise TopicError(f"no topic with slug {topic_slug!r}")
-    if feed_id is not None and db.session.get(Feed, feed_id) is None:
-        raise TopicError(f"no feed with id {feed_id}")
-    found = db.session.scalar(
-        select(CategoryMapping).where(
-            CategoryMapping.category == normalised,
-            CategoryMapping.topic_id == topic.id,
-            CategoryMapping.feed_id.is_(None)
-            if feed_id is None
-            else CategoryMapping.feed_id == feed_id,
-        )
-    )
-    if found is not None:
-        return found
-    mapping = CategoryMapping(category=normalised, topic=topic, feed_id=feed_id)
-    db.session.add(mapping)
-    return mapping
-
-
-def list_category_mappings() -> list[CategoryMapping]:
-    return list(
-        db.session.scalars(
-            select(CategoryMapping).order_by(
-                CategoryMapping.feed_id.nulls_first(), CategoryMapping.category
-            )
-        )
-    )
-
-
-def count_articles() -> int:
-    return db.session.scalar(select(func.count()).select_from(Article)) or 0

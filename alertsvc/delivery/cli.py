@@ -28,3 +28,6 @@ def worker_command(burst: bool) -> None:
         f"Worker stopped: {totals.sent} sent, {totals.retried} to retry, "
         f"{totals.failed} failed, in {plural(totals.batches, 'batch', 'batches')}"
     )
+
+
+COMMANDS = [worker_command]

@@ -26,9 +26,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from alertsvc.database import WorkingTables, as_json, execute_sql
-from alertsvc.digests.planning import subscriber_timezones
 from alertsvc.digests.rendering import article_view, render_alert, store_bodies
 from alertsvc.digests.schedule import local_midnight
+from alertsvc.digests.timezones import subscriber_timezones
 from alertsvc.extensions import db
 from alertsvc.models import Article, Topic, article_topics, utcnow
 from alertsvc.retries import Failure, RetryPolicy

@@ -195,3 +195,6 @@ def digest_retry_command(run_id: int) -> None:
         f"Digest run {run_id} ({result.frequency} ending {_when(result.window_end)}): "
         f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} queued"
     )
+
+
+COMMANDS = [digest_cli, alerts_cli]

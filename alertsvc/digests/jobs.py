@@ -28,9 +28,9 @@ from alertsvc.digests.planning import (
     planning_connection_count,
     run_lock,
     start_digest_run,
-    subscriber_timezones,
 )
 from alertsvc.digests.schedule import floor_hour
+from alertsvc.digests.timezones import subscriber_timezones
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, utcnow
 from alertsvc.retries import RetryPolicy, describe_error

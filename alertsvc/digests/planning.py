@@ -52,6 +52,7 @@ from alertsvc.database import (
 )
 from alertsvc.digests.contents import Digests, RunRef
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
+from alertsvc.digests.timezones import subscriber_timezones
 from alertsvc.extensions import db
 from alertsvc.models import (
     DigestRun,
@@ -80,20 +81,6 @@ class PlanResult:
     already_planned: bool = False
     dry_run: bool = False
     preview: list[tuple[str, str, int]] = field(default_factory=list)
-
-
-def _insert_ignoring_conflicts(model: type, values: dict, conflict: list[str]) -> None:
-    db.session.execute(insert_skipping_existing(model, conflict).values(**values))
-
-
-def subscriber_timezones() -> list[str]:
-    """Every timezone a confirmed subscriber lives in (digest slots and alert caps are
-    worked out per timezone; one nobody is in costs nothing)."""
-    return list(
-        db.session.scalars(
-            select(Subscriber.timezone).distinct().where(Subscriber.confirmed_at.is_not(None))
-        )
-    )
 
 
 class RunRefused(ValueError):
@@ -126,19 +113,17 @@ def find_or_create_digest_run(
     if frequency not in DIGEST_FREQUENCIES:
         raise ValueError(f"frequency must be daily or weekly, not {frequency!r}")
     window_end = floor_hour(window_end)
-    _insert_ignoring_conflicts(
-        DigestRun,
-        {
-            "frequency": frequency,
-            "window_start": window_end,
-            "window_end": window_end,
-            "status": RunStatus.PLANNING,
-            "created_at": utcnow(),
-            "subscriber_count": 0,
-            "email_count": 0,
-            "trigger": trigger,
-        },
-        ["frequency", "window_end"],
+    db.session.execute(
+        insert_skipping_existing(DigestRun, ["frequency", "window_end"]).values(
+            frequency=frequency,
+            window_start=window_end,
+            window_end=window_end,
+            status=RunStatus.PLANNING,
+            created_at=utcnow(),
+            subscriber_count=0,
+            email_count=0,
+            trigger=trigger,
+        )
     )
     return db.session.scalars(
         select(DigestRun).where(
@@ -156,10 +141,10 @@ def start_digest_run(frequency: str, window_end: datetime, trigger: str = "sched
     )
     if has_slots is None and run.status == RunStatus.PLANNING:
         for timezone, hour, weekday in due_slots(frequency, window_end, subscriber_timezones()):
-            _insert_ignoring_conflicts(
-                DigestRunSlot,
-                {"run_id": run.id, "timezone": timezone, "hour": hour, "weekday": weekday},
-                ["run_id", "timezone", "hour", "weekday"],
+            db.session.execute(
+                insert_skipping_existing(
+                    DigestRunSlot, ["run_id", "timezone", "hour", "weekday"]
+                ).values(run_id=run.id, timezone=timezone, hour=hour, weekday=weekday)
             )
     return run
 

@@ -7,13 +7,11 @@ unsubscribe links in at send time (``alertsvc.delivery.messages``).
 from __future__ import annotations
 
 import hashlib
-import html
 from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import css_inline
-import nh3
 from flask import current_app, render_template
 from markupsafe import Markup
 from sqlalchemy import select
@@ -22,6 +20,7 @@ from sqlalchemy.engine import Connection
 from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.messages import MANAGE_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 from alertsvc.delivery.outbox import clean_header
+from alertsvc.html import clean_html, html_to_text
 from alertsvc.models import Article, EmailBody, utcnow
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
@@ -54,18 +53,15 @@ def article_view(article: Article, zone: ZoneInfo) -> ArticleView:
     summary = article.summary or ""
     # Summaries were sanitised on the way in; cleaning again costs little and means a
     # row written by any other path still cannot put markup in an email.
-    safe_html = nh3.clean(
-        summary, tags={"p", "a", "em", "strong", "b", "i", "ul", "ol", "li", "br"}
-    )
-    text = html.unescape(nh3.clean(summary, tags=set()))
+    safe_html = clean_html(summary)
     published: datetime = article.published_at
     return ArticleView(
         id=article.id,
         title=" ".join(article.title.split()),
         # Only web links: a javascript: or data: URL from a feed never reaches an href.
         url=article.url if article.url.lower().startswith(("https://", "http://")) else "",
-        summary_html=Markup(safe_html),  # noqa: S704 - sanitised by nh3 just above
-        summary_text=" ".join(text.split()),
+        summary_html=Markup(safe_html),  # noqa: S704 - sanitised by clean_html just above
+        summary_text=html_to_text(summary),
         published=f"{published.astimezone(zone):%-d %B %Y}",
     )
 

@@ -1,7 +1,6 @@
 """The database models, one module per entity. Import them from here."""
 
 from alertsvc.models.article import (
-    ApiToken,
     Article,
     ArticleSource,
     CategoryMapping,
@@ -30,7 +29,6 @@ from alertsvc.models.types import UTCDateTime, utcnow
 
 __all__ = [
     "AlertDelivery",
-    "ApiToken",
     "Article",
     "ArticleSource",
     "CategoryMapping",

@@ -1,15 +1,24 @@
-"""Creating and listing topics."""
+"""Topic administration: topics and keyword topics, category mappings, the demo topics.
+
+Which topics an article joins is worked out by ingestion (``alertsvc.articles.services``)
+from the rules kept here: a topic's keyword query (parsed by :mod:`alertsvc.topics.keywords`)
+and category mappings (categories normalised by :func:`normalise_category`). Like every
+service these never commit: the caller owns the transaction.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from alertsvc.extensions import db
-from alertsvc.models import Topic
+from alertsvc.html import collapse, html_to_text
+from alertsvc.models import Article, CategoryMapping, Feed, Topic, utcnow
+from alertsvc.topics.keywords import QueryError, parse_query
 
+CATEGORY_MAX = 300
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # C0 and C1 controls (CR, LF, NEL among them) and the Unicode line and paragraph separators.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -60,24 +69,30 @@ def validate_topic(slug: str, name: str) -> None:
         raise TopicError("name must not contain line breaks or control characters")
 
 
-def add_topic(slug: str, name: str, description: str = "") -> Topic:
+def add_topic(slug: str, name: str, description: str = "", query: str | None = None) -> Topic:
+    """A topic readers can follow. With ``query`` it is a keyword topic: new articles join it
+    when their title or summary match the query (see :mod:`alertsvc.topics.keywords`)."""
     validate_topic(slug, name)
+    parsed = None
+    if query is not None:
+        try:
+            parsed = parse_query(query)
+        except QueryError as error:
+            raise TopicError(f"query {query!r}: {error}") from error
     if db.session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:
         raise TopicError(f"a topic with slug {slug!r} already exists")
-    topic = Topic(slug=slug, name=name.strip(), description=description.strip())
+    topic = Topic(
+        slug=slug,
+        name=name.strip(),
+        description=description.strip(),
+        query=parsed.text if parsed else None,
+    )
     db.session.add(topic)
     return topic
 
 
 def list_topics() -> list[Topic]:
     return list(db.session.scalars(select(Topic).order_by(Topic.name)))
-
-
-def topics_by_slug(slugs: Iterable[str]) -> dict[str, Topic]:
-    slugs = list(slugs)
-    if not slugs:
-        return {}
-    return {t.slug: t for t in db.session.scalars(select(Topic).where(Topic.slug.in_(slugs)))}
 
 
 def seed_demo_topics() -> int:
@@ -89,3 +104,69 @@ def seed_demo_topics() -> int:
             db.session.add(Topic(slug=slug, name=name, description=description))
             created += 1
     return created
+
+
+def preview_query(query: str, *, days: int = 30, limit: int = 50) -> list[Article]:
+    """Recent articles (published in the last ``days``) that ``query`` matches, newest first.
+
+    Raises :class:`QueryError` for a query that cannot be understood.
+    """
+    parsed = parse_query(query)
+    since = utcnow() - timedelta(days=days)
+    matches: list[Article] = []
+    for article in db.session.scalars(
+        select(Article)
+        .where(Article.published_at >= since)
+        .order_by(Article.published_at.desc(), Article.id.desc())
+        .execution_options(yield_per=500)
+    ):
+        if parsed.matches(article.title, html_to_text(article.summary)):
+            matches.append(article)
+            if len(matches) >= limit:
+                break
+    return matches
+
+
+def normalise_category(value: str) -> str:
+    """A feed category or tag as mappings store and match it: trimmed, case-folded."""
+    return collapse(value).casefold()[:CATEGORY_MAX]
+
+
+def map_category(category: str, topic_slug: str, feed_id: int | None = None) -> CategoryMapping:
+    """Put articles with ``category`` (from ``feed_id``, or any feed) in a topic."""
+    normalised = normalise_category(category)
+    if not normalised:
+        raise TopicError("the category must have some text")
+    topic = (
+        db.session.scalar(select(Topic).where(Topic.slug == topic_slug))
+        if SLUG_PATTERN.match(topic_slug)
+        else None
+    )
+    if topic is None:
+        raise TopicError(f"no topic with slug {topic_slug!r}")
+    if feed_id is not None and db.session.get(Feed, feed_id) is None:
+        raise TopicError(f"no feed with id {feed_id}")
+    found = db.session.scalar(
+        select(CategoryMapping).where(
+            CategoryMapping.category == normalised,
+            CategoryMapping.topic_id == topic.id,
+            CategoryMapping.feed_id.is_(None)
+            if feed_id is None
+            else CategoryMapping.feed_id == feed_id,
+        )
+    )
+    if found is not None:
+        return found
+    mapping = CategoryMapping(category=normalised, topic=topic, feed_id=feed_id)
+    db.session.add(mapping)
+    return mapping
+
+
+def list_category_mappings() -> list[CategoryMapping]:
+    return list(
+        db.session.scalars(
+            select(CategoryMapping).order_by(
+                CategoryMapping.feed_id.nulls_first(), CategoryMapping.category
+            )
+        )
+    )

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from alertsvc.api.tokens import ApiToken
 from alertsvc.extensions import db
-from alertsvc.models import ApiToken, Article
+from alertsvc.models import Article
 from tests.articles.helpers import article_writes, articles, create_token, statements
 from tests.factories import count, rows, seed_topics
 

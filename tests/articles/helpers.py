@@ -12,7 +12,7 @@ from html import escape
 from flask import Flask
 from sqlalchemy import event, select
 
-from alertsvc.api.auth import create_api_token
+from alertsvc.api.tokens import create_api_token
 from alertsvc.extensions import db
 from alertsvc.models import Article, Feed, Topic, utcnow
 

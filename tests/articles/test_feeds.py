@@ -8,7 +8,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from alertsvc.articles import feeds, jobs
+from alertsvc.articles import feeds, fetching, jobs
 from alertsvc.extensions import db
 from alertsvc.models import Article, Feed, utcnow
 from tests.articles.helpers import (
@@ -397,12 +397,12 @@ def test_loopback_is_refused_unless_allowed(app, httpserver):
     ],
 )
 def test_urls_that_are_never_fetched(url):
-    with pytest.raises(feeds.RefusedURL):
-        feeds.check_url(url, allow_private=False)
+    with pytest.raises(fetching.RefusedURL):
+        fetching.check_url(url, allow_private=False)
 
 
 def test_public_address_is_allowed():
-    feeds.check_url("https://93.184.215.14/feed.xml", allow_private=False)
+    fetching.check_url("https://93.184.215.14/feed.xml", allow_private=False)
 
 
 def feed_warnings(caplog) -> list[str]:

@@ -8,14 +8,10 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alertsvc.articles.services import (
-    SUMMARY_ATTRIBUTES,
-    SUMMARY_TAGS,
-    ArticleInput,
-    clean_summary,
-    ingest_articles,
-)
+from alertsvc.articles.cleaning import clean_summary
+from alertsvc.articles.services import ArticleInput, ingest_articles
 from alertsvc.extensions import db
+from alertsvc.html import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
 from alertsvc.models import Article, ArticleSource
 from tests.articles.helpers import article_writes, articles, rss, rss_items, statements
 from tests.factories import count, seed_topics
@@ -277,10 +273,10 @@ class _Audit(HTMLParser):
         self.problems: list[str] = []
 
     def handle_starttag(self, tag, attrs):
-        if tag not in SUMMARY_TAGS:
+        if tag not in ALLOWED_TAGS:
             self.problems.append(f"tag {tag}")
         for name, value in attrs:
-            allowed = SUMMARY_ATTRIBUTES.get(tag, set()) | ({"rel"} if tag == "a" else set())
+            allowed = ALLOWED_ATTRIBUTES.get(tag, set()) | ({"rel"} if tag == "a" else set())
             if name not in allowed:
                 self.problems.append(f"attribute {name} on {tag}")
             if name == "href" and not re.match(r"^(https?:|mailto:)", value or ""):

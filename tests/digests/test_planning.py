@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from alertsvc.models import DigestDelivery, DigestRun, EmailBody, OutboxEmail, Subscription
@@ -173,3 +175,24 @@ def test_dry_run_writes_nothing(app):
     assert result.preview == [("reader@example.com", "Data", 1)]
     assert count(app, DigestRun) == 0 and count(app, OutboxEmail) == 0
     assert digest(app, "daily", at("2026-11-25T07:00")).emails == 1
+
+
+def test_a_blockquote_in_a_summary_survives_into_the_digest_email(app, mailbox):
+    """One allow-list (alertsvc/html.py) for ingestion and rendering: the README promises
+    block quotes, and the digest used to drop them."""
+    topics = seed_topics(app)
+    reader = create_subscriber(app, "reader@example.com", {topics["data"]: "daily"})
+    start_subscriptions_at(app, reader, at("2026-11-24T07:00"))
+    create_article(
+        app,
+        "Minister on data",
+        [topics["data"]],
+        at("2026-11-24T12:00"),
+        summary="<p>She said:</p><blockquote><p>Data saves lives.</p></blockquote>",
+    )
+    digest(app, "daily", at("2026-11-25T07:00"))
+    [message] = mailbox.deliver()
+    quoted = re.search(r"<blockquote[^>]*>(.*?)</blockquote>", html_part(message), re.S)
+    assert quoted is not None, "the block quote was dropped"
+    assert "Data saves lives." in quoted.group(1)
+    assert "Data saves lives." in text_part(message)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from alertsvc.articles.keywords import QueryError, parse_query
 from alertsvc.models import Topic
+from alertsvc.topics.keywords import QueryError, parse_query
 from tests.articles.helpers import articles, create_token
 from tests.factories import count, seed_topics
 

@@ -1,20 +1,39 @@
-"""Bearer tokens for the JSON API. Only a SHA-256 hash of each token is stored."""
+"""Bearer tokens for the JSON API: the ``api_tokens`` table and the services on it.
+
+Only a SHA-256 hash of each token is stored. The model lives here, with the only code that
+uses it; ``alertsvc.api`` imports this module, so the table is in ``db.metadata`` whenever
+the app exists (Alembic's autogenerate and ``tests/test_migrations.py`` compare against it).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Request
-from sqlalchemy import select
+from sqlalchemy import String, select
+from sqlalchemy.orm import Mapped, mapped_column
 
 from alertsvc.extensions import db
-from alertsvc.models import ApiToken, utcnow
+from alertsvc.models import UTCDateTime, utcnow
 
 # A fixed prefix lets secret scanners (and people) recognise a leaked token.
 TOKEN_PREFIX = "alertsvc_"  # noqa: S105
 NAME_MAX = 100
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API. Only a SHA-256 hash of the token is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class TokenError(ValueError):

@@ -11,6 +11,7 @@ from werkzeug import Response
 from alertsvc.articles import feeds, fetching, jobs
 from alertsvc.extensions import db
 from alertsvc.models import Article, Feed, utcnow
+from tests.articles.conftest import FEED_SETTINGS
 from tests.articles.helpers import (
     article_writes,
     articles,
@@ -305,7 +306,8 @@ def test_redirects_are_followed_up_to_the_cap(feeds_app, httpserver):
     assert len(requests_to_loop) == 4
 
 
-def test_slow_feed_times_out(feeds_app, httpserver):
+def test_slow_feed_times_out(app_with, httpserver):
+    feeds_app = app_with(**{**FEED_SETTINGS, "FEEDS_TIMEOUT_SECONDS": 1.0})
     seed_topics(feeds_app)
     release = threading.Event()
 

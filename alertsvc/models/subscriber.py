@@ -76,10 +76,6 @@ class Subscriber(db.Model):
         back_populates="subscriber", order_by="Subscription.id"
     )
 
-    @property
-    def live_subscriptions(self) -> list[Subscription]:
-        return [s for s in self.subscriptions if s.ended_at is None]
-
     def __repr__(self) -> str:
         return f"<Subscriber {self.id}>"
 

@@ -11,16 +11,8 @@ from werkzeug import Response
 from alertsvc.articles import feeds, jobs
 from alertsvc.extensions import db
 from alertsvc.models import Article, Feed, utcnow
-from tests.articles.helpers import (
-    article_writes,
-    articles,
-    create_feed,
-    feed_row,
-    rss,
-    rss_items,
-    statements,
-)
-from tests.factories import count, seed_topics
+from tests.articles.helpers import article_writes, articles, feed_row, rss, rss_items, statements
+from tests.factories import count, create_feed, seed_topics
 
 RSS_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 

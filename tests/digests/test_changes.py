@@ -12,8 +12,8 @@ from alertsvc.digests import jobs, planning
 from alertsvc.extensions import db
 from alertsvc.models import DigestDelivery, DigestRun, Frequency, OutboxEmail, RunStatus, Subscriber
 from alertsvc.subscriptions import services
-from tests.digests.helpers import RECIPIENT, at, create_article, digest, start_subscriptions_at
-from tests.factories import count, create_subscriber, rows, seed_topics
+from tests.digests.helpers import RECIPIENT, at, digest, start_subscriptions_at
+from tests.factories import count, create_article, create_subscriber, rows, seed_topics
 from tests.mail import text_part
 
 

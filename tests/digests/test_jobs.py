@@ -9,8 +9,8 @@ from sqlalchemy import select
 from alertsvc.digests import alerts as alerts_module
 from alertsvc.digests import jobs, planning
 from alertsvc.models import Article, DigestRun, OutboxEmail, RunStatus
-from tests.digests.helpers import RECIPIENT, alerts, at, create_article, start_subscriptions_at
-from tests.factories import count, create_subscriber, rows, seed_topics
+from tests.digests.helpers import RECIPIENT, alerts, at, start_subscriptions_at
+from tests.factories import count, create_article, create_subscriber, rows, seed_topics
 
 
 def break_alerts_for(monkeypatch, title: str) -> None:

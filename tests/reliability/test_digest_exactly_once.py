@@ -33,8 +33,7 @@ from alertsvc.models import EmailBody, EndedReason, Frequency, OutboxEmail, Subs
 from alertsvc.models.types import set_clock
 from alertsvc.subscriptions import services
 from tests.conftest import empty_tables
-from tests.digests.helpers import create_article
-from tests.factories import create_subscriber, seed_topics
+from tests.factories import create_article, create_subscriber, seed_topics
 
 SUBSCRIBERS = 3
 TOPICS = ("data", "cyber-security", "local-digital")

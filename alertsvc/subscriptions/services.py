@@ -420,8 +420,11 @@ def update_subscriptions(
 
 
 def local_today(subscriber: Subscriber) -> date:
-    """Today's date where the subscriber lives: pauses are dates in their timezone."""
-    return datetime.now(ZoneInfo(subscriber.timezone)).date()
+    """Today's date where the subscriber lives: pauses are dates in their timezone.
+
+    Read from ``utcnow()``, the one clock, so a simulated day is the same day here.
+    """
+    return utcnow().astimezone(ZoneInfo(subscriber.timezone)).date()
 
 
 class InvalidPause(ValueError):

@@ -137,7 +137,9 @@ class DigestMachine(RuleBasedStateMachine):
     def pause(self, index, days):
         with self.app.app_context(), transaction():
             subscriber = self._subscriber(index)
-            services.pause_subscriber(subscriber, (self.now + timedelta(days=days)).date())
+            # A date in the subscriber's own calendar, which may already be tomorrow in UTC.
+            until = services.local_today(subscriber) + timedelta(days=days)
+            services.pause_subscriber(subscriber, until)
             ends = subscriber.pause_ends_at
         self.pauses[index].append((self.now, ends))
 

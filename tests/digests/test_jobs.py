@@ -84,7 +84,7 @@ def test_a_failing_article_does_not_stop_the_others_and_is_parked_then_retried(
     monkeypatch.undo()
     retried = runner.invoke(args=["alerts", "retry", str(broken)])
     assert retried.exit_code == 0, retried.output
-    assert f"Article {broken}: 1 emails queued" in retried.output
+    assert f"Article {broken}: 1 email queued" in retried.output
     assert count(app, OutboxEmail) == 2
     assert article_state(app, broken) == (True, 0, None, False, None)
 
@@ -178,7 +178,7 @@ def test_a_failing_daily_run_does_not_skip_the_weekly_run_and_is_parked_then_ret
     monkeypatch.undo()
     retried = runner.invoke(args=["digest", "retry", str(run_id)])
     assert retried.exit_code == 0, retried.output
-    assert f"Digest run {run_id} (daily ending 2026-11-25 07:00 UTC): 1 subscribers" in (
+    assert f"Digest run {run_id} (daily ending 2026-11-25 07:00 UTC): 1 subscriber," in (
         retried.output
     )
     assert sorted(rows(app, select(RECIPIENT))) == ["daily@example.com", "weekly@example.com"]

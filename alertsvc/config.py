@@ -149,15 +149,23 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     if not config["MAIL_DIR"]:
         config["MAIL_DIR"] = str(instance / "mail")
     if not config["UNSUBSCRIBE_MAILTO"]:
-        domain = str(config["MAIL_FROM"]).rsplit("@", 1)[-1].rstrip(">").strip()
-        config["UNSUBSCRIBE_MAILTO"] = f"unsubscribe@{domain}"
+        config["UNSUBSCRIBE_MAILTO"] = f"unsubscribe@{sender_domain(config['MAIL_FROM'])}"
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
     if config["MAIL_TRANSPORT"] not in MAIL_TRANSPORTS:
         # Refuse at start-up: a web process would otherwise queue mail no worker can send.
+        # This is the only check: ``make_transport`` builds what passed it.
         raise ConfigurationError(
             f"ALERTSVC_MAIL_TRANSPORT={config['MAIL_TRANSPORT']!r} is not available; "
             f"choose one of {', '.join(MAIL_TRANSPORTS)}"
         )
+
+
+def sender_domain(mail_from: object) -> str:
+    """The domain of ``MAIL_FROM`` (``Name <alerts@example.org>`` -> ``example.org``).
+
+    Message-IDs and the default unsubscribe mailto are on it, so they align with the sender.
+    """
+    return str(mail_from).rsplit("@", 1)[-1].rstrip(">").strip()
 
 
 def check_settings(instance_path: str | Path) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, Table, bindparam, text
+from sqlalchemy import ColumnElement, CursorResult, bindparam, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -33,29 +32,6 @@ def transaction() -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
-
-
-def bulk_insert(table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Insert many rows in the current transaction, as fast as the database allows.
-
-    PostgreSQL: ``COPY … FROM STDIN`` through psycopg. Elsewhere: one multi-row
-    ``executemany``. JSON columns take Python dicts and lists. Returns the rows written.
-    """
-    session = db.session
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        written = 0
-        names = ", ".join(f'"{name}"' for name in columns)
-        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:  # type: ignore[arg-type]
-            for row in rows:
-                copy.write_row([json.dumps(v) if isinstance(v, dict | list) else v for v in row])
-                written += 1
-        return written
-    batch = [dict(zip(columns, row, strict=True)) for row in rows]
-    if batch:
-        connection.execute(table.insert(), batch)
-    return len(batch)
 
 
 def insert_skipping_existing(

@@ -1,4 +1,4 @@
-"""Plain builder functions for test data.
+"""Plain builder functions for test data: the one module the whole suite builds rows with.
 
 Each opens its own app context and commits, and returns plain values (ids), so tests can
 call them and then drive the app through the test client with no context held open: a
@@ -7,13 +7,18 @@ request must never share the test's session or ``g``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
+from alertsvc.api.tokens import create_api_token
+from alertsvc.database import transaction
+from alertsvc.delivery.outbox import queue_email
 from alertsvc.extensions import db
-from alertsvc.models import Subscriber, Subscription, Topic, utcnow
+from alertsvc.models import Article, Feed, Subscriber, Subscription, Topic, article_topics, utcnow
 from alertsvc.topics.services import seed_demo_topics
 
 
@@ -119,3 +124,94 @@ def subscription_history(app: Flask, subscriber_id: int) -> list[tuple[int, str,
 def subscriber_id_for(app: Flask, email: str) -> int:
     with app.app_context():
         return db.session.scalars(select(Subscriber.id).where(Subscriber.email == email)).one()
+
+
+def create_feed(app: Flask, url: str, topic_slugs: Sequence[str] = (), **fields) -> int:
+    with app.app_context():
+        topics = list(db.session.scalars(select(Topic).where(Topic.slug.in_(topic_slugs))))
+        feed = Feed(url=url, topics=topics, consecutive_failures=0, **fields)
+        db.session.add(feed)
+        db.session.commit()
+        return feed.id
+
+
+def create_token(app: Flask, name: str = "newsroom") -> str:
+    with app.app_context():
+        _, token = create_api_token(name)
+        db.session.commit()
+        return token
+
+
+def create_article(
+    app: Flask,
+    title: str,
+    topic_ids: list[int],
+    arrived: datetime,
+    *,
+    url: str | None = None,
+    summary: str = "",
+    published: datetime | None = None,
+    alerted: bool = True,
+) -> int:
+    """An article that arrived at ``arrived``. ``alerted`` marks it done for immediate alerts."""
+    with app.app_context():
+        article = Article(
+            guid=url or f"https://news.example/{title.replace(' ', '-').lower()}-{arrived:%s}",
+            url=url or f"https://news.example/{title.replace(' ', '-').lower()}",
+            title=title,
+            summary=summary,
+            published_at=published or arrived,
+            created_at=arrived,
+            source="cli",
+            alerts_processed_at=arrived if alerted else None,
+        )
+        db.session.add(article)
+        db.session.flush()
+        if topic_ids:
+            db.session.execute(
+                insert(article_topics),
+                [{"article_id": article.id, "topic_id": t} for t in topic_ids],
+            )
+        db.session.commit()
+        return article.id
+
+
+def queue_manage_link(app: Flask, email: str = "reader@example.com", **row_fields: Any) -> int:
+    """A subscriber and a queued "manage your email alerts" email to them; returns the row id.
+
+    ``row_fields`` set outbox columns directly (``template``, ``status``, ``next_attempt_at`` …)
+    to stage a row as a worker would have left it.
+    """
+    subscriber_id = create_subscriber(app, email)
+    with app.app_context(), transaction():
+        row = queue_email(
+            template="manage_link",
+            to_address=email,
+            subject="Manage your email alerts",
+            subscriber_id=subscriber_id,
+        )
+        for name, value in row_fields.items():
+            setattr(row, name, value)
+        db.session.flush()
+        return row.id
+
+
+def queue_manage_links(app: Flask, count: int, domain: str = "example.com") -> list[int]:
+    """``count`` subscribers, each with a queued email, in one transaction; returns row ids."""
+    with app.app_context(), transaction():
+        queued = []
+        for number in range(count):
+            email = f"reader{number}@{domain}"
+            subscriber = Subscriber(email=email, confirmed_at=utcnow())
+            db.session.add(subscriber)
+            db.session.flush()
+            queued.append(
+                queue_email(
+                    template="manage_link",
+                    to_address=email,
+                    subject="Manage your email alerts",
+                    subscriber_id=subscriber.id,
+                )
+            )
+        db.session.flush()
+        return [row.id for row in queued]

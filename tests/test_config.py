@@ -20,7 +20,8 @@ from alertsvc.config import ConfigurationError, load_config
 from alertsvc.extensions import db
 from alertsvc.models import OutboxStatus
 from alertsvc.tokens import TokenPurpose, make_token, read_token
-from tests.delivery.helpers import outbox_row, queue_manage_link
+from tests.delivery.helpers import outbox_row
+from tests.factories import queue_manage_link
 
 PRODUCTION_KEY = "a-real-production-secret-0123456789abcdef"
 NOTHING_SET = (

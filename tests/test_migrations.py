@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import CheckConstraint, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from alertsvc import create_app
@@ -70,3 +70,32 @@ def test_models_match_the_migrated_schema(empty_database_app):
     with empty_database_app.app_context():
         upgrade()
         assert schema_differences() == []
+
+
+def test_check_constraints_are_the_ones_the_migrations_wrote(base_config, tmp_path):
+    """Alembic's comparison ignores CHECK constraints, so compare their text here.
+
+    The models build each allowed-values constraint from its enum; renaming or adding a value
+    must come with a migration, or the database would refuse (or allow) what the code does
+    not. Always on SQLite, which keeps the text as the migration wrote it (PostgreSQL rewrites
+    it as ``= ANY (ARRAY[…])``); the text in the migrations is the same for both.
+    """
+    url = f"sqlite:///{tmp_path / 'checks.sqlite3'}"
+    flask_app = create_app({**base_config, "SQLALCHEMY_DATABASE_URI": url})
+    with flask_app.app_context():
+        upgrade()
+        inspector = inspect(db.engine)
+        migrated = {
+            (table.name, check["name"]): check["sqltext"]
+            for table in db.metadata.sorted_tables
+            for check in inspector.get_check_constraints(table.name)
+        }
+        modelled = {
+            (table.name, constraint.name): str(constraint.sqltext)
+            for table in db.metadata.sorted_tables
+            for constraint in table.constraints
+            if isinstance(constraint, CheckConstraint)
+        }
+        db.engine.dispose()
+    assert ("subscriptions", "ck_subscriptions_ended_reason") in modelled
+    assert modelled == migrated

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import current_app
 
+from alertsvc.config import sender_domain
 from alertsvc.extensions import db
 from alertsvc.models import OutboxEmail
 
@@ -18,7 +19,8 @@ def clean_header(value: str) -> str:
 
 
 def mail_domain() -> str:
-    return str(current_app.config["MAIL_FROM"]).rsplit("@", 1)[-1].rstrip(">").strip()
+    """The sender's domain, which Message-IDs are made on."""
+    return sender_domain(current_app.config["MAIL_FROM"])
 
 
 def row_message_id(row_id: int, created_at: datetime) -> str:

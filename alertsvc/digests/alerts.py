@@ -30,7 +30,7 @@ from alertsvc.digests.rendering import article_view, render_alert, store_bodies
 from alertsvc.digests.schedule import local_midnight
 from alertsvc.digests.timezones import subscriber_timezones
 from alertsvc.extensions import db
-from alertsvc.models import Article, Topic, article_topics, utcnow
+from alertsvc.models import Article, Frequency, OutboxStatus, Topic, article_topics, utcnow
 from alertsvc.retries import Failure, RetryPolicy
 
 
@@ -219,7 +219,7 @@ def _queue_alerts(
         FROM subscribers s
         JOIN (SELECT sub.subscriber_id, sub.topic_id FROM subscriptions sub
               JOIN article_topics t ON t.topic_id = sub.topic_id AND t.article_id = :article
-              WHERE sub.frequency = 'immediately' AND sub.ended_at IS NULL
+              WHERE sub.frequency = :immediately AND sub.ended_at IS NULL
                 AND sub.delivered_until <= :since
               ORDER BY sub.subscriber_id, sub.topic_id) followed
              ON followed.subscriber_id = s.id
@@ -231,6 +231,7 @@ def _queue_alerts(
         GROUP BY s.id, s.timezone
         """,
         since=since,
+        immediately=Frequency.IMMEDIATELY.value,
     )
     over_cap = ":cap > 0 AND sent_today >= :cap"
     reaches_cap = ":cap > 0 AND sent_today = :cap - 1"
@@ -260,11 +261,12 @@ def _queue_alerts(
         SELECT :queued, 'alert', {as_json(connection, "'{}'")}, subscriber_id,
                {as_json(connection, "topic_ids")},
                CASE WHEN {reaches_cap} THEN CAST(:last_body AS INTEGER)
-                    ELSE CAST(:body AS INTEGER) END, 'queued', 0, :queued
+                    ELSE CAST(:body AS INTEGER) END, :queued_status, 0, :queued
         FROM alert_recipients
         WHERE NOT ({over_cap})
         """,
         queued=utcnow(),
+        queued_status=OutboxStatus.QUEUED.value,
         body=bodies.get(False),
         last_body=bodies.get(True),
     ).rowcount

@@ -57,6 +57,7 @@ from alertsvc.extensions import db
 from alertsvc.models import (
     DigestRun,
     DigestRunSlot,
+    OutboxStatus,
     RunStatus,
     Subscriber,
     utcnow,
@@ -394,10 +395,11 @@ class _Planner:
                                 unsubscribe_topic_ids, body_id, status, attempts,
                                 next_attempt_at)
             SELECT :now, 'digest', {as_json(self.connection, "'{}'")}, r.subscriber_id,
-                   {as_json(self.connection, "p.topic_ids")}, p.body_id, 'queued', 0, :now
+                   {as_json(self.connection, "p.topic_ids")}, p.body_id, :queued_status, 0, :now
             FROM digest_recipients r JOIN digest_profiles p ON p.profile = r.profile
             WHERE {chosen} AND p.body_id IS NOT NULL
             """,
+            queued_status=OutboxStatus.QUEUED.value,
             **params,
         ).rowcount
         moves = {

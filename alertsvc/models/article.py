@@ -4,7 +4,6 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (
-    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from alertsvc.extensions import db
 from alertsvc.models.topic import Topic
-from alertsvc.models.types import UTCDateTime, utcnow
+from alertsvc.models.types import UTCDateTime, allowed_values, utcnow
 
 
 class ArticleSource(enum.StrEnum):
@@ -104,9 +103,7 @@ class Article(db.Model):
 
     __tablename__ = "articles"
     __table_args__ = (
-        CheckConstraint(
-            f"source IN ({', '.join(repr(s.value) for s in ArticleSource)})", name="source"
-        ),
+        allowed_values("source", ArticleSource),
         Index("ix_articles_created_at", "created_at"),
         Index("ix_articles_published_at", "published_at"),
         Index(

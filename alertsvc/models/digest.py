@@ -4,7 +4,6 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (
-    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -17,7 +16,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from alertsvc.extensions import db
-from alertsvc.models.types import UTCDateTime, utcnow
+from alertsvc.models.subscriber import Frequency
+from alertsvc.models.types import UTCDateTime, allowed_values, utcnow
 
 
 class RunStatus(enum.StrEnum):
@@ -38,8 +38,8 @@ class DigestRun(db.Model):
     __tablename__ = "digest_runs"
     __table_args__ = (
         UniqueConstraint("frequency", "window_end"),
-        CheckConstraint("frequency IN ('daily', 'weekly')", name="frequency"),
-        CheckConstraint("status IN ('planning', 'planned')", name="status"),
+        allowed_values("frequency", (Frequency.DAILY, Frequency.WEEKLY)),
+        allowed_values("status", RunStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

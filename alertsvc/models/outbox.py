@@ -4,11 +4,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Index, Integer, String, Text
+from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from alertsvc.extensions import db
-from alertsvc.models.types import UTCDateTime, utcnow
+from alertsvc.models.types import UTCDateTime, allowed_values, utcnow
 
 
 class OutboxStatus(enum.StrEnum):
@@ -38,9 +38,7 @@ class OutboxEmail(db.Model):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        CheckConstraint(
-            f"status IN ({', '.join(repr(s.value) for s in OutboxStatus)})", name="status"
-        ),
+        allowed_values("status", OutboxStatus),
         Index("ix_outbox_claim", "status", "next_attempt_at"),
     )
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from alertsvc.extensions import db
-from alertsvc.models.types import UTCDateTime, utcnow
+from alertsvc.models.types import UTCDateTime, allowed_values, utcnow
 
 if TYPE_CHECKING:
     from alertsvc.models.topic import Topic
@@ -36,10 +36,6 @@ class EndedReason(enum.StrEnum):
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     ERASED = "erased"
-
-
-def _one_of(column: str, values: type[enum.StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
 class Subscriber(db.Model):
@@ -76,10 +72,6 @@ class Subscriber(db.Model):
         back_populates="subscriber", order_by="Subscription.id"
     )
 
-    @property
-    def live_subscriptions(self) -> list[Subscription]:
-        return [s for s in self.subscriptions if s.ended_at is None]
-
     def __repr__(self) -> str:
         return f"<Subscriber {self.id}>"
 
@@ -93,10 +85,8 @@ class Subscription(db.Model):
 
     __tablename__ = "subscriptions"
     __table_args__ = (
-        CheckConstraint(_one_of("frequency", Frequency), name="frequency"),
-        CheckConstraint(
-            f"ended_reason IS NULL OR {_one_of('ended_reason', EndedReason)}", name="ended_reason"
-        ),
+        allowed_values("frequency", Frequency),
+        allowed_values("ended_reason", EndedReason, nullable=True),
         Index(
             "uq_subscriptions_live",
             "subscriber_id",
@@ -142,7 +132,7 @@ class SignupRequest(db.Model):
     """
 
     __tablename__ = "signup_requests"
-    __table_args__ = (CheckConstraint(_one_of("frequency", Frequency), name="frequency"),)
+    __table_args__ = (allowed_values("frequency", Frequency),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(

@@ -23,9 +23,5 @@ class Topic(db.Model):
     query: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    @property
-    def is_keyword(self) -> bool:
-        return self.query is not None
-
     def __repr__(self) -> str:
         return f"<Topic {self.slug}>"

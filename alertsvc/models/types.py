@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import CheckConstraint, DateTime
 from sqlalchemy.types import TypeDecorator
 
 
@@ -34,6 +35,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def allowed_values(
+    column: str, values: Iterable[enum.StrEnum], *, nullable: bool = False
+) -> CheckConstraint:
+    """``CHECK (column IN ('a', 'b'))`` from the enum, named after the column.
+
+    The one way the models write an allowed-values constraint, so the database refuses
+    exactly what the enum does not name. The text must stay what the migrations created
+    (``tests/test_migrations.py`` compares them): a new value needs a migration.
+    """
+    listed = ", ".join(f"'{value.value}'" for value in values)
+    condition = f"{column} IN ({listed})"
+    if nullable:
+        condition = f"{column} IS NULL OR {condition}"
+    return CheckConstraint(condition, name=column)
 
 
 _clock: Callable[[], datetime] | None = None

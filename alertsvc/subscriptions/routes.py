@@ -30,6 +30,7 @@ from alertsvc.subscriptions.forms import (
     EmptyForm,
     ManageLinkForm,
     PauseForm,
+    ScheduleFields,
     SignupForm,
     make_manage_form,
 )
@@ -59,7 +60,8 @@ def _address_limit() -> str:
     return current_app.config["SIGNUP_RATE_LIMIT_PER_ADDRESS"]
 
 
-def _schedule(form: SignupForm) -> services.Schedule:
+def _schedule(form: ScheduleFields) -> services.Schedule:
+    """The delivery times chosen on the signup or manage form."""
     return services.Schedule(
         timezone=form.timezone.data,
         daily_hour=form.daily_hour.data,
@@ -230,14 +232,8 @@ def manage(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Respon
     for topic in topics:
         value = form[TOPIC_FIELD_PREFIX + topic.slug].data
         wanted[topic.id] = None if value == NOT_SUBSCRIBED else Frequency(value)
-    schedule = services.Schedule(
-        timezone=form.timezone.data,
-        daily_hour=form.daily_hour.data,
-        weekly_day=form.weekly_day.data,
-        weekly_hour=form.weekly_hour.data,
-    )
     with transaction():
-        services.update_subscriptions(subscriber, wanted, schedule)
+        services.update_subscriptions(subscriber, wanted, _schedule(form))
     flash("Your changes have been saved.")
     return redirect(url_for(".manage", token=token), 303)
 

@@ -420,8 +420,11 @@ def update_subscriptions(
 
 
 def local_today(subscriber: Subscriber) -> date:
-    """Today's date where the subscriber lives: pauses are dates in their timezone."""
-    return datetime.now(ZoneInfo(subscriber.timezone)).date()
+    """Today's date where the subscriber lives: pauses are dates in their timezone.
+
+    Read from ``utcnow()``, the one clock, so a simulated day is the same day here.
+    """
+    return utcnow().astimezone(ZoneInfo(subscriber.timezone)).date()
 
 
 class InvalidPause(ValueError):
@@ -475,11 +478,11 @@ class Unsubscribed:
     remaining: list[str]
 
 
-def unsubscribe(payload: Any) -> Unsubscribed:
-    """Act on a one-click unsubscribe token.
+def _read_unsubscribe_payload(payload: Any) -> tuple[Subscriber, list[int] | None]:
+    """The subscriber and topic ids (``None``: all) of a signed unsubscribe payload.
 
-    RFC 8058: the link ends the subscriptions the email was about, at once. Ending them
-    again is harmless and ends nothing.
+    The one check of its shape, for the page that shows the button and the POST that acts:
+    a payload this service never makes is ``InvalidToken``, never a server error.
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
         raise InvalidToken("unexpected unsubscribe token payload")
@@ -488,7 +491,16 @@ def unsubscribe(payload: Any) -> Unsubscribed:
         isinstance(topic_ids, list) and all(isinstance(t, int) for t in topic_ids)
     ):
         raise InvalidToken("unexpected unsubscribe token payload")
-    subscriber = load_subscriber(payload["s"])
+    return load_subscriber(payload["s"]), topic_ids
+
+
+def unsubscribe(payload: Any) -> Unsubscribed:
+    """Act on a one-click unsubscribe token.
+
+    RFC 8058: the link ends the subscriptions the email was about, at once. Ending them
+    again is harmless and ends nothing.
+    """
+    subscriber, topic_ids = _read_unsubscribe_payload(payload)
     live = _live_subscriptions(subscriber.id)
     ending = [s for s in live if topic_ids is None or s.topic_id in topic_ids]
     end_subscriptions(subscriber.id, [s.topic_id for s in ending], EndedReason.UNSUBSCRIBED)
@@ -501,10 +513,7 @@ def unsubscribe(payload: Any) -> Unsubscribed:
 
 def unsubscribe_topics_of(payload: Any) -> tuple[Subscriber, list[Topic]]:
     """Who an unsubscribe token is for and which of its topics they still follow."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
-        raise InvalidToken("unexpected unsubscribe token payload")
-    subscriber = load_subscriber(payload["s"])
-    topic_ids = payload.get("t")
+    subscriber, topic_ids = _read_unsubscribe_payload(payload)
     topics = [
         s.topic
         for s in _live_subscriptions(subscriber.id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from tests.articles.helpers import create_token
+from tests.factories import create_token
 
 
 @pytest.fixture

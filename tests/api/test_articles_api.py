@@ -7,8 +7,8 @@ import pytest
 from alertsvc.api.tokens import ApiToken
 from alertsvc.extensions import db
 from alertsvc.models import Article
-from tests.articles.helpers import article_writes, articles, create_token, statements
-from tests.factories import count, rows, seed_topics
+from tests.articles.helpers import article_writes, articles, statements
+from tests.factories import count, create_token, rows, seed_topics
 
 ARTICLES = "/api/v1/articles"
 

@@ -13,8 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from alertsvc.models import Article
-from tests.articles.helpers import create_token
-from tests.factories import count, seed_topics
+from tests.factories import count, create_token, seed_topics
 
 CONFIG = schemathesis.Config.from_dict(
     {

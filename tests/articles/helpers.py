@@ -1,4 +1,4 @@
-"""Builders and probes for the articles and API tests."""
+"""Probes and RSS text for the articles and API tests; rows come from tests.factories."""
 
 from __future__ import annotations
 
@@ -12,25 +12,8 @@ from html import escape
 from flask import Flask
 from sqlalchemy import event, select
 
-from alertsvc.api.tokens import create_api_token
 from alertsvc.extensions import db
-from alertsvc.models import Article, Feed, Topic, utcnow
-
-
-def create_feed(app: Flask, url: str, topic_slugs: Sequence[str] = (), **fields) -> int:
-    with app.app_context():
-        topics = list(db.session.scalars(select(Topic).where(Topic.slug.in_(topic_slugs))))
-        feed = Feed(url=url, topics=topics, consecutive_failures=0, **fields)
-        db.session.add(feed)
-        db.session.commit()
-        return feed.id
-
-
-def create_token(app: Flask, name: str = "newsroom") -> str:
-    with app.app_context():
-        _, token = create_api_token(name)
-        db.session.commit()
-        return token
+from alertsvc.models import Article, Feed, utcnow
 
 
 def feed_row(app: Flask, feed_id: int) -> Feed:

@@ -6,8 +6,8 @@ import json
 
 from alertsvc.articles import jobs
 from alertsvc.extensions import db
-from tests.articles.helpers import create_feed, feed_row, rss, rss_items
-from tests.factories import seed_topics
+from tests.articles.helpers import feed_row, rss, rss_items
+from tests.factories import create_feed, seed_topics
 
 RSS_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 

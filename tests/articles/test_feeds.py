@@ -12,16 +12,8 @@ from alertsvc.articles import feeds, fetching, jobs
 from alertsvc.extensions import db
 from alertsvc.models import Article, Feed, utcnow
 from tests.articles.conftest import FEED_SETTINGS
-from tests.articles.helpers import (
-    article_writes,
-    articles,
-    create_feed,
-    feed_row,
-    rss,
-    rss_items,
-    statements,
-)
-from tests.factories import count, seed_topics
+from tests.articles.helpers import article_writes, articles, feed_row, rss, rss_items, statements
+from tests.factories import count, create_feed, seed_topics
 
 RSS_CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 

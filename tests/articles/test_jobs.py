@@ -8,8 +8,8 @@ from alertsvc.articles import jobs
 from alertsvc.extensions import db
 from alertsvc.models import Article, Feed, utcnow
 from alertsvc.scheduler import build_scheduler
-from tests.articles.helpers import create_feed, feed_row, rss, rss_items
-from tests.factories import count, seed_topics
+from tests.articles.helpers import feed_row, rss, rss_items
+from tests.factories import count, create_feed, seed_topics
 
 RSS = "application/rss+xml; charset=utf-8"
 

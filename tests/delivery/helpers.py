@@ -1,62 +1,19 @@
-"""Helpers for the delivery tests: queue outbox rows, read them back, run one batch."""
+"""Helpers for the delivery tests: read outbox rows back, move time, run one batch."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
 
 from flask import Flask
 from sqlalchemy import select, update
 
 from alertsvc.database import transaction
-from alertsvc.delivery.outbox import queue_email
 from alertsvc.delivery.transports import Transport
 from alertsvc.delivery.worker import BatchResult, send_outbox_batch
 from alertsvc.extensions import db
-from alertsvc.models import OutboxEmail, Subscriber, utcnow
-from tests.factories import create_subscriber, rows
-
-
-def queue_manage_link(app: Flask, email: str = "reader@example.com", **row_fields: Any) -> int:
-    """A subscriber and a queued "manage your email alerts" email to them; returns the row id.
-
-    ``row_fields`` set outbox columns directly (``template``, ``status``, ``next_attempt_at`` …)
-    to stage a row as a worker would have left it.
-    """
-    subscriber_id = create_subscriber(app, email)
-    with app.app_context(), transaction():
-        row = queue_email(
-            template="manage_link",
-            to_address=email,
-            subject="Manage your email alerts",
-            subscriber_id=subscriber_id,
-        )
-        for name, value in row_fields.items():
-            setattr(row, name, value)
-        db.session.flush()
-        return row.id
-
-
-def queue_manage_links(app: Flask, count: int, domain: str = "example.com") -> list[int]:
-    """``count`` subscribers, each with a queued email, in one transaction; returns row ids."""
-    with app.app_context(), transaction():
-        queued = []
-        for number in range(count):
-            email = f"reader{number}@{domain}"
-            subscriber = Subscriber(email=email, confirmed_at=utcnow())
-            db.session.add(subscriber)
-            db.session.flush()
-            queued.append(
-                queue_email(
-                    template="manage_link",
-                    to_address=email,
-                    subject="Manage your email alerts",
-                    subscriber_id=subscriber.id,
-                )
-            )
-        db.session.flush()
-        return [row.id for row in queued]
+from alertsvc.models import OutboxEmail, utcnow
+from tests.factories import rows
 
 
 def outbox_row(app: Flask, row_id: int) -> OutboxEmail:

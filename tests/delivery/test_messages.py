@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from alertsvc.models import OutboxStatus
-from tests.delivery.helpers import outbox_row, queue_manage_link
+from tests.delivery.helpers import outbox_row
+from tests.factories import queue_manage_link
 
 
 def test_a_unicode_domain_goes_out_in_its_ascii_form(app, mailbox):

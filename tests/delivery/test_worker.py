@@ -25,17 +25,16 @@ from alertsvc.delivery.transports import (
 from alertsvc.delivery.worker import Worker, WorkerTotals, claim_outbox_batch, retry_delay
 from alertsvc.extensions import db
 from alertsvc.models import OutboxEmail, OutboxStatus, utcnow
-from tests.delivery.helpers import (
-    expire_lease,
-    make_due,
-    outbox_row,
+from tests.delivery.helpers import expire_lease, make_due, outbox_row, send_batch, statuses
+from tests.digests.helpers import at, digest, start_subscriptions_at
+from tests.factories import (
+    create_article,
+    create_subscriber,
+    create_topic,
     queue_manage_link,
     queue_manage_links,
-    send_batch,
-    statuses,
+    rows,
 )
-from tests.digests.helpers import at, create_article, digest, start_subscriptions_at
-from tests.factories import create_subscriber, create_topic, rows
 from tests.mail import links, read_message, text_part
 from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_for
 

@@ -1,4 +1,4 @@
-"""Builders and drivers for digest and alert tests."""
+"""Drivers for digest and alert tests: times, runs, backdating; rows come from tests.factories."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from alertsvc.digests.alerts import AlertResult
 from alertsvc.digests.jobs import plan_run, run_immediate_alerts
 from alertsvc.digests.planning import PlanResult
 from alertsvc.extensions import db
-from alertsvc.models import Article, OutboxEmail, Subscriber, Subscription, article_topics
+from alertsvc.models import OutboxEmail, Subscriber, Subscription
 
 # Where a queued email goes: digest rows take their address when a worker claims them.
 RECIPIENT = func.coalesce(
@@ -24,40 +24,6 @@ RECIPIENT = func.coalesce(
 def at(text: str) -> datetime:
     """A UTC instant from ``2026-11-25T07:00``."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def create_article(
-    app: Flask,
-    title: str,
-    topic_ids: list[int],
-    arrived: datetime,
-    *,
-    url: str | None = None,
-    summary: str = "",
-    published: datetime | None = None,
-    alerted: bool = True,
-) -> int:
-    """An article that arrived at ``arrived``. ``alerted`` marks it done for immediate alerts."""
-    with app.app_context():
-        article = Article(
-            guid=url or f"https://news.example/{title.replace(' ', '-').lower()}-{arrived:%s}",
-            url=url or f"https://news.example/{title.replace(' ', '-').lower()}",
-            title=title,
-            summary=summary,
-            published_at=published or arrived,
-            created_at=arrived,
-            source="cli",
-            alerts_processed_at=arrived if alerted else None,
-        )
-        db.session.add(article)
-        db.session.flush()
-        if topic_ids:
-            db.session.execute(
-                insert(article_topics),
-                [{"article_id": article.id, "topic_id": t} for t in topic_ids],
-            )
-        db.session.commit()
-        return article.id
 
 
 def start_subscriptions_at(app: Flask, subscriber_id: int, moment: datetime) -> None:

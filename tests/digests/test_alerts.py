@@ -3,8 +3,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from alertsvc.models import AlertDelivery, Article, OutboxEmail
-from tests.digests.helpers import alerts, at, create_article, digest, start_subscriptions_at
-from tests.factories import count, create_subscriber, rows, seed_topics
+from tests.digests.helpers import alerts, at, digest, start_subscriptions_at
+from tests.factories import count, create_article, create_subscriber, rows, seed_topics
 from tests.mail import html_part, link_path, text_part
 
 

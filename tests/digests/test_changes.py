@@ -11,9 +11,10 @@ from alertsvc.database import transaction
 from alertsvc.digests import jobs, planning
 from alertsvc.extensions import db
 from alertsvc.models import DigestDelivery, DigestRun, Frequency, OutboxEmail, RunStatus, Subscriber
+from alertsvc.models.types import set_clock
 from alertsvc.subscriptions import services
-from tests.digests.helpers import RECIPIENT, at, create_article, digest, start_subscriptions_at
-from tests.factories import count, create_subscriber, rows, seed_topics
+from tests.digests.helpers import RECIPIENT, at, digest, start_subscriptions_at
+from tests.factories import count, create_article, create_subscriber, rows, seed_topics
 from tests.mail import text_part
 
 
@@ -87,8 +88,12 @@ def test_paused_subscribers_get_nothing_and_nothing_from_the_pause_later(app, ma
     topics = seed_topics(app)
     reader = create_subscriber(app, "reader@example.com", {topics["data"]: "daily"})
     start_subscriptions_at(app, reader, at("2026-11-24T07:00"))
-    with app.app_context(), transaction():
-        services.pause_subscriber(_subscriber(app, reader), date(2026, 11, 27))
+    set_clock(lambda: at("2026-11-24T08:00"))  # the pause is chosen on the 24th
+    try:
+        with app.app_context(), transaction():
+            services.pause_subscriber(_subscriber(app, reader), date(2026, 11, 27))
+    finally:
+        set_clock(None)
     create_article(app, "During the pause", [topics["data"]], at("2026-11-25T12:00"))
     assert digest(app, "daily", at("2026-11-26T07:00")).emails == 0
     create_article(app, "Still paused", [topics["data"]], at("2026-11-26T23:30"))

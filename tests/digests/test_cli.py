@@ -4,8 +4,8 @@ import pytest
 
 from alertsvc.digests.planning import RunRefused, check_window_end
 from alertsvc.models import DigestRun, OutboxEmail
-from tests.digests.helpers import at, create_article, start_subscriptions_at
-from tests.factories import count, create_subscriber, seed_topics, stored_state
+from tests.digests.helpers import at, start_subscriptions_at
+from tests.factories import count, create_article, create_subscriber, seed_topics, stored_state
 
 
 def test_digest_run_command_prints_a_summary(app):

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from alertsvc.digests import alerts as alerts_module
 from alertsvc.digests import jobs, planning
 from alertsvc.models import Article, DigestRun, OutboxEmail, RunStatus
-from tests.digests.helpers import RECIPIENT, alerts, at, create_article, start_subscriptions_at
-from tests.factories import count, create_subscriber, rows, seed_topics
+from tests.digests.helpers import RECIPIENT, alerts, at, start_subscriptions_at
+from tests.factories import count, create_article, create_subscriber, rows, seed_topics
 
 
 def break_alerts_for(monkeypatch, title: str) -> None:
@@ -178,7 +178,7 @@ def test_a_failing_daily_run_does_not_skip_the_weekly_run_and_is_parked_then_ret
     monkeypatch.undo()
     retried = runner.invoke(args=["digest", "retry", str(run_id)])
     assert retried.exit_code == 0, retried.output
-    assert f"Digest run {run_id} (daily ending 2026-11-25 07:00 UTC): 1 subscriber" in (
+    assert f"Digest run {run_id} (daily ending 2026-11-25 07:00 UTC): 1 subscriber," in (
         retried.output
     )
     assert sorted(rows(app, select(RECIPIENT))) == ["daily@example.com", "weekly@example.com"]

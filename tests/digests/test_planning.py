@@ -5,8 +5,8 @@ import re
 from sqlalchemy import select
 
 from alertsvc.models import DigestDelivery, DigestRun, EmailBody, OutboxEmail, Subscription
-from tests.digests.helpers import RECIPIENT, at, create_article, digest, start_subscriptions_at
-from tests.factories import count, create_subscriber, rows, seed_topics
+from tests.digests.helpers import RECIPIENT, at, digest, start_subscriptions_at
+from tests.factories import count, create_article, create_subscriber, rows, seed_topics
 from tests.mail import html_part, link_path, text_part
 
 

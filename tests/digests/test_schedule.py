@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from alertsvc.digests.schedule import due_slots
 from alertsvc.models import DigestDelivery, OutboxEmail, Subscriber
-from tests.digests.helpers import RECIPIENT, at, create_article, digest, start_subscriptions_at
-from tests.factories import create_subscriber, rows, seed_topics
+from tests.digests.helpers import RECIPIENT, at, digest, start_subscriptions_at
+from tests.factories import create_article, create_subscriber, rows, seed_topics
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -33,8 +33,7 @@ from alertsvc.models import EmailBody, EndedReason, Frequency, OutboxEmail, Subs
 from alertsvc.models.types import set_clock
 from alertsvc.subscriptions import services
 from tests.conftest import empty_tables
-from tests.digests.helpers import create_article
-from tests.factories import create_subscriber, seed_topics
+from tests.factories import create_article, create_subscriber, seed_topics
 
 SUBSCRIBERS = 3
 TOPICS = ("data", "cyber-security", "local-digital")
@@ -138,7 +137,9 @@ class DigestMachine(RuleBasedStateMachine):
     def pause(self, index, days):
         with self.app.app_context(), transaction():
             subscriber = self._subscriber(index)
-            services.pause_subscriber(subscriber, (self.now + timedelta(days=days)).date())
+            # A date in the subscriber's own calendar, which may already be tomorrow in UTC.
+            until = services.local_today(subscriber) + timedelta(days=days)
+            services.pause_subscriber(subscriber, until)
             ends = subscriber.pause_ends_at
         self.pauses[index].append((self.now, ends))
 

@@ -5,6 +5,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from alertsvc.tokens import TokenPurpose
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import (
     create_subscriber,
@@ -21,6 +22,7 @@ from tests.subscriptions.helpers import (
     page_form,
     page_text,
     sign_up_for_link,
+    signed_path,
     submit,
     tampered,
     unsubscribe_path,
@@ -220,7 +222,17 @@ def test_link_signed_with_an_unknown_key_is_refused(client, app, make_app, topic
     assert live_subscriptions(app, subscriber_id) == {topics["data"]: "daily"}
 
 
-@pytest.mark.parametrize("kind", ["tampered", "manage token", "unknown subscriber", "truncated"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "tampered",
+        "manage token",
+        "unknown subscriber",
+        "truncated",
+        "signed, topics not a list",
+        "signed, topic not an id",
+    ],
+)
 def test_bad_unsubscribe_links_get_a_clear_page_and_change_nothing(
     kind, client, app, topics, mailbox
 ):
@@ -235,6 +247,14 @@ def test_bad_unsubscribe_links_get_a_clear_page_and_change_nothing(
         ),
         "unknown subscriber": lambda: unsubscribe_path(app, subscriber_id + 1000, None),
         "truncated": lambda: good[:-5],
+        # Genuinely signed, but a shape this service never makes: the button page and the
+        # one-click POST check it the same way.
+        "signed, topics not a list": lambda: signed_path(
+            app, TokenPurpose.UNSUBSCRIBE, {"s": subscriber_id, "t": topics["data"]}
+        ),
+        "signed, topic not an id": lambda: signed_path(
+            app, TokenPurpose.UNSUBSCRIBE, {"s": subscriber_id, "t": ["data"]}
+        ),
     }[kind]()
     before = stored_state(app)
 

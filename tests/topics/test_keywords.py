@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from alertsvc.models import Topic
 from alertsvc.topics.keywords import QueryError, parse_query
-from tests.articles.helpers import articles, create_token
-from tests.factories import count, seed_topics
+from tests.articles.helpers import articles
+from tests.factories import count, create_token, seed_topics
 
 
 @pytest.mark.parametrize(

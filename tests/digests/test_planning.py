@@ -58,6 +58,38 @@ def test_one_combined_digest_with_each_article_once(app, client, mailbox):
     assert both
 
 
+def test_an_article_in_a_daily_and_a_weekly_topic_comes_once_in_each_digest(app, mailbox):
+    """Each digest covers every topic followed at its frequency: an article in a topic read
+    daily and in one read weekly is in the daily digest and, for the weekly topic, in the
+    weekly one, once in each; neither digest sends it again later."""
+    topics = seed_topics(app)
+    reader = create_subscriber(
+        app,
+        "reader@example.com",
+        {topics["cyber-security"]: "daily", topics["data"]: "weekly"},
+    )
+    start_subscriptions_at(app, reader, at("2026-11-22T12:00"))
+    create_article(
+        app,
+        "Councils hit by ransomware",
+        [topics["data"], topics["cyber-security"]],
+        at("2026-11-24T12:00"),
+    )
+
+    assert digest(app, "daily", at("2026-11-25T07:00")).emails == 1
+    assert digest(app, "daily", at("2026-11-26T07:00")).emails == 0
+    assert digest(app, "weekly", at("2026-11-30T07:00")).emails == 1  # Monday
+    assert digest(app, "weekly", at("2026-12-07T07:00")).emails == 0
+
+    texts = {message["Subject"]: text_part(message) for message in mailbox.deliver()}
+    assert sorted(texts) == [
+        "Daily email alert: 1 new article on Cyber security",
+        "Weekly email alert: 1 new article on Data",
+    ]
+    for text in texts.values():
+        assert text.count("Councils hit by ransomware") == 1
+
+
 def test_no_new_articles_means_no_email(app, mailbox):
     topics = seed_topics(app)
     reader = create_subscriber(app, "reader@example.com", {topics["data"]: "daily"})

@@ -5,9 +5,15 @@ resumes, unsubscribes, publishes articles, lets time pass (running every hourly 
 and the immediate alerts, as the scheduler does) and crashes a run half way (resumed later
 by the sweeper). At the end it lets eight days pass and checks, per subscriber and article:
 
-* no article is ever sent twice by the same channel (digest, or immediate alert);
+* no article is ever sent twice by the same channel (the daily digest, the weekly digest,
+  or immediate alerts). The channels are separate: an article in two topics that a reader
+  follows at two frequencies reaches them once at each, as each digest covers every topic
+  followed at its frequency (README, "Digests and alerts"), just as an alert and a digest
+  may both carry it;
 * an article is sent by digest when the subscriber followed one of its topics at a digest
   frequency from before it arrived until the end, unpaused throughout;
+* an article is in a daily or weekly digest only if the subscriber followed one of its
+  topics at that frequency (or had it held back from alerts, for the daily);
 * an article is alerted when they followed one of its topics immediately when it arrived;
 * nothing is sent about topics they did not follow.
 """
@@ -207,14 +213,17 @@ class DigestMachine(RuleBasedStateMachine):
         received: dict[tuple[int, str], Counter] = defaultdict(Counter)
         with self.app.app_context():
             rows = db.session.execute(
-                select(OutboxEmail.subscriber_id, OutboxEmail.template, EmailBody.text).join(
-                    EmailBody, EmailBody.id == OutboxEmail.body_id
-                )
+                select(
+                    OutboxEmail.subscriber_id,
+                    OutboxEmail.template,
+                    EmailBody.subject,
+                    EmailBody.text,
+                ).join(EmailBody, EmailBody.id == OutboxEmail.body_id)
             ).all()
-        for subscriber_id, template, body in rows:
+        for subscriber_id, template, subject, body in rows:
             index = self.subscribers.index(subscriber_id)
             for number in _ARTICLE_URL.findall(body):
-                received[(index, template)][int(number)] += 1
+                received[(index, _channel(template, subject))][int(number)] += 1
         return received
 
     def _followed_throughout(self, index, topics, since, until, frequencies) -> bool:
@@ -240,6 +249,9 @@ class DigestMachine(RuleBasedStateMachine):
                 return False
         return intervals[-1][1] is None or intervals[-1][1] >= until
 
+    def _ever_followed(self, index, topics, frequency) -> bool:
+        return any(f == frequency for t in topics for _s, _e, f in self.follows[(index, t)])
+
     def _paused_during(self, index, since, until) -> bool:
         return any(start < until and end > since for start, end in self.pauses[index])
 
@@ -251,15 +263,31 @@ class DigestMachine(RuleBasedStateMachine):
             for article_id, (arrived, topics) in self.articles.items():
                 number = int(_number(self.app, article_id))
                 for index in range(SUBSCRIBERS):
-                    digests = received[(index, "digest")][number]
+                    daily = received[(index, Frequency.DAILY)][number]
+                    weekly = received[(index, Frequency.WEEKLY)][number]
                     alerts = received[(index, "alert")][number]
-                    assert digests <= 1 and alerts <= 1
+                    assert daily <= 1 and weekly <= 1 and alerts <= 1
+                    digests = daily + weekly
                     expected_digest = not self._paused_during(index, arrived, end) and any(
                         self._digest_frequency_throughout(index, topic, arrived, end)
                         for topic in topics
                     )
                     if expected_digest:
-                        assert digests == 1, (index, number, "digest missing")
+                        assert digests >= 1, (index, number, "digest missing")
+                    if weekly:
+                        assert self._ever_followed(index, topics, Frequency.WEEKLY), (
+                            index,
+                            number,
+                            "weekly digest without a weekly topic",
+                        )
+                    if daily:
+                        assert self._ever_followed(
+                            index, topics, Frequency.DAILY
+                        ) or self._ever_followed(index, topics, Frequency.IMMEDIATELY), (
+                            index,
+                            number,
+                            "daily digest without a daily topic or a held-back alert",
+                        )
                     ever_followed = any(self.follows[(index, t)] for t in topics)
                     if not ever_followed:
                         assert digests == 0 and alerts == 0, (index, number, "unfollowed topic")
@@ -272,6 +300,13 @@ class DigestMachine(RuleBasedStateMachine):
                         assert alerts == 1, (index, number, "alert missing")
         finally:
             empty_tables(self.app)
+
+
+def _channel(template: str, subject: str) -> str:
+    """``alert``, or the digest's frequency, as its subject names it ("Daily email alert: …")."""
+    if template != "digest":
+        return template
+    return Frequency.DAILY if subject.startswith("Daily ") else Frequency.WEEKLY
 
 
 def _number(app, article_id: int) -> str:

@@ -22,11 +22,6 @@ _NO_TABLE = ("no such table", "42P01")
 _NO_COLUMN = ("no such column", "42703")
 
 
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """``1 article``, ``2 articles``: every count a command prints agrees with its noun."""
-    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
-
-
 def _create_app() -> Flask:
     """Settings that cannot work are a clear message and exit 1, not a traceback."""
     try:

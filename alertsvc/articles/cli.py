@@ -19,10 +19,10 @@ from marshmallow import ValidationError
 from alertsvc.articles import feeds, jobs, parsing, services
 from alertsvc.articles.fetching import FeedError
 from alertsvc.articles.schemas import ArticleInSchema
-from alertsvc.cli import plural
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import ArticleSource, Feed, utcnow
+from alertsvc.text import plural
 from alertsvc.topics.cli import FEED_COMMANDS
 
 IMPORT_CHUNK = 500

@@ -25,6 +25,7 @@ from alertsvc.articles.services import IngestResult, ingest_articles
 from alertsvc.extensions import db
 from alertsvc.models import ArticleSource, Feed, Topic
 from alertsvc.retries import RetryPolicy
+from alertsvc.text import plural
 from alertsvc.topics.services import SLUG_PATTERN
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class HealthRules:
                 f" retried (alertsvc feeds retry {feed.id})"
             )
         if self.is_failing(feed):
-            problems.append(f"FAILING: {feed.consecutive_failures} errors in a row")
+            problems.append(f"FAILING: {plural(feed.consecutive_failures, 'error')} in a row")
         if self.is_stale(feed, now):
             problems.append(f"STALE: nothing new for over {self.stale_days} days")
         return problems

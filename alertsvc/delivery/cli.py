@@ -4,10 +4,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from alertsvc.cli import plural
 from alertsvc.config import ConfigurationError
 from alertsvc.database import schema_problem
 from alertsvc.delivery.worker import Worker
+from alertsvc.text import plural
 
 
 @click.command("worker")

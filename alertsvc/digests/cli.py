@@ -5,13 +5,13 @@ from datetime import UTC, datetime
 import click
 from flask.cli import with_appcontext
 
-from alertsvc.cli import plural
 from alertsvc.database import transaction
 from alertsvc.digests import alerts, jobs, runs
 from alertsvc.digests.planning import DIGEST_FREQUENCIES, RunRefused, check_window_end
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.models import DigestRun, RunStatus, utcnow
 from alertsvc.retries import describe_error
+from alertsvc.text import plural
 
 
 def _parse_at(value: str | None) -> datetime:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from alertsvc.cli import plural
 from alertsvc.database import transaction
+from alertsvc.text import plural
 from alertsvc.topics import services
 from alertsvc.topics.keywords import QueryError
 

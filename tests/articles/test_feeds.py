@@ -437,6 +437,17 @@ def test_feed_health_flags_failing_and_stale_feeds(feeds_app, httpserver, cli, c
     assert feed_row(feeds_app, down).consecutive_failures == 2
 
 
+def test_one_failure_at_a_threshold_of_one_reads_as_one_error(app_with, httpserver):
+    app = app_with(**{**FEED_SETTINGS, "FEEDS_FAILURE_THRESHOLD": 1})
+    seed_topics(app)
+    httpserver.expect_request("/down-once").respond_with_data("", status=500)
+    down = create_feed(app, httpserver.url_for("/down-once"), ["data"])
+
+    poll(app, down)
+    listing = app.test_cli_runner().invoke(args=["feeds", "list"]).output
+    assert "FAILING: 1 error in a row" in listing
+
+
 def test_a_success_resets_the_failure_count(feeds_app, httpserver):
     seed_topics(feeds_app)
     httpserver.expect_ordered_request("/flaky").respond_with_data("", status=502)

@@ -175,3 +175,12 @@ def test_a_database_behind_the_code_says_to_run_db_upgrade(app_with, tmp_path, a
     assert_one_clear_line(
         result, "the database schema is older than this version: run `alertsvc db upgrade`", 1
     )
+
+
+def test_feeds_add_reports_an_unknown_topic_before_looking_the_host_up(app):
+    """The default app checks hosts in DNS; a typo in a slug must not hide behind that."""
+    create_topic(app)
+
+    result = run(app, "feeds", "add", "https://no-such-host.invalid/feed", "--topic", "nope")
+
+    assert_one_clear_line(result, "no such topic: nope", 1)

@@ -32,19 +32,24 @@ log = logging.getLogger(__name__)
 
 
 def add_feed(url: str, topic_slugs: Sequence[str], title: str = "") -> Feed:
-    """A feed to poll; its articles join ``topic_slugs`` (plus category and keyword topics)."""
+    """A feed to poll; its articles join ``topic_slugs`` (plus category and keyword topics).
+
+    The cheap local checks (topics, length, duplicates) come before the URL check, which
+    may look the host up in DNS: a typo in a slug is reported as such, not hidden behind
+    "cannot resolve".
+    """
     url = url.strip()
-    check_url(url, allow_private=bool(current_app.config["FEEDS_ALLOW_PRIVATE_ADDRESSES"]))
-    if len(url) > 2048:
-        raise FeedError("the URL is longer than 2048 characters")
-    if db.session.scalar(select(Feed.id).where(Feed.url == url)) is not None:
-        raise FeedError(f"the feed {url} is already added")
     slugs = list(dict.fromkeys(topic_slugs))
     possible = [slug for slug in slugs if SLUG_PATTERN.match(slug)]
     topics = list(db.session.scalars(select(Topic).where(Topic.slug.in_(possible))))
     unknown = set(slugs) - {topic.slug for topic in topics}
     if unknown:
         raise FeedError(f"no such topic: {', '.join(sorted(unknown))}")
+    if len(url) > 2048:
+        raise FeedError("the URL is longer than 2048 characters")
+    if db.session.scalar(select(Feed.id).where(Feed.url == url)) is not None:
+        raise FeedError(f"the feed {url} is already added")
+    check_url(url, allow_private=bool(current_app.config["FEEDS_ALLOW_PRIVATE_ADDRESSES"]))
     feed = Feed(url=url, title=title.strip()[:500], topics=topics, consecutive_failures=0)
     db.session.add(feed)
     db.session.flush()

@@ -184,3 +184,11 @@ def test_feeds_add_reports_an_unknown_topic_before_looking_the_host_up(app):
     result = run(app, "feeds", "add", "https://no-such-host.invalid/feed", "--topic", "nope")
 
     assert_one_clear_line(result, "no such topic: nope", 1)
+
+
+def test_feeds_add_without_a_scheme_says_it_is_not_a_web_address(app):
+    create_topic(app)
+
+    result = run(app, "feeds", "add", "example.org/feed", "--topic", "data")
+
+    assert_one_clear_line(result, "'example.org/feed' is not a web address (http or https)", 1)

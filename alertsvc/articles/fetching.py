@@ -73,8 +73,10 @@ def check_url(url: str, *, allow_private: bool) -> None:
         port = parts.port
     except ValueError as error:
         raise RefusedURL(f"not a valid URL: {url!r}") from error
+    if not parts.scheme:
+        raise RefusedURL(f"{url!r} is not a web address (http or https)")
     if parts.scheme.lower() not in ("http", "https"):
-        raise RefusedURL(f"only http and https feeds can be fetched, not {parts.scheme or '?'}:")
+        raise RefusedURL(f"only http and https feeds can be fetched, not {parts.scheme}:")
     host = parts.hostname
     if not host:
         raise RefusedURL(f"no host in {url!r}")

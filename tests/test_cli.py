@@ -192,3 +192,14 @@ def test_feeds_add_without_a_scheme_says_it_is_not_a_web_address(app):
     result = run(app, "feeds", "add", "example.org/feed", "--topic", "data")
 
     assert_one_clear_line(result, "'example.org/feed' is not a web address (http or https)", 1)
+
+
+def test_articles_import_with_an_unknown_topic_prints_only_the_error(app, tmp_path):
+    create_topic(app)
+    path = tmp_path / "articles.json"
+    path.write_text(json.dumps([{"title": "T", "url": "https://x.org/1"}]), encoding="utf-8")
+
+    result = run(app, "articles", "import", str(path), "--topic", "nope")
+
+    assert result.exit_code == 1
+    assert result.output == "Error: no such topic: nope\n"

@@ -233,6 +233,10 @@ def articles_import_command(file: Path, topics: Sequence[str], backfill: bool) -
     articles already stored are left as they are.
     """
     items = _read_import(file, topics)
+    try:
+        services.topic_ids_by_slug(slug for item in items for slug in item.topics)
+    except services.UnknownTopics as error:
+        raise click.ClickException(str(error)) from error
     total = services.IngestResult()
     label = f"Importing {plural(len(items), 'article')}"
     with click.progressbar(length=len(items), label=label) as bar:

@@ -198,22 +198,30 @@ def _chunks(values: Sequence[str], size: int = LOOKUP_CHUNK) -> Iterable[Sequenc
         yield values[start : start + size]
 
 
+def topic_ids_by_slug(slugs: Iterable[str]) -> dict[str, int]:
+    """The id of each topic named, or :class:`UnknownTopics` listing the slugs that name none.
+
+    Callers that report progress (``articles import``) call it first, so a typo is the only
+    thing they print.
+    """
+    wanted = set(slugs)
+    if not wanted:
+        return {}
+    possible = {slug for slug in wanted if SLUG_PATTERN.match(slug)}
+    by_slug = dict(
+        db.session.execute(select(Topic.slug, Topic.id).where(Topic.slug.in_(possible))).all()
+    )
+    unknown = wanted - by_slug.keys()
+    if unknown:
+        raise UnknownTopics(unknown)
+    return by_slug
+
+
 class _TopicRules:
     """Everything that puts an article in topics, loaded once per batch."""
 
     def __init__(self, prepared: list[_Prepared], feed_id: int | None) -> None:
-        slugs = {slug for item in prepared for slug in item.topics}
-        self.by_slug: dict[str, int] = {}
-        if slugs:
-            possible = {slug for slug in slugs if SLUG_PATTERN.match(slug)}
-            self.by_slug = dict(
-                db.session.execute(
-                    select(Topic.slug, Topic.id).where(Topic.slug.in_(possible))
-                ).all()
-            )
-            unknown = slugs - self.by_slug.keys()
-            if unknown:
-                raise UnknownTopics(unknown)
+        self.by_slug = topic_ids_by_slug(slug for item in prepared for slug in item.topics)
         self.feed_topic_ids: set[int] = set()
         if feed_id is not None:
             self.feed_topic_ids = set(

@@ -382,7 +382,7 @@ class DateInputField(Field):
             raise ValueError("The year must include 4 numbers")
         try:
             return date(*(int(self.parts[part]) for part in ("year", "month", "day")))
-        except ValueError:
+        except (ValueError, OverflowError):
             self.error_parts = list(self.PARTS)
             raise ValueError("The date must be a real date") from None
 

@@ -290,6 +290,7 @@ def test_a_pause_can_last_up_to_a_year(client, app, topics, reader):
         (("", "", "2027"), "The date must include a day and month", "dm"),
         (("31", "2", "2027"), "The date must be a real date", "dmy"),
         (("1", "jan", "2027"), "The date must be a real date", "m"),
+        (("99999999999999999999", "1", "2027"), "The date must be a real date", "dmy"),
         (("1", "1", "27"), "The year must include 4 numbers", "y"),
     ],
 )

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import current_app
@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DIGEST_FREQUENCIES = ("daily", "weekly")
+# No run asked for by hand ends before this: far earlier ends overflow the calendar
+# (year 1 has no hour before it) and no article or subscriber is older.
+EARLIEST_WINDOW_END = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -98,6 +101,11 @@ def check_window_end(window_end: datetime, now: datetime | None = None) -> datet
     hours that have ended.
     """
     end = floor_hour(window_end)
+    if end < EARLIEST_WINDOW_END:
+        raise RunRefused(
+            f"a run cannot end before {EARLIEST_WINDOW_END:%Y-%m-%d %H:%M} UTC: "
+            f"{end:%Y-%m-%d %H:%M} UTC is too early"
+        )
     latest = floor_hour(now or utcnow())
     if end > latest:
         raise RunRefused(

@@ -30,8 +30,9 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
 
     Slightly malformed feeds that feedparser can still read are accepted (many real feeds
     are); anything it cannot recognise as a feed at all is an error. An item's summary is its
-    description (or Atom summary), else its full content (``content:encoded``); a
-    publication date in the future is taken as now.
+    description (or Atom summary), else its full content (``content:encoded``). A
+    publication date in the future is kept here and taken as now when the article is
+    stored (``ingest_articles``), whatever its source.
 
     feedparser's own HTML sanitiser and link rewriting are off: they are most of its time on
     a big feed, and ``clean_summary`` does both (nh3, links made absolute) on what we keep.
@@ -48,7 +49,6 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     if not parsed.get("version"):
         problem = parsed.get("bozo_exception")
         raise FeedError(f"not an RSS or Atom feed{f': {problem}' if problem else ''}")
-    now = datetime.now(UTC)
     items = []
     for entry in parsed.entries:
         summary = entry.get("summary") or ""
@@ -65,7 +65,7 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
                 guid=entry.get("id") or None,
                 summary=summary,
                 author=entry.get("author", ""),
-                published_at=min(published, now) if published else None,
+                published_at=published,
                 updated_at=updated,
                 categories=[
                     tag.get("term") or tag.get("label")

@@ -166,6 +166,11 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _prepare(index: int, item: ArticleInput, now: datetime) -> _Prepared | ItemOutcome:
+    """The stored form of one item, or why it is skipped.
+
+    A publication time later than ``now`` (a feed's clock or time zone wrong, a typo in an
+    API call) is taken as now, so no email says an article was published in 2099.
+    """
     url = CONTROL_CHARACTERS.sub("", item.url).strip()
     if not is_web_url(url) or len(url) > URL_MAX:
         return ItemOutcome(ItemStatus.SKIPPED, item.guid, reason="no http(s) link")
@@ -185,7 +190,7 @@ def _prepare(index: int, item: ArticleInput, now: datetime) -> _Prepared | ItemO
         title=title,
         summary=summary,
         author=cut(collapse(item.author or ""), AUTHOR_MAX),
-        published_at=_aware(item.published_at) or now,
+        published_at=min(_aware(item.published_at) or now, now),
         updated_at=_aware(item.updated_at),
         topics=item.topics,
         categories=item.categories,

@@ -312,3 +312,23 @@ def test_titles_are_stored_as_text_and_relative_links_made_absolute(app):
         '<p>See <a href="https://news.example.org/b/3" rel="noopener noreferrer nofollow">'
         "the guide</a></p>"
     )
+
+
+def test_a_publication_time_in_the_future_is_stored_as_now(app):
+    """Feeds already clamp future dates; articles added by hand or through the API do too,
+    so no email says an article was published in 2099."""
+    seed_topics(app)
+    before = datetime.now(UTC)
+    result = app.test_cli_runner().invoke(
+        args=[
+            *("articles", "add", "--title", "From the future"),
+            *("--url", "https://news.example.org/future", "--topic", "data"),
+            *("--published", "2099-12-31T23:00:00Z"),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+
+    with app.app_context():
+        [article] = db.session.scalars(db.select(Article)).all()
+        published = article.published_at.replace(tzinfo=article.published_at.tzinfo or UTC)
+    assert before <= published <= datetime.now(UTC)

@@ -22,6 +22,7 @@ from alertsvc.delivery.messages import MANAGE_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLD
 from alertsvc.delivery.outbox import clean_header
 from alertsvc.html import clean_html, html_to_text
 from alertsvc.models import Article, EmailBody, utcnow
+from alertsvc.text import plural
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
@@ -95,10 +96,6 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def render_digest(
     run_id: int,
     frequency: str,
@@ -120,7 +117,7 @@ def render_digest(
             [(name, [a.id for a in articles]) for name, articles in sections],
             [a.id for a in carried_over],
         ),
-        f"{label} email alert: {_plural(count, 'new article')} on {about}",
+        f"{label} email alert: {plural(count, 'new article')} on {about}",
         frequency=frequency,
         sections=sections,
         carried_over=carried_over,

@@ -114,8 +114,13 @@ def signup() -> str | tuple[str, int] | Response:
 
 
 @bp.get("/check-email")
-def check_email() -> str:
-    return render_template("web/check_email.html", email=session.get(SIGNUP_ADDRESS_KEY))
+def check_email() -> ResponseReturnValue:
+    """After a signup: "we've sent you an email". Opened without one, there is nothing to
+    say, so it goes to the signup form rather than claim an email was sent."""
+    email = session.get(SIGNUP_ADDRESS_KEY)
+    if not email:
+        return redirect(url_for(".signup"), 303)
+    return render_template("web/check_email.html", email=email)
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])

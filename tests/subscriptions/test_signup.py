@@ -160,6 +160,16 @@ def test_rate_limit_per_address_counts_the_normalised_address(make_app, app):
 LIBRARY_MESSAGES = ("Not a valid choice", "could not coerce", "This field is required")
 
 
+def test_check_email_page_opened_without_a_signup_goes_to_the_form(client, app):
+    seed_topics(app)
+
+    response = client.get("/check-email")
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/"
+    assert "sent" not in page_text(client.get("/check-email", follow_redirects=True))
+
+
 def test_valid_signup_redirects_so_a_refresh_posts_nothing(client, app, mailbox):
     seed_topics(app)
     response = post_signup(client, "Reader@Example.com", follow_redirects=False)

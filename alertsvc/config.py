@@ -25,7 +25,7 @@ from flask import Flask
 ENVIRONMENTS = ("development", "testing", "production")
 # Environments that may show what production must not (the mail the file transport wrote).
 LOCAL_ENVIRONMENTS = ("development", "testing")
-MAIL_TRANSPORTS = ("file",)
+MAIL_TRANSPORTS = ("file", "smtp", "ses")
 MIN_SECRET_KEY_LENGTH = 32
 MIN_SECRET_KEY_CHARACTERS = 8
 # Published in this project's history as the old development default: never a real key.
@@ -64,6 +64,42 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_MAX_ATTEMPTS": 8,
     "WORKER_BACKOFF_BASE_SECONDS": 30,
     "WORKER_BACKOFF_MAX_SECONDS": 3600,
+    # A message still failing for a reason worth retrying this long after it was queued
+    # fails for good: a digest a day late is worse than none.
+    "WORKER_MAX_RETRY_AGE_SECONDS": 24 * 3600,
+    # ses: boto3 sesv2. SES_REGION is required; ENDPOINT_URL points at an SES-compatible
+    # endpoint (moto's server, a local sink).
+    "SES_REGION": None,
+    "SES_CONFIGURATION_SET": None,
+    "SES_ENDPOINT_URL": None,
+    "SES_TIMEOUT_SECONDS": 10,
+    # How often a worker reads MaxSendRate and SendingEnabled from SES's GetAccount.
+    "SES_ACCOUNT_REFRESH_SECONDS": 300,
+    # smtp: smtp://, smtp+starttls:// or smtps://user:password@host:port
+    "SMTP_URL": None,
+    "SMTP_TIMEOUT_SECONDS": 30,
+    # Emails per second across every worker (shared through Redis when REDIS_URL is set);
+    # None: no limit of ours (with ses, SES's MaxSendRate still applies).
+    "SEND_RATE": None,
+    # Emails that may go at once above the rate, in any one second.
+    "SEND_BURST": 0,
+    # SNS topics whose messages /ses/events believes (a JSON list or comma-separated ARNs);
+    # empty: every message is refused.
+    "SNS_TOPIC_ARNS": [],
+    "SNS_MAX_AGE_SECONDS": 3600,
+    "SNS_CERT_TIMEOUT_SECONDS": 5,
+    "SNS_CERT_MAX_BYTES": 64 * 1024,
+    # Soft bounces that suppress an address when this many arrive within the window.
+    "TRANSIENT_BOUNCE_LIMIT": 3,
+    "TRANSIENT_BOUNCE_WINDOW_SECONDS": 7 * 24 * 3600,
+    # The reputation guard: over the last WINDOW_SENDS subscription emails sent within
+    # WINDOW_SECONDS, and once at least MIN_SENDS of them, a bounce or complaint rate past
+    # its threshold (half of SES's review levels) pauses subscription mail.
+    "REPUTATION_BOUNCE_RATE": 0.025,
+    "REPUTATION_COMPLAINT_RATE": 0.0005,
+    "REPUTATION_WINDOW_SENDS": 10000,
+    "REPUTATION_WINDOW_SECONDS": 7 * 24 * 3600,
+    "REPUTATION_MIN_SENDS": 1000,
     "SIGNUP_REQUEST_RETENTION_DAYS": 30,
     "FEEDS_POLL_INTERVAL_SECONDS": 900,
     # Feeds fetched at the same time: a slow server holds up only its own poll.

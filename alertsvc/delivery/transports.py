@@ -28,9 +28,20 @@ class PermanentSendError(SendError):
     """Retrying will not help: a rejected address, a message the provider refuses."""
 
 
+class SendingPausedError(SendError):
+    """The provider will send nothing for now (SES ``SendingPausedException``,
+    ``AccountSuspendedException``): every worker stops sending and the mail stays queued."""
+
+    transient = True
+
+
 class Transport(Protocol):
     def send(self, message: EmailMessage) -> str:
         """Send ``message``; return the provider's id for it. Must be thread-safe."""
+        ...
+
+    def max_send_rate(self) -> float | None:
+        """The provider's own limit in emails per second (SES's ``MaxSendRate``), or None."""
         ...
 
 
@@ -58,6 +69,9 @@ class FileTransport:
         except OSError as error:
             raise TransientSendError(f"could not write {name}: {error}") from error
         return name
+
+    def max_send_rate(self) -> float | None:
+        return None
 
 
 def make_transport(app: Flask) -> Transport:

@@ -15,7 +15,11 @@ class OutboxStatus(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
+    # SES reported the message accepted by the recipient's mail server.
+    DELIVERED = "delivered"
     FAILED = "failed"
+    # Not sent: the address is on the suppression list.
+    SUPPRESSED = "suppressed"
 
 
 class OutboxEmail(db.Model):
@@ -40,6 +44,9 @@ class OutboxEmail(db.Model):
     __table_args__ = (
         allowed_values("status", OutboxStatus),
         Index("ix_outbox_claim", "status", "next_attempt_at"),
+        # The reputation guard reads the most recent sends; SNS events find their row.
+        Index("ix_outbox_sent_at", "sent_at"),
+        Index("ix_outbox_provider_message_id", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -58,6 +65,7 @@ class OutboxEmail(db.Model):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
 
     @property

@@ -53,7 +53,8 @@ def suppress_all(
             for email, detail in details.items()
         ]
     )
-    return db.session.execute(statement).rowcount
+    # RETURNING, not rowcount: psycopg reports no rowcount for an insert that skips.
+    return len(db.session.execute(statement.returning(Suppression.email)).all())
 
 
 def suppress(

@@ -87,7 +87,8 @@ def record_sns_message(message_id: str, topic_arn: str, message_type: str, now: 
         message_type=message_type[:64],
         received_at=now,
     )
-    return db.session.execute(statement).rowcount == 1
+    inserted = db.session.execute(statement.returning(SnsMessage.message_id)).first()
+    return inserted is not None
 
 
 def handle_ses_notification(

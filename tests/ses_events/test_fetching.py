@@ -206,3 +206,16 @@ def test_an_unsubscribe_confirmation_is_recorded_and_logged(
     assert sns_server.log == []
     assert rows(sns_app, select(SnsMessage.message_type)) == ["UnsubscribeConfirmation"]
     assert "this endpoint was unsubscribed from" in caplog.text
+
+
+def test_the_testing_route_is_ignored_outside_testing(app_with, ca):
+    """Production (or development) can never be pointed at a local address."""
+    url = "https://sns.eu-west-2.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
+    development = app_with(ENV="development", TESTING=False)
+    with sns.route_sns_to("https://127.0.0.1:9", client_context(ca)):
+        with development.app_context():
+            assert sns.destination(url) == (url, True)
+        with app_with().app_context():
+            assert sns.destination(url)[0] == (
+                "https://127.0.0.1:9/SimpleNotificationService-0123456789abcdef.pem"
+            )

@@ -82,7 +82,7 @@ def record_sns_message(message_id: str, topic_arn: str, message_type: str, now: 
     first transaction, then skips) changes nothing.
     """
     statement = insert_skipping_existing(SnsMessage, ["message_id"]).values(
-        message_id=message_id[:100],
+        message_id=message_id,
         topic_arn=topic_arn[:256],
         message_type=message_type[:64],
         received_at=now,

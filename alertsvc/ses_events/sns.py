@@ -46,6 +46,8 @@ CERT_URL = re.compile(
 SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 CERT_CACHE_SIZE = 32
+# SNS's MessageIds are UUIDs; ``sns_messages.message_id`` holds 100 characters.
+MAX_MESSAGE_ID_LENGTH = 100
 
 NOTIFICATION = "Notification"
 SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
@@ -112,6 +114,8 @@ def parse_envelope(body: bytes) -> SnsEnvelope:
         raise MalformedMessage(f"missing or not text: {', '.join(missing)}")
     if "Subject" in data and not isinstance(data["Subject"], str):
         raise MalformedMessage("Subject is not text")
+    if len(data["MessageId"]) > MAX_MESSAGE_ID_LENGTH:
+        raise MalformedMessage(f"MessageId is longer than {MAX_MESSAGE_ID_LENGTH} characters")
     timestamp = _parse_timestamp(data["Timestamp"])
     if timestamp is None:
         raise MalformedMessage("Timestamp is not an ISO 8601 time")

@@ -258,3 +258,14 @@ def test_a_subject_is_part_of_what_is_signed(sns_app, cached, post):
 
     assert response.status_code == 200
     assert len(_events(sns_app)) == 1
+
+
+def test_a_large_notification_within_sns_limits_is_accepted(sns_app, cached, post):
+    """SNS carries up to 256 KiB, more than the site's form limit: the route has its own."""
+    bounce = ses_bounce(READER)
+    bounce["mail"]["headers"] += [{"name": "X-Padding", "value": "x" * 1000}] * 200
+
+    response = post(sign(notification(bounce), cached))
+
+    assert response.status_code == 200
+    assert _suppressions(sns_app)[0][:2] == (READER, "bounce")

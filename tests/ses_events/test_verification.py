@@ -191,6 +191,7 @@ def test_a_field_of_the_wrong_kind_is_400(sns_app, reader, cached, post):
 
     _assert_refused(post({**body, "Message": {"nested": [1, 2]}}), sns_app, before, 400)
     _assert_refused(post({**body, "Timestamp": "yesterday"}), sns_app, before, 400)
+    _assert_refused(post({**body, "MessageId": "x" * 101}), sns_app, before, 400)
 
 
 def test_a_huge_body_is_413(sns_app, reader, cached, post):

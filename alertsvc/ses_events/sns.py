@@ -258,7 +258,8 @@ def route_sns_to(origin: str, verify: ssl.SSLContext) -> Iterator[None]:
         _test_route = None
 
 
-def _destination(url: str) -> tuple[str, ssl.SSLContext | bool]:
+def destination(url: str) -> tuple[str, ssl.SSLContext | bool]:
+    """Where a request for ``url`` goes, and what TLS trusts: ``url`` itself, except in tests."""
     route = _test_route
     if route is None or not current_app.testing:
         return url, True
@@ -273,15 +274,15 @@ def fetch(url: str, *, timeout: float, max_bytes: int) -> bytes:
     httpx's timeout bounds each read; the deadline bounds the whole download, so a server
     dripping a byte a second cannot hold a request open.
     """
-    destination, tls = _destination(url)
-    if urlsplit(destination).scheme != "https":
+    destination_url, tls = destination(url)
+    if urlsplit(destination_url).scheme != "https":
         raise Refused(f"{url} is not https")
     deadline = time.monotonic() + timeout
     received = bytearray()
     try:
         with (
             httpx.Client(timeout=timeout, follow_redirects=False, verify=tls) as client,
-            client.stream("GET", destination) as response,
+            client.stream("GET", destination_url) as response,
         ):
             if response.status_code != httpx.codes.OK:
                 raise Refused(f"GET {url} answered {response.status_code}")
@@ -323,9 +324,9 @@ def confirm_subscription(url: str, *, timeout: float) -> None:
     problem = subscribe_url_problem(url)
     if problem:
         raise Refused(problem)
-    destination, tls = _destination(url)
+    destination_url, tls = destination(url)
     with httpx.Client(timeout=timeout, follow_redirects=False, verify=tls) as client:
-        response = client.get(destination)
+        response = client.get(destination_url)
     if response.status_code != httpx.codes.OK:
         raise httpx.HTTPStatusError(
             f"SNS answered {response.status_code}", request=response.request, response=response

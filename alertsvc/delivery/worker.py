@@ -494,7 +494,7 @@ def record_provider_pause(error: SendingPausedError, held: int, now: datetime) -
         "SES HAS PAUSED SENDING FOR THIS ACCOUNT: %s. All sending stopped%s; mail stays "
         "queued (%s of this batch put back). Run `alertsvc sending resume` once SES has "
         "re-enabled the account.",
-        error,
+        str(error).rstrip("."),
         "" if recorded else " (already recorded by another worker)",
         plural(held, "email"),
     )

@@ -269,3 +269,20 @@ def test_a_large_notification_within_sns_limits_is_accepted(sns_app, cached, pos
 
     assert response.status_code == 200
     assert _suppressions(sns_app)[0][:2] == (READER, "bounce")
+
+
+def test_mail_queued_to_a_bounced_address_ends_suppressed_and_is_not_sent(
+    sns_app, cached, post, mailbox
+):
+    """The whole path: SES reports the bounce, and the worker never mails the address again."""
+    _reader_with_two_topics(sns_app)
+    post(sign(notification(ses_bounce(READER)), cached))
+    with sns_app.app_context(), transaction():
+        row = queue_email(template="manage_link", to_address=READER, subject="Manage")
+        db.session.flush()
+        row_id = row.id
+
+    assert mailbox.deliver() == []
+    assert rows(sns_app, select(OutboxEmail.status).where(OutboxEmail.id == row_id)) == [
+        "suppressed"
+    ]

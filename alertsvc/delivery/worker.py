@@ -20,7 +20,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 from alertsvc.database import transaction
 from alertsvc.delivery.messages import build_message
 from alertsvc.delivery.outbox import row_message_id
-from alertsvc.delivery.transports import SendError, Transport, make_transport
+from alertsvc.delivery.rate import SendRate
+from alertsvc.delivery.transports import (
+    SendError,
+    TransientSendError,
+    Transport,
+    make_transport,
+)
+from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, Wakeup
 from alertsvc.extensions import db
 from alertsvc.models import EmailBody, OutboxEmail, OutboxStatus, Subscriber, utcnow
 
@@ -178,7 +185,15 @@ def retry_delay(attempts: int, base: float, cap: float) -> timedelta:
     return timedelta(seconds=random.uniform(base / 2, max(ceiling, base / 2)))
 
 
-def _send(transport: Transport, message: EmailMessage) -> tuple[str | None, SendError | None]:
+class StoppedBeforeSending(TransientSendError):
+    """The worker stopped while this message waited for its turn within the send rate."""
+
+
+def _send(
+    transport: Transport, message: EmailMessage, rate: SendRate | None = None
+) -> tuple[str | None, SendError | None]:
+    if rate is not None and not rate.acquire():
+        return None, StoppedBeforeSending("the worker stopped before sending it")
     try:
         return transport.send(message), None
     except SendError as error:
@@ -257,7 +272,9 @@ class LeaseHeartbeat:
         return self.lease if row.id in self.row_ids else row.lease_expires_at
 
 
-def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchResult:
+def send_outbox_batch(
+    transport: Transport, pool: ThreadPoolExecutor, rate: SendRate | None = None
+) -> BatchResult:
     """Claim, send and record one batch: the worker loop's unit of work. Returns what
     happened to it.
 
@@ -299,7 +316,7 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
                 log.exception("could not build outbox email %s", row.id)
                 outcomes[row.id] = (None, SendError(f"could not build message: {error}"))
                 continue
-            futures[row.id] = pool.submit(_send, transport, message)
+            futures[row.id] = pool.submit(_send, transport, message, rate)
         for row_id, future in futures.items():
             outcomes[row_id] = future.result()
 
@@ -316,6 +333,7 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
             "provider_message_id": None,
             "next_attempt_at": row.next_attempt_at,
             "last_error": None,
+            "attempts": row.attempts,
         }
         if error is None:
             change.update(
@@ -325,6 +343,12 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
                 last_error=None,
             )
             result.sent += 1
+        elif isinstance(error, StoppedBeforeSending):
+            # Not tried: back to the queue as it was, for the next worker.
+            change.update(
+                status=OutboxStatus.QUEUED, attempts=row.attempts - 1, last_error=row.last_error
+            )
+            result.retried += 1
         elif error.transient and row.attempts < config["WORKER_MAX_ATTEMPTS"]:
             delay = retry_delay(
                 row.attempts,
@@ -368,6 +392,7 @@ def record_outbox_results(changes: list[dict[str, Any]]) -> None:
                     "provider_message_id",
                     "next_attempt_at",
                     "last_error",
+                    "attempts",
                 )
             }
         )
@@ -409,14 +434,17 @@ class Worker:
         totals = WorkerTotals()
         config = self.app.config
         transport = make_transport(self.app)
-        with ThreadPoolExecutor(config["WORKER_THREADS"], "alertsvc-send") as pool:
+        rate = SendRate.from_config(config, transport, self.stop.event)
+        wakeup = Wakeup(config["SQLALCHEMY_DATABASE_URI"], OUTBOX_CHANNEL, self.stop.event)
+        with wakeup, ThreadPoolExecutor(config["WORKER_THREADS"], "alertsvc-send") as pool:
             while not self.stop.event.is_set():
                 with self.app.app_context():
-                    result = send_outbox_batch(transport, pool)
+                    result = send_outbox_batch(transport, pool, rate)
                 if result.claimed:
                     totals.add(result)
+                    wakeup.busy()
                 elif self.burst:
                     break
                 else:
-                    self.stop.event.wait(config["WORKER_POLL_SECONDS"])
+                    wakeup.wait(config["WORKER_POLL_SECONDS"])
         return totals

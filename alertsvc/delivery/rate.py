@@ -229,16 +229,19 @@ class SendRate:
     def acquire(self) -> bool:
         """Wait until one send is allowed and count it; False if the worker is stopping first.
 
-        Waits are short (at most ``MAX_WAIT_SECONDS`` each) so that a stopping worker is not
+        With no rate to keep, every send is allowed at once, stopping or not (a stopping
+        worker finishes its batch). With one, a stopping worker does not wait its turn: the
+        rest of its batch could take ``batch / rate`` seconds, longer than a process
+        manager waits; those rows go back to the queue. Waits are short (at most ``MAX_WAIT_SECONDS`` each) so that a stopping worker is not
         held up. If Redis cannot be reached, nothing is sent until it can again: the rate is
         never exceeded because the count was lost.
         """
         self._refresh()
         retry = STORAGE_RETRY_SECONDS
-        while not self.stop.is_set():
+        while self.items:
+            if self.stop.is_set():
+                return False
             items = self.items
-            if not items:
-                return True
             try:
                 wait = self._try(items)
             except StorageError as error:
@@ -254,7 +257,7 @@ class SendRate:
             # A little jitter, so the threads that all wait for the same free slot do not
             # all ask at the same moment.
             self.stop.wait(min(MAX_WAIT_SECONDS, wait) + random.uniform(0, 0.005))
-        return False
+        return True
 
     def _try(self, items: list[RateLimitItem]) -> float | None:
         """Count one send if every window has room (None), else the seconds until one may.

@@ -232,9 +232,10 @@ class SendRate:
         With no rate to keep, every send is allowed at once, stopping or not (a stopping
         worker finishes its batch). With one, a stopping worker does not wait its turn: the
         rest of its batch could take ``batch / rate`` seconds, longer than a process
-        manager waits; those rows go back to the queue. Waits are short (at most ``MAX_WAIT_SECONDS`` each) so that a stopping worker is not
-        held up. If Redis cannot be reached, nothing is sent until it can again: the rate is
-        never exceeded because the count was lost.
+        manager waits; those rows go back to the queue untried. Each wait is short (at most
+        ``MAX_WAIT_SECONDS``) so that stopping is seen at once. If Redis cannot be reached,
+        nothing is sent until it can again: the rate is never exceeded because the count was
+        lost.
         """
         self._refresh()
         retry = STORAGE_RETRY_SECONDS

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,14 @@ def notify(connection: Connection, channel: str) -> None:
         connection.execute(_NOTIFY, {"channel": channel})
 
 
-def notify_once(session: Session, channel: str) -> None:
+def notify_once(session: Session | scoped_session[Session], channel: str) -> None:
     """``notify`` in ``session``'s transaction, once however often it is called in it.
 
     For code that adds rows one at a time (``queue_email``): the first call in a
     transaction sends, the others find it already sent.
     """
+    if isinstance(session, scoped_session):
+        session = session()
     if session.get_bind().dialect.name != "postgresql":
         return
     sent_in = session.info.setdefault(_NOTIFIED_IN, {})

@@ -199,6 +199,8 @@ class Wakeup:
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True if woken by a notification.
 
+        Says it is idle once each time it runs out of work (not at every poll).
+
         Looks at ``stop`` every ``STOP_CHECK_SECONDS``: a signal handler sets it from the
         main thread, which may be the one waiting here.
         """
@@ -216,6 +218,5 @@ class Wakeup:
                 return False
             if self.bell.wait(min(remaining, STOP_CHECK_SECONDS)):
                 self.bell.clear()
-                self.idle = False
                 return True
         return False

@@ -12,16 +12,21 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 from sqlalchemy import text
 
+from alertsvc.delivery.wakeup import ARTICLES_CHANNEL, OUTBOX_CHANNEL, listen_url
 from alertsvc.extensions import db
 from alertsvc.models import utcnow
-from tests.digests.helpers import start_subscriptions_at
-from tests.factories import create_subscriber, create_token, seed_topics
+from tests.digests.helpers import alerts, at, digest, start_subscriptions_at
+from tests.factories import create_article, create_subscriber, create_token, seed_topics
 from tests.mail import read_message
 from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_for
 from tests.subscriptions.helpers import post_signup
@@ -77,7 +82,14 @@ def test_confirmation_email_leaves_at_once_with_the_worker_idle(
         assert message["To"] == "new.reader@example.com"
         assert "Confirm" in message["Subject"]
 
-        # And it stops promptly while waiting, not at the end of its 30 s poll.
+        # Idle again, it stops promptly on SIGTERM, not at the end of its 30 s poll.
+        wait_for(
+            lambda: output(log).count(WORKER_IDLE) == 2,
+            timeout=30,
+            what="the worker to be idle again",
+            processes=[process],
+            logs=[log],
+        )
         process.send_signal(signal.SIGTERM)
         assert exit_code(process, 10, log) == 0, output(log)
         assert "Worker stopped: 1 sent" in output(log)
@@ -163,3 +175,60 @@ def test_an_article_posted_through_the_api_is_alerted_at_once(app, client, datab
     finally:
         for process in processes:
             kill(process)
+
+
+@contextmanager
+def listening(database_url: str, *channels: str) -> Iterator[Callable[[], list[str]]]:
+    """A connection listening on ``channels``; yields a function returning the channels
+    notified since it was last called (waiting a moment for them to come in)."""
+    conninfo = listen_url(database_url)
+    assert conninfo
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        for channel in channels:
+            connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+        def heard() -> list[str]:
+            return [n.channel for n in connection.notifies(timeout=0.5)]
+
+        yield heard
+
+
+def test_planning_a_digest_run_and_alerting_an_article_wake_the_workers(app, database_url):
+    topics = seed_topics(app)
+    daily = create_subscriber(app, "daily@example.com", {topics["data"]: "daily"})
+    quick = create_subscriber(app, "quick@example.com", {topics["data"]: "immediately"})
+    for subscriber in (daily, quick):
+        start_subscriptions_at(app, subscriber, at("2026-11-24T07:00"))
+    create_article(app, "Open data strategy", [topics["data"]], at("2026-11-24T15:00"))
+
+    with listening(database_url, OUTBOX_CHANNEL, ARTICLES_CHANNEL) as heard:
+        assert digest(app, "daily", at("2026-11-25T07:00")).emails == 1
+        assert heard() == [OUTBOX_CHANNEL]
+        assert digest(app, "daily", at("2026-11-26T07:00")).emails == 0
+        assert heard() == [], "a run that queued nothing wakes nobody"
+
+        create_article(
+            app, "Breach at a council", [topics["data"]], at("2026-11-25T09:00"), alerted=False
+        )
+        assert alerts(app, at("2026-11-25T09:01")).emails == 1
+        assert heard() == [OUTBOX_CHANNEL]
+
+
+def test_articles_to_alert_wake_the_scheduler_once_per_request(app, client, database_url):
+    seed_topics(app)
+    auth = {"Authorization": f"Bearer {create_token(app)}"}
+    batch = [
+        {
+            "guid": f"pt-{n}",
+            "url": f"https://news.example/{n}",
+            "title": f"Story {n}",
+            "summary": "<p>Text.</p>",
+            "topics": ["data"],
+        }
+        for n in range(3)
+    ]
+    with listening(database_url, OUTBOX_CHANNEL, ARTICLES_CHANNEL) as heard:
+        assert client.post("/api/v1/articles", json=batch, headers=auth).status_code == 201
+        assert heard() == [ARTICLES_CHANNEL]
+        assert client.post("/api/v1/articles", json=batch, headers=auth).status_code == 200
+        assert heard() == [], "nothing new, nothing to alert"

@@ -1,12 +1,14 @@
 """The fleet's send rate: SEND_RATE is never exceeded, shared by workers through Redis.
 
 The arrival time of each email is its ``.eml`` file's modification time (``st_mtime_ns``),
-written by the file transport right after the rate allowed the send. The kernel stamps files
-from a coarse clock (a few milliseconds) and the write comes a moment after the permit,
-so the windows are checked ``SLACK`` shorter than a second: any window of ``1 - SLACK``
-seconds of arrivals lies inside a one-second window of permits, which the limiter holds
-to ``rate + burst``, as long as no write lags its permit by more than ``SLACK`` (these are
-small local writes). Fixed windows would put up to twice the rate in such a window.
+written by the file transport just after the rate allowed the send. The write lags the
+permit by a Redis round trip and whatever the busy 2-core machine does to the sending
+thread meanwhile (seen: a full second of arrivals holding 63 where permits held 60), and
+the kernel stamps files from a coarse clock. So the windows are checked ``SLACK`` shorter
+than a second: any window of ``1 - SLACK`` seconds of arrivals lies inside a one-second
+window of permits, which the limiter holds to ``rate + burst``, as long as no write lags its
+permit by more than ``SLACK``. ``limits``' fixed window, put in place of the moving one,
+fails this check (66 and 71 in two runs).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tests.factories import queue_manage_links
 from tests.processes import alertsvc_env, exit_code, kill, output, start
 
 REDIS_URL = os.environ.get("ALERTSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/3")
-SLACK = 0.1
+SLACK = 0.2
 
 
 @pytest.fixture

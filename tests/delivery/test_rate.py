@@ -88,7 +88,7 @@ def test_two_workers_sharing_redis_never_exceed_the_rate_plus_burst(
         REDIS_URL=REDIS_URL,
         REDIS_KEY_PREFIX=redis_prefix,
         WORKER_BATCH_SIZE="40",
-        WORKER_THREADS="8",
+        WORKER_CONCURRENCY="8",
     )
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     processes = [start(["worker", "--burst"], env, log) for log in logs]
@@ -111,7 +111,7 @@ def test_two_workers_sharing_redis_never_exceed_the_rate_plus_burst(
 
 def test_in_memory_the_rate_holds_one_worker(app_with, mail_dir):
     rate, count = 25, 60
-    flask_app = app_with(SEND_RATE=rate, WORKER_THREADS=4, WORKER_BATCH_SIZE=20)
+    flask_app = app_with(SEND_RATE=rate, WORKER_CONCURRENCY=4, WORKER_BATCH_SIZE=20)
     queue_manage_links(flask_app, count)
 
     totals = Worker(flask_app, burst=True).run()

@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": None,  # None: SQLite file under instance/
     "BASE_URL": None,  # None: DEVELOPMENT_BASE_URL outside production
     "REDIS_URL": None,
+    # Prefix of this deployment's keys in Redis (the fleet's send rate), so that deployments
+    # sharing one Redis (staging and production) keep separate counts.
+    "REDIS_KEY_PREFIX": "alertsvc",
     "MAIL_TRANSPORT": "file",
     "MAIL_DIR": None,  # None: instance/mail
     "MAIL_FROM": "Public Technology alerts <alerts@alerts.example.org>",

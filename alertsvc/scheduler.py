@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from alertsvc.articles.jobs import poll_due_feeds
 from alertsvc.database import schema_problem
+from alertsvc.delivery.wakeup import ARTICLES_CHANNEL, Listener, listen_url
 from alertsvc.digests.jobs import plan_due_digests, run_immediate_alerts, sweep_digest_runs
 from alertsvc.digests.planning import PlanResult
 from alertsvc.extensions import db
@@ -42,6 +43,7 @@ from alertsvc.subscriptions.jobs import purge_signup_requests
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x616C657274  # "alert"
+IMMEDIATE_ALERTS_JOB = "immediate_alerts"
 
 
 class LeaderLock:
@@ -166,7 +168,53 @@ def _job(app: Flask, function: Callable[[], Any]) -> Callable[[], None]:
     return run
 
 
-def build_scheduler(app: Flask, lock: LeaderLock) -> BackgroundScheduler:
+class WakeableJob:
+    """A job that can be run at once from outside its schedule (``wake``): when articles
+    arrive, immediate alerts go out without waiting for the next interval.
+
+    A wake while the job runs is not lost and does not make APScheduler skip a run ("maximum
+    number of running instances reached"): the running job goes round once more, so an
+    article stored just after it last looked is still alerted at once.
+    """
+
+    def __init__(self, job_id: str, function: Callable[[], None]) -> None:
+        self.job_id = job_id
+        self.function = function
+        self.__name__ = self.__qualname__ = function.__name__  # APScheduler logs the qualname
+        self.lock = threading.Lock()
+        self.running = False
+        self.again = False
+        self.scheduler: BackgroundScheduler | None = None
+
+    def __call__(self) -> None:
+        with self.lock:
+            self.running = True
+        try:
+            while True:
+                with self.lock:
+                    self.again = False
+                self.function()
+                with self.lock:
+                    if not self.again:
+                        self.running = False
+                        return
+        except BaseException:
+            with self.lock:
+                self.running = False
+            raise
+
+    def wake(self) -> None:
+        with self.lock:
+            if self.running:
+                self.again = True
+                return
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.modify_job(self.job_id, next_run_time=utcnow())
+
+
+def build_scheduler(
+    app: Flask, lock: LeaderLock, alerts: WakeableJob | None = None
+) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         _job(app, purge_signup_requests),
@@ -198,11 +246,13 @@ def build_scheduler(app: Flask, lock: LeaderLock) -> BackgroundScheduler:
         max_instances=1,
         coalesce=True,
     )
+    alerts = alerts or WakeableJob(IMMEDIATE_ALERTS_JOB, _job(app, run_immediate_alerts))
+    alerts.scheduler = scheduler
     scheduler.add_job(
-        _job(app, run_immediate_alerts),
+        alerts,
         "interval",
         seconds=float(config["ALERTS_INTERVAL_SECONDS"]),
-        id="immediate_alerts",
+        id=IMMEDIATE_ALERTS_JOB,
         next_run_time=utcnow(),
         max_instances=1,
         coalesce=True,
@@ -252,15 +302,27 @@ def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
     if stopping.is_set():
         return
     log.info("scheduler leading")
-    scheduler = build_scheduler(app, lock)
+    alerts = WakeableJob(IMMEDIATE_ALERTS_JOB, _job(app, run_immediate_alerts))
+    scheduler = build_scheduler(app, lock, alerts)
     scheduler.add_listener(lambda event: stopping.set(), EVENT_SCHEDULER_SHUTDOWN)
+    conninfo = listen_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    # Only the leader listens: it is the one that runs the job.
+    listener = (
+        Listener(conninfo, ARTICLES_CHANNEL, alerts.wake, name="alertsvc-scheduler-listen")
+        if conninfo
+        else None
+    )
     try:
         scheduler.start()
+        if listener:
+            listener.start()
         # Wake now and then: the kernel may deliver SIGTERM to a job thread, and Python runs
         # the handler only when the main thread next wakes.
         while not stopping.wait(timeout=1.0):
             pass
     finally:
+        if listener:
+            listener.close()
         if scheduler.running:
             scheduler.shutdown(wait=True)  # let running jobs finish while still the leader
         lock.release()

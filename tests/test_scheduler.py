@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 from sqlalchemy import select
 
 from alertsvc.database import transaction
 from alertsvc.models import SignupRequest, utcnow
-from alertsvc.scheduler import build_scheduler, make_leader_lock
+from alertsvc.scheduler import WakeableJob, build_scheduler, make_leader_lock
 from alertsvc.subscriptions.jobs import purge_signup_requests
 from tests.factories import create_subscriber, rows
 from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_for
@@ -141,3 +144,31 @@ def test_jobs_are_named_for_what_they_do(app):
     names = {job.id: job.name for job in build_scheduler(app, lock).get_jobs()}
     assert names["purge_signup_requests"] == "purge_signup_requests"
     assert all("<locals>" not in name for name in names.values()), names
+
+
+def test_a_woken_job_runs_at_once_and_a_wake_while_it_runs_runs_it_again():
+    """Articles arriving wake the immediate-alerts job; one arriving while it runs is not
+    lost (APScheduler would skip a second instance)."""
+    runs: list[int] = []
+    done = threading.Event()
+
+    def alerts() -> None:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            job.wake()  # an article arrives while the job runs
+            # Still running a moment later, when APScheduler would refuse a second instance.
+            time.sleep(0.5)
+        else:
+            done.set()
+
+    job = WakeableJob("alerts", alerts)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    job.scheduler = scheduler
+    scheduler.add_job(job, "interval", seconds=3600, id="alerts")  # first run in an hour
+    scheduler.start()
+    try:
+        job.wake()
+        assert done.wait(10), runs
+    finally:
+        scheduler.shutdown(wait=True)
+    assert runs == [1, 2]

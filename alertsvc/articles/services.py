@@ -33,6 +33,7 @@ from alertsvc.articles.cleaning import (
     summary_text,
 )
 from alertsvc.database import insert_skipping_existing
+from alertsvc.delivery.wakeup import ARTICLES_CHANNEL, notify_once
 from alertsvc.extensions import db
 from alertsvc.html import CONTROL_CHARACTERS, collapse
 from alertsvc.models import (
@@ -347,6 +348,9 @@ def ingest_articles(
             # Another transaction stored this GUID between our lookup and our insert.
             result.outcomes[item.index] = ItemOutcome(ItemStatus.UNCHANGED, item.guid)
     _update(changed, rules, now=now)
+    if result.alert_ids:
+        # The scheduler runs immediate alerts when this commits, not at its next interval.
+        notify_once(db.session, ARTICLES_CHANNEL)
     for item in duplicates:
         first = result.outcomes[first_by_guid[item.guid].index]
         status = ItemStatus.UNCHANGED if first.status == ItemStatus.CREATED else first.status

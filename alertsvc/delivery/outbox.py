@@ -9,6 +9,7 @@ from typing import Any
 from flask import current_app
 
 from alertsvc.config import sender_domain
+from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, notify_once
 from alertsvc.extensions import db
 from alertsvc.models import OutboxEmail
 
@@ -41,6 +42,7 @@ def queue_email(
 
     ``unsubscribe_topic_ids`` marks a subscription email: it gets RFC 8058 one-click
     unsubscribe headers that end the subscriber's subscriptions to those topics.
+    Idle workers are woken when the transaction commits (PostgreSQL ``NOTIFY``).
     """
     email = OutboxEmail(
         template=template,
@@ -52,4 +54,5 @@ def queue_email(
         message_id=make_msgid(domain=mail_domain()),
     )
     db.session.add(email)
+    notify_once(db.session, OUTBOX_CHANNEL)
     return email

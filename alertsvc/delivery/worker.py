@@ -35,8 +35,10 @@ from alertsvc.database import transaction
 from alertsvc.delivery.messages import build_message
 from alertsvc.delivery.outbox import row_message_id
 from alertsvc.delivery.pauses import pause, paused_scopes
+from alertsvc.delivery.rate import SendRate
 from alertsvc.delivery.reputation import check_reputation
 from alertsvc.delivery.transports import SendError, SendingPausedError, Transport, make_transport
+from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, Wakeup
 from alertsvc.extensions import db
 from alertsvc.models import (
     EmailBody,
@@ -273,7 +275,8 @@ def gave_up_reason(attempts: int, age: timedelta, error: SendError) -> str:
 class SendOutcome:
     provider_message_id: str | None = None
     error: SendError | None = None
-    # Not attempted: the provider paused sending before this message's turn.
+    # Not attempted: the provider paused sending before this message's turn, or the worker
+    # stopped while it waited for its turn within the fleet's rate.
     skipped: bool = False
 
     @property
@@ -285,8 +288,16 @@ class SendOutcome:
 SKIPPED = SendOutcome(skipped=True)
 
 
-def _send(transport: Transport, message: EmailMessage, paused: threading.Event) -> SendOutcome:
+def _send(
+    transport: Transport,
+    message: EmailMessage,
+    paused: threading.Event,
+    rate: SendRate | None = None,
+) -> SendOutcome:
     if paused.is_set():
+        return SKIPPED
+    # Its turn within the fleet's rate; a worker stopping meanwhile puts it back untried.
+    if rate is not None and (not rate.acquire() or paused.is_set()):
         return SKIPPED
     try:
         return SendOutcome(provider_message_id=transport.send(message))
@@ -369,7 +380,9 @@ class LeaseHeartbeat:
         return self.lease if row.id in self.row_ids else row.lease_expires_at
 
 
-def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchResult:
+def send_outbox_batch(
+    transport: Transport, pool: ThreadPoolExecutor, rate: SendRate | None = None
+) -> BatchResult:
     """Claim, send and record one batch: the worker loop's unit of work. Returns what
     happened to it.
 
@@ -423,7 +436,7 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
                 log.exception("could not build outbox email %s", row.id)
                 outcomes[row.id] = SendOutcome(error=SendError(f"could not build message: {error}"))
                 continue
-            futures[row.id] = pool.submit(_send, transport, message, provider_paused)
+            futures[row.id] = pool.submit(_send, transport, message, provider_paused, rate)
         for row_id, future in futures.items():
             outcomes[row_id] = future.result()
 
@@ -571,19 +584,22 @@ class Worker:
         totals = WorkerTotals()
         config = self.app.config
         transport = make_transport(self.app)
+        rate = SendRate.from_config(config, transport, self.stop.event)
+        wakeup = Wakeup(config["SQLALCHEMY_DATABASE_URI"], OUTBOX_CHANNEL, self.stop.event)
         next_reputation_check = time.monotonic()
         waiting_for_resume = False
         concurrency = self.concurrency or config["WORKER_CONCURRENCY"]
-        with ThreadPoolExecutor(concurrency, "alertsvc-send") as pool:
+        with wakeup, ThreadPoolExecutor(concurrency, "alertsvc-send") as pool:
             while not self.stop.event.is_set():
                 if time.monotonic() >= next_reputation_check:
                     self.guard_reputation()
                     next_reputation_check = time.monotonic() + config["REPUTATION_CHECK_SECONDS"]
                 with self.app.app_context():
-                    result = send_outbox_batch(transport, pool)
+                    result = send_outbox_batch(transport, pool, rate)
                 totals.paused = result.paused
                 if result.claimed:
                     totals.add(result)
+                    wakeup.busy()
                     continue
                 all_paused = PauseScope.ALL in result.paused
                 if all_paused and not waiting_for_resume and not self.burst:
@@ -596,7 +612,7 @@ class Worker:
                 waiting_for_resume = all_paused
                 if self.burst:
                     break
-                self.stop.event.wait(config["WORKER_POLL_SECONDS"])
+                wakeup.wait(config["WORKER_POLL_SECONDS"])
         return totals
 
     def guard_reputation(self) -> None:

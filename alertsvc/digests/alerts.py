@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from alertsvc.database import WorkingTables, as_json, execute_sql
+from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, notify
 from alertsvc.digests.rendering import article_view, render_alert, store_bodies
 from alertsvc.digests.schedule import local_midnight
 from alertsvc.digests.timezones import subscriber_timezones
@@ -270,6 +271,8 @@ def _queue_alerts(
         body=bodies.get(False),
         last_body=bodies.get(True),
     ).rowcount
+    if emails:
+        notify(connection, OUTBOX_CHANNEL)
     return emails, carried
 
 

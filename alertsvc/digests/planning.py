@@ -50,6 +50,7 @@ from alertsvc.database import (
     execute_sql,
     insert_skipping_existing,
 )
+from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, notify
 from alertsvc.digests.contents import Digests, RunRef
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
 from alertsvc.digests.timezones import subscriber_timezones
@@ -410,6 +411,8 @@ class _Planner:
             queued_status=OutboxStatus.QUEUED.value,
             **params,
         ).rowcount
+        if emails:
+            notify(self.connection, OUTBOX_CHANNEL)
         moves = {
             # Carried positions move on to the window end; from now on the ledger leads.
             "s": "UPDATE subscriptions SET delivered_until = :end, carried_position = :false",

@@ -1,0 +1,292 @@
+"""The fleet's send rate: every worker asks before each send, and together they never send
+faster than ``SEND_RATE`` (nor the provider's own limit, SES's ``MaxSendRate``).
+
+The counting is the ``limits`` library's (Flask-Limiter's own), on Redis when
+``REDIS_URL`` is set, so that every worker on every machine shares one count, and in memory
+otherwise (one process's count: each worker then sends at up to the rate on its own).
+
+Strategy: a **moving window**. ``limits``' fixed window counts per calendar second, so
+``rate`` at the end of one second and ``rate`` more at the start of the next put twice the
+rate into one second; the moving window keeps a timestamp per send and allows a send only
+if fewer than its amount happened in the last window, so no one-second window, wherever it
+starts, holds more than the amount. ``SEND_BURST`` lets a second hold up to ``rate + burst``
+while the longer-run rate stays ``rate``: a second, longer window (``rate_items``) takes the
+burst back from the seconds after it.
+
+Timestamps are the workers' clocks (``time.time()``): machines sharing one Redis should keep
+their clocks in sync (NTP), as they must anyway for leases.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from alertsvc.config import ConfigurationError
+from alertsvc.delivery.transports import Transport
+
+log = logging.getLogger(__name__)
+
+# The longest a waiting sender sleeps before looking again (and at whether to stop).
+MAX_WAIT_SECONDS = 0.5
+# After Redis fails, wait this long before asking again, doubling up to the maximum.
+STORAGE_RETRY_SECONDS = 0.5
+STORAGE_RETRY_MAX_SECONDS = 5.0
+# Redis that does not answer within this long counts as lost (and nothing is sent).
+REDIS_TIMEOUT_SECONDS = 5.0
+
+
+def _number(config: Mapping[str, Any], name: str) -> float | None:
+    value = config.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"ALERTSVC_{name} must be a number, not {value!r}")
+    return float(value)
+
+
+def send_rate_setting(config: Mapping[str, Any]) -> float | None:
+    """``SEND_RATE`` as emails per second, or None for no limit of ours."""
+    rate = _number(config, "SEND_RATE")
+    if rate is not None and rate <= 0:
+        raise ConfigurationError(
+            f"ALERTSVC_SEND_RATE must be a number of emails per second greater than 0 "
+            f"(or unset for no limit), not {config['SEND_RATE']!r}"
+        )
+    return rate
+
+
+def send_burst_setting(config: Mapping[str, Any]) -> float:
+    """``SEND_BURST``: emails a second may hold above the rate (0 or more)."""
+    burst = _number(config, "SEND_BURST")
+    if burst is not None and burst < 0:
+        raise ConfigurationError(
+            f"ALERTSVC_SEND_BURST must be a number of emails of 0 or more, "
+            f"not {config['SEND_BURST']!r}"
+        )
+    return burst or 0.0
+
+
+def effective_rate(
+    configured: float | None, burst: float, provider: float | None
+) -> tuple[float, float] | None:
+    """(rate, burst) to enforce, or None when nothing limits sending.
+
+    The provider's limit is a ceiling for every second: the burst goes above our rate only
+    up to it, and not at all when the provider's rate is the lower.
+    """
+    if configured is None and provider is None:
+        return None
+    ceiling = math.inf if provider is None else provider
+    rate = min(ceiling, math.inf if configured is None else configured)
+    peak = min(ceiling, rate + burst if configured is not None else rate)
+    return rate, max(0.0, peak - rate)
+
+
+def rate_items(rate: float, burst: float) -> list[RateLimitItem]:
+    """The moving windows that hold sending to ``rate`` per second, ``rate + burst`` in any
+    one second.
+
+    Amounts are whole emails, rounded down (never faster than asked). A rate under one a
+    second becomes one email per ``ceil(1 / rate)`` seconds. With a burst, the main window
+    is long enough (``1 + burst / rate`` seconds) to take a whole burst back from the
+    seconds after it, and a one-second window caps the burst itself.
+    """
+    window = max(math.ceil(1 / rate), math.ceil(1 + burst / rate))
+    items: list[RateLimitItem] = [RateLimitItemPerSecond(max(1, math.floor(rate * window)), window)]
+    if burst > 0:
+        items.append(RateLimitItemPerSecond(max(1, math.floor(rate + burst)), 1))
+    return items
+
+
+def describe(items: list[RateLimitItem]) -> str:
+    return " and ".join(
+        f"{item.amount} per {item.multiples} s" if item.multiples > 1 else f"{item.amount}/s"
+        for item in items
+    )
+
+
+class SendRate:
+    """The fleet's rate as one worker sees it; ``acquire()`` before each send.
+
+    Thread-safe: every sending thread of the worker calls ``acquire``. The provider's limit
+    is read from the transport at start and every ``refresh_seconds`` (the SES transport
+    answers from GetAccount), and the windows are made again when it changes.
+    """
+
+    def __init__(
+        self,
+        *,
+        configured: float | None,
+        burst: float,
+        transport: Transport,
+        storage_uri: str,
+        key_prefix: str,
+        refresh_seconds: float,
+        stop: threading.Event,
+    ) -> None:
+        self.configured = configured
+        self.burst = burst
+        self.transport = transport
+        self.storage_uri = storage_uri
+        self.key = (key_prefix, "send")
+        self.refresh_seconds = refresh_seconds
+        self.stop = stop
+        self.lock = threading.Lock()
+        self.provider = transport.max_send_rate()
+        self.refreshed_at = time.monotonic()
+        self.items: list[RateLimitItem] = []
+        self._make_items()
+        self.storage: Storage = self._storage()
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.storage_failing = False
+        if self.items and not self.storage.check():
+            raise ConfigurationError(
+                f"cannot reach Redis at {self._where()} (ALERTSVC_REDIS_URL), which holds the "
+                "fleet's send rate: start Redis or correct the setting"
+            )
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], transport: Transport, stop: threading.Event
+    ) -> SendRate:
+        """The worker's rate from its settings; a bad setting or unreachable Redis raises
+        ``ConfigurationError`` (one line for the CLI)."""
+        return cls(
+            configured=send_rate_setting(config),
+            burst=send_burst_setting(config),
+            transport=transport,
+            storage_uri=config.get("REDIS_URL") or "memory://",
+            key_prefix=str(config.get("REDIS_KEY_PREFIX") or "alertsvc"),
+            refresh_seconds=float(config["SES_ACCOUNT_REFRESH_SECONDS"]),
+            stop=stop,
+        )
+
+    def _storage(self) -> Storage:
+        if self.storage_uri.startswith("memory://"):
+            return storage_from_string(self.storage_uri)
+        return storage_from_string(
+            self.storage_uri,
+            wrap_exceptions=True,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+
+    def _where(self) -> str:
+        """The storage URI without a password, for messages."""
+        scheme, _, rest = self.storage_uri.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}"
+
+    def _make_items(self) -> None:
+        limit = effective_rate(self.configured, self.burst, self.provider)
+        self.items = rate_items(*limit) if limit else []
+        if self.items:
+            log.info(
+                "sending at most %s (%s), counted %s",
+                describe(self.items),
+                self._why(),
+                "across every worker in Redis"
+                if not self.storage_uri.startswith("memory://")
+                else "in this worker only (set ALERTSVC_REDIS_URL to share it)",
+            )
+
+    def _why(self) -> str:
+        parts = []
+        if self.configured is not None:
+            parts.append(f"ALERTSVC_SEND_RATE={self.configured:g}, SEND_BURST={self.burst:g}")
+        if self.provider is not None:
+            parts.append(f"provider's MaxSendRate {self.provider:g}/s")
+        return "; ".join(parts)
+
+    def _refresh(self) -> None:
+        """Read the provider's limit again if it is time; remake the windows if it moved."""
+        now = time.monotonic()
+        if now - self.refreshed_at < self.refresh_seconds:
+            return
+        with self.lock:
+            if now - self.refreshed_at < self.refresh_seconds:
+                return
+            self.refreshed_at = now
+            try:
+                provider = self.transport.max_send_rate()
+            except Exception:
+                log.exception("could not read the provider's send rate; keeping %s", self.provider)
+                return
+            if provider != self.provider:
+                self.provider = provider
+                self._make_items()
+
+    def acquire(self) -> bool:
+        """Wait until one send is allowed and count it; False if the worker is stopping first.
+
+        With no rate to keep, every send is allowed at once, stopping or not (a stopping
+        worker finishes its batch). With one, a stopping worker does not wait its turn: the
+        rest of its batch could take ``batch / rate`` seconds, longer than a process
+        manager waits; those rows go back to the queue untried. Each wait is short (at most
+        ``MAX_WAIT_SECONDS``) so that stopping is seen at once. If Redis cannot be reached,
+        nothing is sent until it can again: the rate is never exceeded because the count was
+        lost.
+        """
+        self._refresh()
+        retry = STORAGE_RETRY_SECONDS
+        while self.items:
+            if self.stop.is_set():
+                return False
+            items = self.items
+            try:
+                wait = self._try(items)
+            except StorageError as error:
+                self._storage_lost(error.storage_error, retry)
+                self.stop.wait(retry)
+                retry = min(retry * 2, STORAGE_RETRY_MAX_SECONDS)
+                continue
+            if self.storage_failing:
+                self.storage_failing = False
+                log.info("Redis is back: sending again within the fleet's rate")
+            if wait is None:
+                return True
+            # A little jitter, so the threads that all wait for the same free slot do not
+            # all ask at the same moment.
+            self.stop.wait(min(MAX_WAIT_SECONDS, wait) + random.uniform(0, 0.005))
+        return True
+
+    def _try(self, items: list[RateLimitItem]) -> float | None:
+        """Count one send if every window has room (None), else the seconds until one may.
+
+        Looking before counting keeps a send refused by one window from using up room in
+        the other; two workers racing between the look and the count can only use up room,
+        never exceed a window (each count is atomic and checked).
+        """
+        for item in items:
+            if not self.limiter.test(item, *self.key):
+                return self._until_free(item)
+        for item in items:
+            if not self.limiter.hit(item, *self.key):
+                return self._until_free(item)
+        return None
+
+    def _until_free(self, item: RateLimitItem) -> float:
+        reset = self.limiter.get_window_stats(item, *self.key).reset_time
+        return max(0.001, reset - time.time())
+
+    def _storage_lost(self, error: Exception, retry: float) -> None:
+        if not self.storage_failing:
+            self.storage_failing = True
+            log.error(
+                "lost Redis at %s (%s): not sending until it is back; trying again every "
+                "few seconds",
+                self._where(),
+                error,
+            )
+        else:
+            log.debug("Redis still unreachable (%s); next try in %.1f s", error, retry)

@@ -408,7 +408,7 @@ class Worker:
         """Send until stopped, or, in burst mode, until nothing is due."""
         totals = WorkerTotals()
         config = self.app.config
-        transport = make_transport(self.app)
+        transport = make_transport(self.app, config["WORKER_THREADS"])
         with ThreadPoolExecutor(config["WORKER_THREADS"], "alertsvc-send") as pool:
             while not self.stop.event.is_set():
                 with self.app.app_context():
@@ -419,4 +419,5 @@ class Worker:
                     break
                 else:
                     self.stop.event.wait(config["WORKER_POLL_SECONDS"])
+        transport.close()
         return totals

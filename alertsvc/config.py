@@ -239,8 +239,8 @@ def smtp_url(value: object) -> SmtpUrl:
         raise ConfigurationError(f"ALERTSVC_SMTP_URL is not a URL {shape}") from None
     if parts.scheme not in SMTP_SCHEMES:
         raise ConfigurationError(
-            f"ALERTSVC_SMTP_URL must start with {schemes} (not {parts.scheme or 'nothing'!r}), "
-            f"{shape}"
+            f"ALERTSVC_SMTP_URL must start with {schemes} "
+            f"({f'not {parts.scheme!r}' if parts.scheme else 'it has none'}), {shape}"
         )
     if not parts.hostname:
         raise ConfigurationError(f"ALERTSVC_SMTP_URL names no host; give one, {shape}")

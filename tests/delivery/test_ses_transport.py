@@ -90,16 +90,22 @@ def stored_by_moto() -> list[tuple[str, EmailMessage]]:
 
 
 def ses_answer(
-    calls: list[AWSPreparedRequest], status: int, body: dict[str, object], error: str = ""
+    calls: list[AWSPreparedRequest],
+    status: int,
+    body: dict[str, object] | bytes,
+    error: str = "",
 ) -> Callable[..., AWSResponse]:
     """A ``before-send`` handler: SES's answer, as SES words it, in place of the network."""
 
     def handler(request: AWSPreparedRequest, **_: object) -> AWSResponse:
         calls.append(request)
-        headers = {"Content-Type": "application/json"}
+        if isinstance(body, bytes):  # not from SES itself: a proxy's error page
+            headers, content = {"Content-Type": "text/html"}, body
+        else:
+            headers, content = {"Content-Type": "application/json"}, json.dumps(body).encode()
         if error:
             headers["x-amzn-ErrorType"] = error
-        raw = HTTPResponse(body=io.BytesIO(json.dumps(body).encode()), preload_content=False)
+        raw = HTTPResponse(body=io.BytesIO(content), preload_content=False)
         return AWSResponse(request.url, status, headers, raw)
 
     return handler
@@ -194,9 +200,9 @@ def test_without_a_configuration_set_none_is_named(app_with, ses):
 @pytest.mark.parametrize(
     ("status", "code", "message"),
     [
-        (400, "TooManyRequestsException", "Maximum sending rate exceeded."),
+        (429, "TooManyRequestsException", "Maximum sending rate exceeded."),
         (400, "Throttling", "Rate exceeded"),
-        (429, "LimitExceededException", "Daily message quota exceeded."),
+        (400, "LimitExceededException", "Daily message quota exceeded."),
         (500, "InternalFailure", "We encountered an internal error. Please try again."),
         (503, "ServiceUnavailable", "Service is unable to handle request."),
         (403, "ExpiredTokenException", "The security token included in the request is expired"),
@@ -222,6 +228,22 @@ def test_throttling_and_server_errors_put_the_row_back_for_later(
     assert row.attempts == 1
     assert row.next_attempt_at > before
     assert row.last_error == f"SES {code}: {message}"
+
+
+def test_a_gateway_error_in_front_of_ses_is_worth_retrying(injected_app):
+    row_id = queue_manage_link(injected_app)
+    transport = make_transport(injected_app, 2)
+    calls: list[AWSPreparedRequest] = []
+    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    transport.client.meta.events.register(
+        "before-send.sesv2.SendEmail", ses_answer(calls, 502, page)
+    )
+
+    assert send_batch(injected_app, transport).retried == 1
+
+    assert len(calls) == 1
+    row = outbox_row(injected_app, row_id)
+    assert (row.status, row.last_error) == (OutboxStatus.QUEUED, "SES 502: Bad Gateway")
 
 
 @pytest.mark.parametrize(

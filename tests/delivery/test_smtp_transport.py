@@ -69,11 +69,13 @@ class Inbox:
     drop_data: set[int] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
     mail_commands: int = 0
+    mail_peers: list[Any] = field(default_factory=list)
     data_commands: int = 0
     logins: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.mail_commands += 1
+        self.mail_peers.append(session.peer)
         envelope.mail_from = address
         return "250 2.1.0 Ok"
 
@@ -500,7 +502,9 @@ def test_the_servers_reply_decides_fail_or_retry(app_with, smtp_server, pool, re
     assert row.last_error == f"SMTP {code}: {text}"
     if status == OutboxStatus.QUEUED:
         assert row.next_attempt_at > before
-    assert outbox_row(app, fine).status == OutboxStatus.SENT, "the connection carried on"
+    assert outbox_row(app, fine).status == OutboxStatus.SENT
+    assert len(inbox.mail_peers) == 2
+    assert len(set(inbox.mail_peers)) == 1, "the refusal ended the transaction, not the connection"
     assert [received.rcpt_tos for received in inbox.received] == [["fine@example.com"]]
 
 

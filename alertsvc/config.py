@@ -60,9 +60,11 @@ DEFAULTS: dict[str, Any] = {
     "API_RATE_LIMIT": "600 per minute",
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "WORKER_BATCH_SIZE": 100,
-    "WORKER_THREADS": 8,
+    "WORKER_CONCURRENCY": 8,
     "WORKER_POLL_SECONDS": 2.0,
     "WORKER_LEASE_SECONDS": 300,
+    # Claims of a row whose lease ran out (its worker died or hung on it) before it fails:
+    # a poison message. Transient send errors are bounded by MAX_RETRY_AGE instead.
     "WORKER_MAX_ATTEMPTS": 8,
     "WORKER_BACKOFF_BASE_SECONDS": 30,
     "WORKER_BACKOFF_MAX_SECONDS": 3600,
@@ -108,6 +110,8 @@ DEFAULTS: dict[str, Any] = {
     "REPUTATION_WINDOW_SENDS": 10000,
     "REPUTATION_WINDOW_SECONDS": 7 * 24 * 3600,
     "REPUTATION_MIN_SENDS": 1000,
+    # How often each worker measures the rates (in a transaction of its own).
+    "REPUTATION_CHECK_SECONDS": 30,
     "SIGNUP_REQUEST_RETENTION_DAYS": 30,
     "FEEDS_POLL_INTERVAL_SECONDS": 900,
     # Feeds fetched at the same time: a slow server holds up only its own poll.

@@ -81,7 +81,7 @@ def base_config(database_url: str, mail_dir: Path) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": "memory://",
         "SIGNUP_RATE_LIMIT_PER_IP": "1000 per minute",
         "SIGNUP_RATE_LIMIT_PER_ADDRESS": "1000 per minute",
-        "WORKER_THREADS": 2,
+        "WORKER_CONCURRENCY": 2,
     }
 
 

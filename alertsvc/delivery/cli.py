@@ -2,32 +2,159 @@ from __future__ import annotations
 
 import click
 from flask import current_app
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
 
 from alertsvc.config import ConfigurationError
-from alertsvc.database import schema_problem
-from alertsvc.delivery.worker import Worker
+from alertsvc.database import schema_problem, transaction
+from alertsvc.delivery.pauses import SCOPE_WORDS, describe_pause, pause, pauses_in_force, resume
+from alertsvc.delivery.reputation import Verdict, measure_reputation
+from alertsvc.delivery.status import outbox_summary
+from alertsvc.delivery.worker import PAUSED_BY_SES, Worker
+from alertsvc.models import PauseScope, utcnow
 from alertsvc.text import plural
+
+MAX_CONCURRENCY = 256
+PAUSED_BY_OPERATOR = "operator"
 
 
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Send everything due, then exit.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, MAX_CONCURRENCY),
+    help="Emails sent at once (threads). Default: ALERTSVC_WORKER_CONCURRENCY.",
+)
 @with_appcontext
-def worker_command(burst: bool) -> None:
+def worker_command(burst: bool, concurrency: int | None) -> None:
     """Send queued email. Stops after the current batch on SIGTERM; at once on a second."""
     problem = schema_problem()
     if problem:
         raise click.ClickException(problem)
-    worker = Worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if concurrency is None:
+        concurrency = app.config["WORKER_CONCURRENCY"]
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise click.ClickException(
+                f"ALERTSVC_WORKER_CONCURRENCY must be a whole number from 1 to "
+                f"{MAX_CONCURRENCY}, not {concurrency!r}"
+            )
+    worker = Worker(app, burst=burst, concurrency=concurrency)
     worker.stop.install()
     try:
         totals = worker.run()
     except ConfigurationError as error:
         raise click.ClickException(str(error)) from error
+    held = f", {totals.held} put back by a pause" if totals.held else ""
     click.echo(
         f"Worker stopped: {totals.sent} sent, {totals.retried} to retry, "
-        f"{totals.failed} failed, in {plural(totals.batches, 'batch', 'batches')}"
+        f"{totals.failed} failed, {totals.suppressed} suppressed{held}, "
+        f"in {plural(totals.batches, 'batch', 'batches')}"
+    )
+    if totals.paused:
+        with transaction():
+            lines = [f"Paused: {describe_pause(paused)}" for paused in pauses_in_force()]
+        for line in lines:
+            click.echo(line)
+        if PauseScope.ALL in totals.paused:
+            click.echo("Nothing more is sent until `alertsvc sending resume`.")
+        else:
+            click.echo("Subscription emails wait for `alertsvc sending resume`.")
+
+
+@click.group("sending", cls=AppGroup)
+def sending_cli() -> None:
+    """See, pause and resume sending (the reputation guard and SES pause it too)."""
+
+
+@sending_cli.command("status")
+def sending_status_command() -> None:
+    """Pauses in force, the reputation guard's rates, and the outbox by status."""
+    config = current_app.config
+    now = utcnow()
+    with transaction():
+        lines = []
+        for paused in pauses_in_force():
+            lines.append(f"Sending: {describe_pause(paused)}")
+            if paused.paused_by == PAUSED_BY_SES:
+                lines.append(
+                    "  SES has paused sending for this account: mail stays queued. Run "
+                    "`alertsvc sending resume` once SES has re-enabled the account."
+                )
+        report = measure_reputation(config, now)
+        outbox = outbox_summary(now)
+    for line in lines or ["Sending: running"]:
+        click.echo(line)
+    window_days = config["REPUTATION_WINDOW_SECONDS"] / 86400
+    click.echo(
+        f"Reputation: {plural(report.sends, 'subscription email')} sent in the window "
+        f"(the last {config['REPUTATION_WINDOW_SENDS']} within {window_days:g} days): "
+        f"bounce rate {report.bounce_rate:.2%} ({report.bounces}; threshold "
+        f"{report.bounce_threshold:.2%}), complaint rate {report.complaint_rate:.2%} "
+        f"({report.complaints}; threshold {report.complaint_threshold:.2%})"
+    )
+    if report.verdict is Verdict.TOO_FEW_SENDS:
+        click.echo(f"  no verdict: fewer than {report.min_sends} sends in the window")
+    else:
+        click.echo(f"  {report.verdict.value}")
+    oldest = f" (oldest queued {outbox.oldest_queued_age})" if outbox.oldest_queued_age else ""
+    click.echo(
+        f"Outbox: {outbox.queued} queued{oldest}, {outbox.sending} sending, "
+        f"{outbox.failed} failed, {outbox.suppressed} suppressed"
     )
 
 
-COMMANDS = [worker_command]
+@sending_cli.command("pause")
+@click.option(
+    "--all",
+    "all_sending",
+    is_flag=True,
+    help="Pause every email, confirmations too (default: subscription emails only).",
+)
+@click.option("--reason", required=True, help="Why: shown by `sending status`.")
+def sending_pause_command(all_sending: bool, reason: str) -> None:
+    """Pause subscription emails (digests and alerts), or with --all every email."""
+    reason = " ".join(reason.split())
+    if not reason:
+        raise click.BadParameter("give a reason", param_hint="--reason")
+    scope = PauseScope.ALL if all_sending else PauseScope.SUBSCRIPTIONS
+    with transaction():
+        if pause(scope, reason, PAUSED_BY_OPERATOR, utcnow()):
+            line = f"Paused {SCOPE_WORDS[scope]}: {reason}"
+        else:
+            [existing] = [p for p in pauses_in_force() if p.scope == scope.value]
+            line = f"Already paused, nothing changed: {describe_pause(existing)}"
+    click.echo(line)
+
+
+@sending_cli.command("resume")
+@click.option(
+    "--all",
+    "scope",
+    flag_value=PauseScope.ALL.value,
+    help="Resume only the pause of all sending.",
+)
+@click.option(
+    "--subscriptions",
+    "scope",
+    flag_value=PauseScope.SUBSCRIPTIONS.value,
+    help="Resume only the pause of subscription emails.",
+)
+def sending_resume_command(scope: str | None) -> None:
+    """Resume sending: every pause in force, or the one named."""
+    chosen = PauseScope(scope) if scope else None
+    with transaction():
+        lines = [
+            f"Resumed {describe_pause(p)}"
+            for p in pauses_in_force()
+            if chosen is None or p.scope == chosen.value
+        ]
+        resume(chosen, PAUSED_BY_OPERATOR, utcnow())
+        lines += [f"Still paused: {describe_pause(p)}" for p in pauses_in_force()]
+    if not any(line.startswith("Resumed") for line in lines):
+        what = f"no pause of {SCOPE_WORDS[chosen]}" if chosen else "no pause"
+        lines.insert(0, f"Nothing to resume: {what} is in force.")
+    for line in lines:
+        click.echo(line)
+
+
+COMMANDS = [worker_command, sending_cli]

@@ -6,6 +6,7 @@ import logging
 import random
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,17 +15,43 @@ from types import FrameType
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import String, and_, bindparam, case, cast, func, literal, or_, select, true, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alertsvc.database import transaction
 from alertsvc.delivery.messages import build_message
 from alertsvc.delivery.outbox import row_message_id
-from alertsvc.delivery.transports import SendError, Transport, make_transport
+from alertsvc.delivery.pauses import pause, paused_scopes
+from alertsvc.delivery.reputation import check_reputation
+from alertsvc.delivery.transports import SendError, SendingPausedError, Transport, make_transport
 from alertsvc.extensions import db
-from alertsvc.models import EmailBody, OutboxEmail, OutboxStatus, Subscriber, utcnow
+from alertsvc.models import (
+    EmailBody,
+    OutboxEmail,
+    OutboxStatus,
+    PauseScope,
+    Subscriber,
+    Suppression,
+    utcnow,
+)
+from alertsvc.text import plural
 
 log = logging.getLogger(__name__)
+
+PAUSED_BY_SES = "ses"
 
 
 @dataclass
@@ -32,10 +59,16 @@ class BatchResult:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    # Not sent and never will be: the address is on the suppression list.
+    suppressed: int = 0
+    # Put back in the queue unsent, the attempt not counted: sending was paused mid-batch.
+    held: int = 0
+    # The pauses in force when the batch was claimed (and ALL, if SES paused it meanwhile).
+    paused: frozenset[PauseScope] = frozenset()
 
     @property
     def claimed(self) -> int:
-        return self.sent + self.retried + self.failed
+        return self.sent + self.retried + self.failed + self.suppressed + self.held
 
 
 @dataclass
@@ -44,12 +77,18 @@ class WorkerTotals:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    suppressed: int = 0
+    held: int = 0
+    # The pauses in force at the last claim.
+    paused: frozenset[PauseScope] = frozenset()
 
     def add(self, result: BatchResult) -> None:
         self.batches += 1
         self.sent += result.sent
         self.retried += result.retried
         self.failed += result.failed
+        self.suppressed += result.suppressed
+        self.held += result.held
 
 
 LEASE_RAN_OUT = "lease ran out: the worker sending it died or hung"
@@ -91,22 +130,34 @@ def give_up_on_abandoned_rows(max_attempts: int, now: datetime) -> list[int]:
 
 
 def claim_outbox_batch(
-    limit: int, lease_seconds: int, now: datetime, max_attempts: int | None = None
+    limit: int,
+    lease_seconds: int,
+    now: datetime,
+    max_attempts: int | None = None,
+    paused: frozenset[PauseScope] | set[PauseScope] = frozenset(),
 ) -> list[OutboxEmail]:
     """Take up to ``limit`` due rows in one statement and lease them to this worker.
 
     Due means queued and past ``next_attempt_at``, or still ``sending`` under a lease that
     ran out (its worker died) with attempts left: ``give_up_on_abandoned_rows`` fails the
-    others. On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers claim at once without
-    waiting on or taking each other's rows; SQLite has one writer at a time, so the same
-    statement is safe there without it.
+    others. ``paused`` holds back what the pauses in force stop: with ``ALL`` nothing is
+    claimed; with ``SUBSCRIPTIONS`` subscription emails stay queued while confirmation and
+    manage-link emails still go. On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers
+    claim at once without waiting on or taking each other's rows; SQLite has one writer at a
+    time, so the same statement is safe there without it.
 
     A row claimed for the first time is given its Message-ID here, in the claim's
     transaction, so that every later attempt sends the same one.
     """
+    if PauseScope.ALL in paused:
+        return []
+    held_back = (
+        not_(OutboxEmail.is_subscription_email) if PauseScope.SUBSCRIPTIONS in paused else true()
+    )
     due = (
         select(OutboxEmail.id)
         .where(
+            held_back,
             or_(
                 and_(
                     OutboxEmail.status == OutboxStatus.QUEUED,
@@ -117,7 +168,7 @@ def claim_outbox_batch(
                     OutboxEmail.lease_expires_at < now,
                     true() if max_attempts is None else OutboxEmail.attempts < max_attempts,
                 ),
-            )
+            ),
         )
         .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
         .limit(limit)
@@ -172,20 +223,81 @@ def claim_outbox_batch(
     return rows
 
 
+def suppress_claimed_rows(row_ids: list[int]) -> list[int]:
+    """End the claimed rows addressed to a suppressed address as ``suppressed``, unsent;
+    returns their ids.
+
+    One statement over the batch, after the claim has filled in digest rows' addresses.
+    The attempt the claim counted is taken back: nothing was attempted.
+    """
+    if not row_ids:
+        return []
+    reason = (
+        select(Suppression.reason)
+        .where(Suppression.email == OutboxEmail.to_address)
+        .scalar_subquery()
+    )
+    suppress = (
+        update(OutboxEmail)
+        .where(
+            OutboxEmail.id.in_(row_ids),
+            OutboxEmail.to_address.in_(select(Suppression.email)),
+        )
+        .values(
+            status=OutboxStatus.SUPPRESSED,
+            lease_expires_at=None,
+            attempts=OutboxEmail.attempts - 1,
+            last_error=literal("address suppressed: ") + reason,
+        )
+        .returning(OutboxEmail.id)
+        .execution_options(synchronize_session=False)
+    )
+    suppressed = sorted(db.session.scalars(suppress))
+    if suppressed:
+        log.info("outbox emails %s not sent: address suppressed", suppressed)
+    return suppressed
+
+
 def retry_delay(attempts: int, base: float, cap: float) -> timedelta:
     """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
     ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
     return timedelta(seconds=random.uniform(base / 2, max(ceiling, base / 2)))
 
 
-def _send(transport: Transport, message: EmailMessage) -> tuple[str | None, SendError | None]:
+def gave_up_reason(attempts: int, age: timedelta, error: SendError) -> str:
+    hours = age.total_seconds() / 3600
+    return f"gave up after {plural(attempts, 'attempt')} over {hours:.1f} hours: {error}"
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    provider_message_id: str | None = None
+    error: SendError | None = None
+    # Not attempted: the provider paused sending before this message's turn.
+    skipped: bool = False
+
+    @property
+    def held(self) -> bool:
+        """Goes back to the queue uncounted: never tried, or refused because of the pause."""
+        return self.skipped or isinstance(self.error, SendingPausedError)
+
+
+SKIPPED = SendOutcome(skipped=True)
+
+
+def _send(transport: Transport, message: EmailMessage, paused: threading.Event) -> SendOutcome:
+    if paused.is_set():
+        return SKIPPED
     try:
-        return transport.send(message), None
+        return SendOutcome(provider_message_id=transport.send(message))
+    except SendingPausedError as error:
+        paused.set()
+        return SendOutcome(error=error)
     except SendError as error:
-        return None, error
+        return SendOutcome(error=error)
     except Exception as error:
         log.exception("transport raised an unexpected error")
-        return None, SendError(f"{type(error).__name__}: {error}")
+        return SendOutcome(error=SendError(f"{type(error).__name__}: {error}"))
 
 
 class LeaseHeartbeat:
@@ -263,16 +375,21 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
 
     Claiming and recording are two short transactions of its own; no transaction is held
     open while the transport talks to the network, and the lease is kept alive meanwhile.
+    The pauses in force are read in the claim's transaction, so a pause recorded anywhere
+    stops every worker at its next claim.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     config = app.config
     lease_seconds = config["WORKER_LEASE_SECONDS"]
     with transaction() as session:
         now = utcnow()
+        paused = frozenset(paused_scopes())
         given_up = give_up_on_abandoned_rows(config["WORKER_MAX_ATTEMPTS"], now)
         rows = claim_outbox_batch(
-            config["WORKER_BATCH_SIZE"], lease_seconds, now, config["WORKER_MAX_ATTEMPTS"]
+            config["WORKER_BATCH_SIZE"], lease_seconds, now, config["WORKER_MAX_ATTEMPTS"], paused
         )
+        suppressed = set(suppress_claimed_rows([row.id for row in rows]))
+        rows = [row for row in rows if row.id not in suppressed]
         body_ids = {row.body_id for row in rows if row.body_id is not None}
         bodies = (
             {
@@ -283,31 +400,40 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
             else {}
         )
         session.expunge_all()
+    result = BatchResult(failed=len(given_up), suppressed=len(suppressed), paused=paused)
     if not rows:
-        return BatchResult(failed=len(given_up))
+        return result
 
-    outcomes: dict[int, tuple[str | None, SendError | None]] = {}
+    outcomes: dict[int, SendOutcome] = {}
+    # Set by the first send SES refuses because it has paused the account: the sends not
+    # yet begun are not attempted.
+    provider_paused = threading.Event()
     # Claimed together, the rows carry the same lease.
     lease = rows[0].lease_expires_at
     heartbeat = LeaseHeartbeat(app, [row.id for row in rows], lease, lease_seconds)
     with heartbeat:
         futures = {}
         for row in rows:
+            if provider_paused.is_set():
+                outcomes[row.id] = SKIPPED
+                continue
             try:
                 message = build_message(row, bodies.get(row.body_id) if row.body_id else None)
             except Exception as error:
                 log.exception("could not build outbox email %s", row.id)
-                outcomes[row.id] = (None, SendError(f"could not build message: {error}"))
+                outcomes[row.id] = SendOutcome(error=SendError(f"could not build message: {error}"))
                 continue
-            futures[row.id] = pool.submit(_send, transport, message)
+            futures[row.id] = pool.submit(_send, transport, message, provider_paused)
         for row_id, future in futures.items():
             outcomes[row_id] = future.result()
 
     now = utcnow()
-    result = BatchResult(failed=len(given_up))
+    max_age = timedelta(seconds=config["WORKER_MAX_RETRY_AGE_SECONDS"])
     changes: list[dict[str, Any]] = []
+    pause_error: SendingPausedError | None = None
     for row in rows:
-        provider_id, error = outcomes[row.id]
+        outcome = outcomes[row.id]
+        error = outcome.error
         change: dict[str, Any] = {
             "row_id": row.id,
             "our_lease": heartbeat.lease_of(row),
@@ -315,17 +441,24 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
             "sent_at": None,
             "provider_message_id": None,
             "next_attempt_at": row.next_attempt_at,
+            "attempts": row.attempts,
             "last_error": None,
         }
-        if error is None:
+        if outcome.held:
+            if isinstance(error, SendingPausedError):
+                pause_error = pause_error or error
+            change.update(
+                status=OutboxStatus.QUEUED, attempts=row.attempts - 1, last_error=row.last_error
+            )
+            result.held += 1
+        elif error is None:
             change.update(
                 status=OutboxStatus.SENT,
                 sent_at=now,
-                provider_message_id=provider_id,
-                last_error=None,
+                provider_message_id=outcome.provider_message_id,
             )
             result.sent += 1
-        elif error.transient and row.attempts < config["WORKER_MAX_ATTEMPTS"]:
+        elif error.transient and now - row.created_at <= max_age:
             delay = retry_delay(
                 row.attempts,
                 config["WORKER_BACKOFF_BASE_SECONDS"],
@@ -336,13 +469,35 @@ def send_outbox_batch(transport: Transport, pool: ThreadPoolExecutor) -> BatchRe
             )
             result.retried += 1
         else:
-            change.update(status=OutboxStatus.FAILED, last_error=str(error))
+            reason = (
+                gave_up_reason(row.attempts, now - row.created_at, error)
+                if error.transient
+                else str(error)
+            )
+            change.update(status=OutboxStatus.FAILED, last_error=reason)
             result.failed += 1
-            log.warning("outbox email %s failed: %s", row.id, error)
+            log.warning("outbox email %s failed: %s", row.id, reason)
         changes.append(change)
     with transaction():
+        if pause_error is not None:
+            record_provider_pause(pause_error, result.held, now)
+            result.paused = result.paused | {PauseScope.ALL}
         record_outbox_results(changes)
     return result
+
+
+def record_provider_pause(error: SendingPausedError, held: int, now: datetime) -> None:
+    """SES has paused the account: pause all sending, where every worker and the operator
+    see it, and say so as loudly as the log allows."""
+    recorded = pause(PauseScope.ALL, str(error), PAUSED_BY_SES, now)
+    log.error(
+        "SES HAS PAUSED SENDING FOR THIS ACCOUNT: %s. All sending stopped%s; mail stays "
+        "queued (%s of this batch put back). Run `alertsvc sending resume` once SES has "
+        "re-enabled the account.",
+        str(error).rstrip("."),
+        "" if recorded else " (already recorded by another worker)",
+        plural(held, "email"),
+    )
 
 
 def record_outbox_results(changes: list[dict[str, Any]]) -> None:
@@ -363,6 +518,7 @@ def record_outbox_results(changes: list[dict[str, Any]]) -> None:
                 column: bindparam(column)
                 for column in (
                     "status",
+                    "attempts",
                     "lease_expires_at",
                     "sent_at",
                     "provider_message_id",
@@ -402,22 +558,56 @@ class StopSignal:
 class Worker:
     app: Flask
     burst: bool = False
+    # Sends at once (threads); None: the WORKER_CONCURRENCY setting.
+    concurrency: int | None = None
     stop: StopSignal = field(default_factory=StopSignal)
 
     def run(self) -> WorkerTotals:
-        """Send until stopped, or, in burst mode, until nothing is due."""
+        """Send until stopped, or, in burst mode, until nothing is due.
+
+        While all sending is paused the worker idles, polling, and sends again once an
+        operator resumes; in burst mode it stops (``totals.paused`` says why).
+        """
         totals = WorkerTotals()
         config = self.app.config
-        transport = make_transport(self.app, config["WORKER_THREADS"])
-        with ThreadPoolExecutor(config["WORKER_THREADS"], "alertsvc-send") as pool:
+        concurrency = self.concurrency or config["WORKER_CONCURRENCY"]
+        transport = make_transport(self.app, concurrency)
+        next_reputation_check = time.monotonic()
+        waiting_for_resume = False
+        with ThreadPoolExecutor(concurrency, "alertsvc-send") as pool:
             while not self.stop.event.is_set():
+                if time.monotonic() >= next_reputation_check:
+                    self.guard_reputation()
+                    next_reputation_check = time.monotonic() + config["REPUTATION_CHECK_SECONDS"]
                 with self.app.app_context():
                     result = send_outbox_batch(transport, pool)
+                totals.paused = result.paused
                 if result.claimed:
                     totals.add(result)
-                elif self.burst:
+                    continue
+                all_paused = PauseScope.ALL in result.paused
+                if all_paused and not waiting_for_resume and not self.burst:
+                    log.warning(
+                        "all sending is paused: waiting for `alertsvc sending resume` "
+                        "(see `alertsvc sending status`)"
+                    )
+                elif waiting_for_resume and not all_paused:
+                    log.info("sending resumed")
+                waiting_for_resume = all_paused
+                if self.burst:
                     break
-                else:
-                    self.stop.event.wait(config["WORKER_POLL_SECONDS"])
+                self.stop.event.wait(config["WORKER_POLL_SECONDS"])
         transport.close()
         return totals
+
+    def guard_reputation(self) -> None:
+        """Run the reputation guard in a transaction of its own; a failure is logged and
+        sending goes on (the guard is tried again at its next turn)."""
+        with self.app.app_context():
+            try:
+                with transaction():
+                    check_reputation(self.app.config, utcnow())
+            except Exception:
+                log.exception("the reputation check failed; it will be tried again")
+            finally:
+                db.session.remove()

@@ -4,7 +4,8 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, Text
+from sqlalchemy import JSON, ColumnElement, Index, Integer, String, Text, and_, cast
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
 from alertsvc.extensions import db
@@ -68,7 +69,19 @@ class OutboxEmail(db.Model):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
 
-    @property
+    @hybrid_property
     def is_subscription_email(self) -> bool:
-        """Emails about subscriptions carry RFC 8058 one-click unsubscribe headers."""
+        """Emails about subscriptions (digests, alerts, the welcome after confirming) carry
+        RFC 8058 one-click unsubscribe headers; a subscriptions pause holds them."""
         return self.unsubscribe_topic_ids is not None
+
+    @is_subscription_email.inplace.expression
+    @classmethod
+    def _is_subscription_email_sql(cls) -> ColumnElement[bool]:
+        """The same in SQL. The ORM stores a Python ``None`` in a JSON column as JSON
+        ``null``, not SQL NULL (rows queued by ``queue_email``), while set-based inserts may
+        leave SQL NULL: neither is a subscription email, so ``IS NOT NULL`` alone is wrong."""
+        return and_(
+            cls.unsubscribe_topic_ids.is_not(None),
+            cast(cls.unsubscribe_topic_ids, Text) != "null",
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import select, update
@@ -12,8 +13,10 @@ from alertsvc.database import transaction
 from alertsvc.delivery.transports import Transport
 from alertsvc.delivery.worker import BatchResult, send_outbox_batch
 from alertsvc.extensions import db
-from alertsvc.models import OutboxEmail, utcnow
-from tests.factories import rows
+from alertsvc.models import OutboxEmail, SendingPause, Suppression, SuppressionReason, utcnow
+from tests.digests.helpers import alerts, at, digest, start_subscriptions_at
+from tests.factories import create_article, create_subscriber, rows, seed_topics
+from tests.mail import read_message
 
 
 def outbox_row(app: Flask, row_id: int) -> OutboxEmail:
@@ -51,3 +54,46 @@ def send_batch(app: Flask, transport: Transport) -> BatchResult:
         result = send_outbox_batch(transport, pool)
         db.session.remove()
     return result
+
+
+def suppress(app: Flask, email: str, reason: SuppressionReason = SuppressionReason.BOUNCE) -> None:
+    with app.app_context(), transaction() as session:
+        session.add(Suppression(email=email, reason=reason, source="ses", detail="test"))
+
+
+def delivered_to(mail_dir: Path) -> list[str]:
+    return sorted(str(read_message(path)["To"]) for path in mail_dir.glob("*.eml"))
+
+
+def queue_digest_and_alert(app: Flask) -> tuple[int, int]:
+    """A daily digest to digest@example.com and an immediate alert to alert@example.com,
+    queued the way the scheduler queues them (no address on the row); returns their ids."""
+    topics = seed_topics(app)
+    daily = create_subscriber(app, "digest@example.com", {topics["data"]: "daily"})
+    instant = create_subscriber(app, "alert@example.com", {topics["data"]: "immediately"})
+    for subscriber in (daily, instant):
+        start_subscriptions_at(app, subscriber, at("2026-11-24T07:00"))
+    create_article(app, "Open data strategy", [topics["data"]], at("2026-11-24T12:00"))
+    create_article(
+        app, "Breach at a council", [topics["data"]], at("2026-11-25T06:00"), alerted=False
+    )
+    assert alerts(app, at("2026-11-25T06:01")).emails == 1
+    assert digest(app, "daily", at("2026-11-25T07:00")).emails == 1
+    by_template = dict(rows(app, select(OutboxEmail.template, OutboxEmail.id)))
+    return by_template["digest"], by_template["alert"]
+
+
+def pauses(app: Flask) -> list[tuple[str, str, str, bool]]:
+    """(scope, paused_by, reason, in force) of every pause recorded, oldest first."""
+    return [
+        (scope, by, reason, resumed_at is None)
+        for scope, by, reason, resumed_at in rows(
+            app,
+            select(
+                SendingPause.scope,
+                SendingPause.paused_by,
+                SendingPause.reason,
+                SendingPause.resumed_at,
+            ).order_by(SendingPause.id),
+        )
+    ]

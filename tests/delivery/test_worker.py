@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 import threading
@@ -162,28 +163,36 @@ def test_transient_error_puts_the_row_back_for_later_with_backoff(app, mail_dir)
     assert send_batch(app, transport).claimed == 0, "not retried before its time"
 
 
-def test_transient_errors_give_up_after_max_attempts(app_with, mail_dir):
-    app = app_with(WORKER_MAX_ATTEMPTS=3)
+def test_transient_errors_retry_until_the_email_is_too_old_then_fail(app_with, mail_dir):
+    app = app_with(WORKER_MAX_RETRY_AGE_SECONDS=3600, WORKER_MAX_ATTEMPTS=2)
     row_id = queue_manage_link(app, "flaky@example.com")
     transport = ScriptedTransport(
         mail_dir, {"flaky@example.com": TransientSendError("Connection timed out")}
     )
 
     outcomes = []
-    for _ in range(3):
+    for _ in range(4):
         result = send_batch(app, transport)
         outcomes.append((result.retried, result.failed))
-        row = outbox_row(app, row_id)
-        if row.status == OutboxStatus.QUEUED:
-            make_due(app, row_id)
+        make_due(app, row_id)
+    row = outbox_row(app, row_id)
+    assert outcomes == [(1, 0)] * 4, "more attempts than WORKER_MAX_ATTEMPTS: age decides"
+    assert (row.status, row.attempts) == (OutboxStatus.QUEUED, 4)
+    assert row.last_error == "Connection timed out"
 
-    assert outcomes == [(1, 0), (1, 0), (0, 1)]
+    # Queued a little over an hour ago: the next transient failure is the last.
+    with app.app_context(), transaction() as session:
+        session.get(OutboxEmail, row_id).created_at = utcnow() - timedelta(minutes=61)
+    result = send_batch(app, transport)
+
+    assert (result.retried, result.failed) == (0, 1)
     row = outbox_row(app, row_id)
     assert row.status == OutboxStatus.FAILED
-    assert row.attempts == 3
-    assert row.last_error == "Connection timed out"
+    assert row.attempts == 5
+    assert row.last_error == "gave up after 5 attempts over 1.0 hours: Connection timed out"
     assert row.sent_at is None and row.lease_expires_at is None
-    assert transport.attempts == ["flaky@example.com"] * 3
+    assert transport.attempts == ["flaky@example.com"] * 5
+    make_due(app, row_id)
     assert send_batch(app, transport).claimed == 0, "a failed email is not tried again"
     assert delivered_to(mail_dir) == []
 
@@ -271,6 +280,15 @@ def test_retry_delay_backs_off_with_jitter_within_bounds():
         assert len(set(delays)) > 100, "jittered, so a burst of failures does not retry in step"
     assert max(retry_delay(6, 30, 3600).total_seconds() for _ in range(200)) > 480
     assert max(retry_delay(40, 30, 3600).total_seconds() for _ in range(200)) <= 3600
+    # The schedule grows until the cap: each attempt's average wait (over many samples)
+    # is longer than the one before, then stays near the middle of [15 s, 3600 s].
+    means = [
+        sum(retry_delay(attempts, 30, 3600).total_seconds() for _ in range(2000)) / 2000
+        for attempts in range(1, 12)
+    ]
+    growing = means[:8]  # ceilings 30, 60, ... 3600
+    assert all(later > earlier for earlier, later in itertools.pairwise(growing)), means
+    assert all(1600 < mean < 2000 for mean in means[8:]), "capped: uniform(15, 3600)"
 
 
 def test_sending_the_same_row_twice_leaves_one_file(app, mail_dir):
@@ -444,7 +462,7 @@ def test_worker_burst_as_a_process_sends_and_exits_0(app, database_url, tmp_path
         assert exit_code(process, 120, log) == 0, output(log)
     finally:
         kill(process)
-    assert "Worker stopped: 2 sent, 0 to retry, 0 failed, in 1 batch" in output(log)
+    assert "Worker stopped: 2 sent, 0 to retry, 0 failed, 0 suppressed, in 1 batch" in output(log)
     assert delivered_to(mail) == ["first@example.com", "second@example.com"]
     assert set(statuses(app).values()) == {OutboxStatus.SENT}
 
@@ -453,7 +471,7 @@ def test_running_worker_finishes_its_batch_and_exits_0_on_sigterm(app, database_
     queued = queue_manage_links(app, 300)
     mail = tmp_path / "mail"
     log = tmp_path / "worker.log"
-    env = alertsvc_env(database_url, mail, WORKER_BATCH_SIZE="100", WORKER_THREADS="1")
+    env = alertsvc_env(database_url, mail, WORKER_BATCH_SIZE="100", WORKER_CONCURRENCY="1")
     process = start(["worker"], env, log)
     try:
         wait_for(
@@ -474,7 +492,7 @@ def test_running_worker_finishes_its_batch_and_exits_0_on_sigterm(app, database_
     assert sent > 0 and sent % 100 == 0, by_status
     assert by_status[OutboxStatus.QUEUED] == len(queued) - sent
     assert by_status[OutboxStatus.QUEUED] > 0, "stopped after its batch, not after the outbox"
-    assert f"Worker stopped: {sent} sent, 0 to retry, 0 failed" in output(log)
+    assert f"Worker stopped: {sent} sent, 0 to retry, 0 failed, 0 suppressed" in output(log)
     assert len(list(mail.glob("*.eml"))) == sent
 
 
@@ -484,7 +502,7 @@ def test_second_sigterm_stops_the_worker_at_once_leaving_its_rows_to_the_lease(
     queued = queue_manage_links(app, 1000)
     log = tmp_path / "worker.log"
     env = alertsvc_env(
-        database_url, tmp_path / "mail", WORKER_BATCH_SIZE="1000", WORKER_THREADS="1"
+        database_url, tmp_path / "mail", WORKER_BATCH_SIZE="1000", WORKER_CONCURRENCY="1"
     )
     process = start(["worker"], env, log)
     try:

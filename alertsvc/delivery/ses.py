@@ -139,6 +139,8 @@ class SesTransport:
         self._account_lock = threading.Lock()
         self._known_rate: float | None = None
         self._next_account_read = 0.0
+        # Why the last GetAccount failed, for ``alertsvc sending status``.
+        self.account_error: str | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], concurrency: int) -> SesTransport:
@@ -190,6 +192,7 @@ class SesTransport:
     def account_status(self) -> SesAccountStatus | None:
         """SES's ``GetAccount``, or None (logged) when it cannot be read: a worker goes on
         sending within its other limits rather than stopping over a status call."""
+        self.account_error = None
         try:
             account = self.client.get_account()
             quota = account["SendQuota"]
@@ -204,8 +207,31 @@ class SesTransport:
             reason = str(ses_send_error(error))
         except Exception as error:
             reason = f"{type(error).__name__}: {one_line(error)}"
+        self.account_error = reason
         log.warning("could not read the SES account (GetAccount): %s", reason)
         return None
+
+    def describe_account(self) -> str:
+        """One line on the SES account for ``alertsvc sending status``."""
+        status = self.account_status()
+        if status is None:
+            return f"SES account: could not be read (GetAccount): {self.account_error}"
+        sending = (
+            "sending enabled"
+            if status.sending_enabled
+            else "SENDING DISABLED by SES: mail stays queued"
+        )
+        enforcement = f", {status.enforcement_status}" if status.enforcement_status else ""
+        override = (
+            f" (ALERTSVC_SES_MAX_SEND_RATE={self._max_send_rate_setting:g} is used instead)"
+            if self._max_send_rate_setting is not None
+            else ""
+        )
+        return (
+            f"SES account: {sending}{enforcement}; at most {status.max_send_rate:g} emails "
+            f"a second{override}; {status.sent_last_24_hours:g} of "
+            f"{status.max_24_hour_send:g} sent in the last 24 hours"
+        )
 
     def close(self) -> None:
         self.client.close()

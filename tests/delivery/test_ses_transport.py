@@ -398,3 +398,49 @@ def test_moto_without_get_account_leaves_the_rate_unknown(ses, caplog):
         assert transport.max_send_rate() is None
 
     assert "GetAccount): NotImplementedError" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("answer", "settings", "line"),
+    [
+        (
+            GET_ACCOUNT,
+            {},
+            "SES account: sending enabled, HEALTHY; at most 14 emails a second; "
+            "1234 of 50000 sent in the last 24 hours",
+        ),
+        (
+            {**GET_ACCOUNT, "SendingEnabled": False, "EnforcementStatus": "SHUTDOWN"},
+            {"SES_MAX_SEND_RATE": 50},
+            "SES account: SENDING DISABLED by SES: mail stays queued, SHUTDOWN; at most 14 "
+            "emails a second (ALERTSVC_SES_MAX_SEND_RATE=50 is used instead); "
+            "1234 of 50000 sent in the last 24 hours",
+        ),
+    ],
+)
+def test_sending_status_shows_the_ses_account(app_with, httpserver, answer, settings, line):
+    # An SES-compatible endpoint answering GetAccount as SES does.
+    httpserver.expect_request("/v2/email/account", method="GET").respond_with_json(answer)
+    app = app_with(
+        MAIL_TRANSPORT="ses", SES_REGION=REGION, SES_ENDPOINT_URL=httpserver.url_for(""), **settings
+    )
+
+    result = app.test_cli_runner().invoke(args=["sending", "status"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == ["Sending: running", line]
+
+
+def test_sending_status_says_when_ses_cannot_be_asked(app_with):
+    app = app_with(
+        MAIL_TRANSPORT="ses", SES_REGION=REGION, SES_ENDPOINT_URL=TRIPWIRE, SES_MAX_SEND_RATE=50
+    )
+
+    result = app.test_cli_runner().invoke(args=["sending", "status"])
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "SES account: could not be read (GetAccount): SES EndpointConnectionError: Could not "
+        'connect to the endpoint URL: "http://127.0.0.1:9/v2/email/account"'
+    ) in result.output.splitlines()
+    assert "Outbox: 0 queued" in result.output

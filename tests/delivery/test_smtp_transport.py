@@ -29,7 +29,7 @@ from flask import Flask
 from alertsvc.database import transaction
 from alertsvc.delivery.outbox import queue_email
 from alertsvc.delivery.transports import make_transport
-from alertsvc.delivery.worker import BatchResult, send_outbox_batch
+from alertsvc.delivery.worker import BatchResult, Worker, send_outbox_batch
 from alertsvc.extensions import db
 from alertsvc.models import OutboxStatus, utcnow
 from tests.delivery.helpers import outbox_row
@@ -72,6 +72,7 @@ class Inbox:
     mail_peers: list[Any] = field(default_factory=list)
     data_commands: int = 0
     logins: list[tuple[bytes, bytes]] = field(default_factory=list)
+    quits: int = 0
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.mail_commands += 1
@@ -102,6 +103,10 @@ class Inbox:
             )
         )
         return f"250 2.0.0 Ok: queued as Q{len(self.received)}X"
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.quits += 1
+        return "221 2.0.0 Bye"
 
     def authenticator(self, server, session, envelope, mechanism, auth_data):
         self.logins.append((auth_data.login, auth_data.password))
@@ -517,3 +522,17 @@ def test_a_server_that_is_not_there_is_worth_retrying(app_with, pool):
     row = outbox_row(app, row_id)
     assert row.status == OutboxStatus.QUEUED
     assert row.last_error.startswith("SMTP ConnectionRefusedError: ")
+
+
+def test_the_worker_says_quit_on_its_connections_when_it_stops(app_with, smtp_server):
+    inbox = Inbox()
+    server = smtp_server(inbox)
+    app = smtp_app(app_with, f"smtp://127.0.0.1:{server.port}", WORKER_CONCURRENCY=1)
+    queue_manage_link(app, "first@example.com")
+    queue_manage_link(app, "second@example.com")
+
+    totals = Worker(app, burst=True).run()
+
+    assert totals.sent == 2
+    assert len({received.peer for received in inbox.received}) == 1
+    assert inbox.quits == 1

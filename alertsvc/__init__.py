@@ -69,9 +69,11 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 def register_blueprints(app: Flask) -> None:
     from alertsvc import ops
     from alertsvc.delivery import dev_routes
+    from alertsvc.ses_events.routes import bp as ses_events_bp
     from alertsvc.subscriptions.routes import bp as subscriptions_bp
 
     app.register_blueprint(subscriptions_bp)
+    app.register_blueprint(ses_events_bp)
     app.register_blueprint(ops.bp)
     if app.config["ENV"] in LOCAL_ENVIRONMENTS and app.config["MAIL_TRANSPORT"] == "file":
         app.register_blueprint(dev_routes.bp)

@@ -175,6 +175,10 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         config["SECRET_KEY_FALLBACKS"] = [
             key.strip() for key in config["SECRET_KEY_FALLBACKS"].split(",") if key.strip()
         ]
+    if isinstance(config["SNS_TOPIC_ARNS"], str):
+        config["SNS_TOPIC_ARNS"] = [
+            arn.strip() for arn in config["SNS_TOPIC_ARNS"].split(",") if arn.strip()
+        ]
     if config["BASE_URL"]:
         config["BASE_URL"] = bare_origin(config["BASE_URL"])
     instance = Path(app.instance_path)

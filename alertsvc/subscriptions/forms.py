@@ -22,8 +22,8 @@ from wtforms import (
 from wtforms.utils import unset_value
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
+from alertsvc.addresses import InvalidAddress, normalise_email
 from alertsvc.models import Frequency, Topic
-from alertsvc.subscriptions.services import InvalidAddress, normalise_email
 
 FREQUENCY_CHOICES = [
     (Frequency.IMMEDIATELY.value, "Immediately"),

@@ -20,6 +20,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
+from alertsvc.addresses import InvalidAddress, display_email, normalise_email
 from alertsvc.database import transaction
 from alertsvc.extensions import csrf, limiter
 from alertsvc.models import Frequency, Subscriber, Topic
@@ -38,7 +39,7 @@ from alertsvc.tokens import ExpiredToken, InvalidToken, TokenPurpose, make_token
 from alertsvc.topics.services import list_topics
 
 bp = Blueprint("subscriptions", __name__)
-bp.add_app_template_filter(services.display_email, "display_email")
+bp.add_app_template_filter(display_email, "display_email")
 
 # Where the signup form keeps the address it was given, for the "check your email" page.
 SIGNUP_ADDRESS_KEY = "signup_address"
@@ -47,8 +48,8 @@ SIGNUP_ADDRESS_KEY = "signup_address"
 def _address_key() -> str:
     """Rate-limit key for the address typed into a form, so one inbox can't be mail-bombed."""
     try:
-        return "address:" + services.normalise_email(request.form.get("email", ""))
-    except services.InvalidAddress:
+        return "address:" + normalise_email(request.form.get("email", ""))
+    except InvalidAddress:
         return "address:invalid"
 
 

@@ -11,9 +11,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select, update
 
+from alertsvc.addresses import stored_forms
 from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.outbox import queue_email
 from alertsvc.extensions import db
@@ -35,71 +35,11 @@ from alertsvc.tokens import InvalidToken, TokenPurpose, signed_url
 ERASED_ADDRESS_SUFFIX = "@erased.invalid"
 
 
-EMAIL_FORMAT_MESSAGE = "Enter an email address in the correct format, like name@example.com"
-NON_ASCII_LOCAL_PART_MESSAGE = (
-    "The part of the email address before the @ can only use the letters a to z, numbers and "
-    "symbols like . _ + -"
-)
-LONG_LOCAL_PART_MESSAGE = (
-    "The part of the email address before the @ must be 64 characters or fewer"
-)
-# RFC 5321 §4.5.3.1.1: a local part is at most 64 octets.
-MAX_LOCAL_PART_LENGTH = 64
-
-
-class InvalidAddress(ValueError):
-    """Not an email address we can send to. The message is written for the reader."""
-
-
-def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
-    """The canonical form of an address: one subscriber row per person.
-
-    It is the form mail is sent to: the domain in its ASCII (IDNA) form, because a header
-    can only carry a Unicode domain as an RFC 2047 word, which no server reads as an
-    address. A local part that is not ASCII is refused rather than sent with SMTPUTF8:
-    SES and many receiving servers do not take it, so we could not promise delivery.
-    email-validator normalises Unicode and the domain; the local part is lower-cased too,
-    because in practice no mailbox provider treats case as significant and a reader who
-    types their address differently must not end up with two subscriber rows.
-    """
-    try:
-        result = validate_email(
-            raw.strip(), check_deliverability=check_deliverability, allow_smtputf8=True
-        )
-    except EmailNotValidError as error:
-        raise InvalidAddress(EMAIL_FORMAT_MESSAGE) from error
-    if not result.local_part.isascii() or result.ascii_email is None:
-        raise InvalidAddress(NON_ASCII_LOCAL_PART_MESSAGE)
-    if len(result.local_part) > MAX_LOCAL_PART_LENGTH:
-        raise InvalidAddress(LONG_LOCAL_PART_MESSAGE)
-    return result.ascii_email.lower()
-
-
-def display_email(address: str) -> str:
-    """An address as the reader typed it: an internationalised domain in Unicode."""
-    if "xn--" not in address:
-        return address
-    try:
-        return validate_email(address, check_deliverability=False).normalized.lower()
-    except EmailNotValidError:
-        return address
-
-
-def _stored_forms(email: str) -> list[str]:
-    """The forms a normalised address may be stored in.
-
-    Rows written before addresses were stored in ASCII hold an internationalised domain in
-    Unicode; a reader typing either form must still find their one subscriber row.
-    """
-    unicode_form = display_email(email)
-    return [email] if unicode_form == email else [email, unicode_form]
-
-
 def find_subscriber(email: str) -> Subscriber | None:
     """The subscriber stored under a normalised address, in whichever form it was stored."""
     return db.session.scalars(
         select(Subscriber)
-        .where(Subscriber.email.in_(_stored_forms(email)))
+        .where(Subscriber.email.in_(stored_forms(email)))
         .order_by(Subscriber.id)
         .limit(1)
     ).one_or_none()
@@ -395,6 +335,35 @@ def end_subscriptions(
     if topic_ids is not None:
         statement = statement.where(Subscription.topic_id.in_(list(topic_ids)))
     return db.session.execute(statement).rowcount
+
+
+def end_subscriptions_of_addresses(
+    emails: Iterable[str], reason: EndedReason, now: datetime
+) -> int:
+    """End every live subscription of the subscribers at ``emails`` (normalised). How many.
+
+    One statement for any number of addresses: SES reports bounces and complaints by the
+    thousand during an incident.
+    """
+    forms = sorted({form for email in emails for form in stored_forms(email)})
+    if not forms:
+        return 0
+    return db.session.execute(
+        update(Subscription)
+        .where(
+            Subscription.ended_at.is_(None),
+            Subscription.subscriber_id.in_(
+                select(Subscriber.id).where(Subscriber.email.in_(forms))
+            ),
+        )
+        .values(ended_at=now, ended_reason=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def end_subscriptions_of_address(email: str, reason: EndedReason, now: datetime) -> int:
+    """End every live subscription of the subscriber at ``email`` (normalised). How many."""
+    return end_subscriptions_of_addresses([email], reason, now)
 
 
 def update_subscriptions(

@@ -1,0 +1,1 @@
+"""The SNS webhook: SES's bounces, complaints and deliveries, verified, then acted on."""

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask
 
@@ -78,11 +80,17 @@ DEFAULTS: dict[str, Any] = {
     "SES_CONFIGURATION_SET": None,
     "SES_ENDPOINT_URL": None,
     "SES_TIMEOUT_SECONDS": 10,
+    # None: read MaxSendRate from SES's GetAccount; a number overrides it (tests against
+    # moto, whose account reports 1/s; SES-compatible endpoints).
+    "SES_MAX_SEND_RATE": None,
     # How often a worker reads MaxSendRate and SendingEnabled from SES's GetAccount.
     "SES_ACCOUNT_REFRESH_SECONDS": 300,
     # smtp: smtp://, smtp+starttls:// or smtps://user:password@host:port
     "SMTP_URL": None,
     "SMTP_TIMEOUT_SECONDS": 30,
+    # None: TLS certificates are checked against the system's CA store; a path: against the
+    # CA certificates in that PEM file instead (a private CA).
+    "SMTP_CA_FILE": None,
     # Emails per second across every worker (shared through Redis when REDIS_URL is set);
     # None: no limit of ours (with ses, SES's MaxSendRate still applies).
     "SEND_RATE": None,
@@ -205,6 +213,134 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
             f"ALERTSVC_MAIL_TRANSPORT={config['MAIL_TRANSPORT']!r} is not available; "
             f"choose one of {', '.join(MAIL_TRANSPORTS)}"
         )
+    _check_transport(config)
+
+
+# botocore's own check of a region name, so that a bad one is refused at start-up.
+_AWS_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+
+
+@dataclass(frozen=True)
+class SmtpUrl:
+    """``ALERTSVC_SMTP_URL`` taken apart: ``scheme://[user[:password]@]host[:port]``."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"SmtpUrl({self.scheme}://{self.host}:{self.port}, user={self.username!r})"
+
+
+def smtp_url(value: object) -> SmtpUrl:
+    """Parse ``ALERTSVC_SMTP_URL``; a URL that cannot be used is one line saying why.
+
+    The port defaults to the scheme's (25, 587 for STARTTLS, 465 for implicit TLS); user and
+    password are percent-decoded, so a password may hold ``@`` or ``:`` written as ``%40``.
+    """
+    text = str(value).strip()
+    schemes = ", ".join(f"{scheme}://" for scheme in SMTP_SCHEMES)
+    shape = "such as smtp+starttls://user:password@smtp.example.org:587"
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ConfigurationError(f"ALERTSVC_SMTP_URL is not a URL {shape}") from None
+    if parts.scheme not in SMTP_SCHEMES:
+        raise ConfigurationError(
+            f"ALERTSVC_SMTP_URL must start with {schemes} "
+            f"({f'not {parts.scheme!r}' if parts.scheme else 'it has none'}), {shape}"
+        )
+    if not parts.hostname:
+        raise ConfigurationError(f"ALERTSVC_SMTP_URL names no host; give one, {shape}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(
+            f"ALERTSVC_SMTP_URL: the port must be a number from 1 to 65535, {shape}"
+        ) from None
+    if port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"ALERTSVC_SMTP_URL must be scheme://[user:password@]host[:port] with nothing "
+            f"after the port (port 1 to 65535), {shape}"
+        )
+    return SmtpUrl(
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=port or SMTP_SCHEMES[parts.scheme],
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+_UNSET_RATE = {
+    "SEND_RATE": "leave it unset for no limit of ours",
+    "SES_MAX_SEND_RATE": "leave it unset to use SES's MaxSendRate",
+}
+
+
+def positive_rate(config: dict[str, Any], name: str) -> float | None:
+    """The setting ``name`` as emails per second: None when unset, else a number above 0."""
+    value = config[name]
+    if value is None or value == "":
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = 0.0
+    if not 0 < rate < float("inf"):
+        unset = _UNSET_RATE.get(name, "leave it unset")
+        raise ConfigurationError(
+            f"ALERTSVC_{name} must be a number of emails per second above 0 (such as 14), "
+            f"not {value!r}; {unset}"
+        )
+    return rate
+
+
+def _check_transport(config: dict[str, Any]) -> None:
+    """Refuse, in one line naming the setting, a transport that could not send anything.
+
+    Checked at start-up in every process, so a web process does not queue mail that no
+    worker could send and a worker does not fail each message in turn.
+    """
+    transport = config["MAIL_TRANSPORT"]
+    if transport == "ses":
+        if not config["SES_REGION"]:
+            raise ConfigurationError(
+                "ALERTSVC_MAIL_TRANSPORT=ses needs ALERTSVC_SES_REGION: the AWS region of "
+                "your SES account, such as eu-west-2"
+            )
+        if not _AWS_REGION.fullmatch(str(config["SES_REGION"])):
+            raise ConfigurationError(
+                f"ALERTSVC_SES_REGION must be an AWS region name such as eu-west-2, "
+                f"not {config['SES_REGION']!r}"
+            )
+        endpoint = config["SES_ENDPOINT_URL"]
+        if endpoint:
+            try:
+                parts = urlsplit(str(endpoint))
+            except ValueError:
+                parts = urlsplit("")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigurationError(
+                    f"ALERTSVC_SES_ENDPOINT_URL must be an http:// or https:// URL such as "
+                    f"http://127.0.0.1:5000, not {endpoint!r}; leave it unset for SES itself"
+                )
+    if transport == "smtp":
+        if not config["SMTP_URL"]:
+            raise ConfigurationError(
+                "ALERTSVC_MAIL_TRANSPORT=smtp needs ALERTSVC_SMTP_URL, such as "
+                "smtp+starttls://user:password@smtp.example.org:587"
+            )
+        smtp_url(config["SMTP_URL"])
+    for name in ("SEND_RATE", "SES_MAX_SEND_RATE"):
+        rate = positive_rate(config, name)
+        if rate is not None:
+            config[name] = rate
 
 
 def sender_domain(mail_from: object) -> str:

@@ -86,6 +86,12 @@ def sending_status_command() -> None:
         outbox = outbox_summary(now)
     for line in lines or ["Sending: running"]:
         click.echo(line)
+    if config["MAIL_TRANSPORT"] == "ses":
+        from alertsvc.delivery.ses import SesTransport  # boto3 only where SES is in use
+
+        ses = SesTransport.from_config(config, 1)
+        click.echo(ses.describe_account())
+        ses.close()
     window_days = config["REPUTATION_WINDOW_SECONDS"] / 86400
     click.echo(
         f"Reputation: {plural(report.sends, 'subscription email')} sent in the window "

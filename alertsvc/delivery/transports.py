@@ -1,4 +1,5 @@
-"""Mail transports: where a built message goes. ``file`` now; ``smtp`` and ``ses`` later."""
+"""Mail transports: where a built message goes (``file``, ``smtp``, ``ses``), and the errors
+they raise, which decide whether the worker retries."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class Transport(Protocol):
         """The provider's own limit in emails per second (SES's ``MaxSendRate``), or None."""
         ...
 
+    def close(self) -> None:
+        """Let go of connections; called once, when the worker stops."""
+        ...
+
 
 class FileTransport:
     """Writes each message as an ``.eml`` file: the development and demo transport.
@@ -73,11 +78,26 @@ class FileTransport:
     def max_send_rate(self) -> float | None:
         return None
 
+    def close(self) -> None:
+        pass
 
-def make_transport(app: Flask) -> Transport:
-    """The transport named by ``MAIL_TRANSPORT``.
 
-    ``load_config`` refuses any name not in ``MAIL_TRANSPORTS`` at start-up, so the name
-    is one this builds; ``file`` is the only one for now.
+def make_transport(app: Flask, concurrency: int) -> Transport:
+    """The transport named by ``MAIL_TRANSPORT``, for a worker sending with ``concurrency``
+    threads.
+
+    ``load_config`` refuses, at start-up, a name not in ``MAIL_TRANSPORTS`` and settings
+    the transport could not work with, so this builds what passed those checks.
     """
-    return FileTransport(app.config["MAIL_DIR"])
+    config = app.config
+    # Imported here: those modules import this one's errors, and only a worker that uses
+    # SES needs boto3 loaded.
+    if config["MAIL_TRANSPORT"] == "ses":
+        from alertsvc.delivery.ses import SesTransport
+
+        return SesTransport.from_config(config, concurrency)
+    if config["MAIL_TRANSPORT"] == "smtp":
+        from alertsvc.delivery.smtp import SmtpTransport
+
+        return SmtpTransport.from_config(config)
+    return FileTransport(config["MAIL_DIR"])

@@ -583,12 +583,12 @@ class Worker:
         """
         totals = WorkerTotals()
         config = self.app.config
-        transport = make_transport(self.app)
+        concurrency = self.concurrency or config["WORKER_CONCURRENCY"]
+        transport = make_transport(self.app, concurrency)
         rate = SendRate.from_config(config, transport, self.stop.event)
         wakeup = Wakeup(config["SQLALCHEMY_DATABASE_URI"], OUTBOX_CHANNEL, self.stop.event)
         next_reputation_check = time.monotonic()
         waiting_for_resume = False
-        concurrency = self.concurrency or config["WORKER_CONCURRENCY"]
         with wakeup, ThreadPoolExecutor(concurrency, "alertsvc-send") as pool:
             while not self.stop.event.is_set():
                 if time.monotonic() >= next_reputation_check:
@@ -613,6 +613,7 @@ class Worker:
                 if self.burst:
                     break
                 wakeup.wait(config["WORKER_POLL_SECONDS"])
+        transport.close()
         return totals
 
     def guard_reputation(self) -> None:

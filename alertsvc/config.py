@@ -301,6 +301,22 @@ def positive_rate(config: dict[str, Any], name: str) -> float | None:
     return rate
 
 
+def burst_setting(config: dict[str, Any]) -> float:
+    """``SEND_BURST``: emails any one second may hold above the rate, 0 or more."""
+    value = config["SEND_BURST"]
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        burst = float(value or 0)
+    except (TypeError, ValueError):
+        burst = -1.0
+    if not 0 <= burst < float("inf"):
+        raise ConfigurationError(
+            f"ALERTSVC_SEND_BURST must be a number of emails of 0 or more, not {value!r}"
+        )
+    return burst
+
+
 def _check_transport(config: dict[str, Any]) -> None:
     """Refuse, in one line naming the setting, a transport that could not send anything.
 
@@ -341,6 +357,7 @@ def _check_transport(config: dict[str, Any]) -> None:
         rate = positive_rate(config, name)
         if rate is not None:
             config[name] = rate
+    config["SEND_BURST"] = burst_setting(config)
 
 
 def sender_domain(mail_from: object) -> str:

@@ -32,7 +32,7 @@ from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from alertsvc.config import ConfigurationError
+from alertsvc.config import ConfigurationError, burst_setting, positive_rate
 from alertsvc.delivery.transports import Transport
 
 log = logging.getLogger(__name__)
@@ -46,35 +46,14 @@ STORAGE_RETRY_MAX_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 5.0
 
 
-def _number(config: Mapping[str, Any], name: str) -> float | None:
-    value = config.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(f"ALERTSVC_{name} must be a number, not {value!r}")
-    return float(value)
-
-
 def send_rate_setting(config: Mapping[str, Any]) -> float | None:
     """``SEND_RATE`` as emails per second, or None for no limit of ours."""
-    rate = _number(config, "SEND_RATE")
-    if rate is not None and rate <= 0:
-        raise ConfigurationError(
-            f"ALERTSVC_SEND_RATE must be a number of emails per second greater than 0 "
-            f"(or unset for no limit), not {config['SEND_RATE']!r}"
-        )
-    return rate
+    return positive_rate(dict(config), "SEND_RATE")
 
 
 def send_burst_setting(config: Mapping[str, Any]) -> float:
     """``SEND_BURST``: emails a second may hold above the rate (0 or more)."""
-    burst = _number(config, "SEND_BURST")
-    if burst is not None and burst < 0:
-        raise ConfigurationError(
-            f"ALERTSVC_SEND_BURST must be a number of emails of 0 or more, "
-            f"not {config['SEND_BURST']!r}"
-        )
-    return burst or 0.0
+    return burst_setting(dict(config))
 
 
 def effective_rate(

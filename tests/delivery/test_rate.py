@@ -28,6 +28,7 @@ import redis
 from limits import RateLimitItemPerSecond
 
 from alertsvc.cli import build_cli
+from alertsvc.config import ConfigurationError
 from alertsvc.delivery.rate import SendRate, effective_rate, rate_items
 from alertsvc.delivery.transports import FileTransport
 from alertsvc.delivery.worker import Worker
@@ -232,28 +233,40 @@ def assert_one_line(result, message: str) -> None:
     [
         (
             {"SEND_RATE": "fast"},
-            "ALERTSVC_SEND_RATE must be a number, not 'fast'",
+            "ALERTSVC_SEND_RATE must be a number of emails per second above 0 (such as 14), "
+            "not 'fast'; leave it unset for no limit of ours",
         ),
         (
             {"SEND_RATE": 0},
-            "ALERTSVC_SEND_RATE must be a number of emails per second greater than 0 "
-            "(or unset for no limit), not 0",
+            "ALERTSVC_SEND_RATE must be a number of emails per second above 0 (such as 14), "
+            "not 0; leave it unset for no limit of ours",
         ),
         (
             {"SEND_RATE": 10, "SEND_BURST": -1},
             "ALERTSVC_SEND_BURST must be a number of emails of 0 or more, not -1",
         ),
         (
-            {"SEND_RATE": 10, "REDIS_URL": "redis://:secret@127.0.0.1:9/0"},
-            "cannot reach Redis at redis://127.0.0.1:9/0 (ALERTSVC_REDIS_URL), which holds "
-            "the fleet's send rate: start Redis or correct the setting",
+            {"SEND_RATE": 10, "SEND_BURST": "lots"},
+            "ALERTSVC_SEND_BURST must be a number of emails of 0 or more, not 'lots'",
         ),
     ],
 )
-def test_bad_rate_settings_stop_the_worker_with_one_line(app_with, settings, message):
+def test_bad_rate_settings_are_refused_at_start_with_one_line(app_with, settings, message):
+    with pytest.raises(ConfigurationError) as refused:
+        app_with(**settings)
+    assert str(refused.value) == message
+
+
+def test_unreachable_redis_stops_the_worker_with_one_line(app_with):
     queue_manage_links(app_with(), 1)
-    result = run_worker(app_with(**settings), "--burst")
-    assert_one_line(result, message)
+    result = run_worker(
+        app_with(SEND_RATE=10, REDIS_URL="redis://:secret@127.0.0.1:9/0"), "--burst"
+    )
+    assert_one_line(
+        result,
+        "cannot reach Redis at redis://127.0.0.1:9/0 (ALERTSVC_REDIS_URL), which holds "
+        "the fleet's send rate: start Redis or correct the setting",
+    )
     assert set(statuses(app_with()).values()) == {OutboxStatus.QUEUED}, "nothing was sent"
 
 
@@ -266,8 +279,8 @@ def test_send_rate_from_the_environment_is_checked_at_start(app, database_url, t
     finally:
         kill(process)
     assert output(log).strip().splitlines()[-1] == (
-        "Error: ALERTSVC_SEND_RATE must be a number of emails per second greater than 0 "
-        "(or unset for no limit), not -5"
+        "Error: ALERTSVC_SEND_RATE must be a number of emails per second above 0 (such as 14), "
+        "not -5; leave it unset for no limit of ours"
     )
 
 

@@ -364,7 +364,7 @@ def latency(database_url: str, env: Mapping[str, str], sink: Sink) -> list[float
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def top_up(dsn: str, rows: int) -> int:
@@ -466,9 +466,7 @@ def million_run(args: argparse.Namespace) -> None:
                 sink.reset()
                 step("planning the daily run, two idle workers waiting")
                 started = time.time()
-                summary, plan_mb = run_cli(
-                    env, "digest", "run", "daily", "--at", WINDOW_END.isoformat()
-                )
+                _, plan_mb = run_cli(env, "digest", "run", "daily", "--at", WINDOW_END.isoformat())
                 with psycopg.connect(dsn) as connection:
                     emails = connection.execute("SELECT count(*) FROM outbox").fetchone()[0]
                 deadline = time.monotonic() + DRAIN_TIMEOUT

@@ -10,8 +10,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import select
 
 from alertsvc.delivery.worker import Worker
+from alertsvc.extensions import db
+from alertsvc.models import OutboxEmail
 
 _URL = re.compile(r"https?://[^\s<>\"']+")
 
@@ -22,15 +25,22 @@ class Mailbox:
     directory: Path
 
     def deliver(self) -> list[EmailMessage]:
-        """Send everything queued (worker in burst mode); return the new messages, in order."""
+        """Send everything queued (worker in burst mode); return the new messages in the
+        order they were queued."""
         before = set(self.directory.glob("*.eml"))
         Worker(self.app, burst=True).run()
-        new = sorted(set(self.directory.glob("*.eml")) - before, key=lambda p: p.stat().st_mtime_ns)
-        return [read_message(path) for path in new]
+        return self._in_queue_order(set(self.directory.glob("*.eml")) - before)
 
     def all(self) -> list[EmailMessage]:
-        paths = sorted(self.directory.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
-        return [read_message(path) for path in paths]
+        return self._in_queue_order(set(self.directory.glob("*.eml")))
+
+    def _in_queue_order(self, paths: set[Path]) -> list[EmailMessage]:
+        """By outbox row, not by file time: the worker's threads write files in any order."""
+        with self.app.app_context():
+            queued = dict(db.session.execute(select(OutboxEmail.message_id, OutboxEmail.id)).all())
+            db.session.remove()
+        messages = [read_message(path) for path in paths]
+        return sorted(messages, key=lambda message: queued.get(str(message["Message-ID"]), 0))
 
 
 def read_message(path: Path) -> EmailMessage:

@@ -183,6 +183,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         config["SNS_TOPIC_ARNS"] = [
             arn.strip() for arn in config["SNS_TOPIC_ARNS"].split(",") if arn.strip()
         ]
+    _check_topic_arns(config["SNS_TOPIC_ARNS"])
     if config["BASE_URL"]:
         config["BASE_URL"] = bare_origin(config["BASE_URL"])
     instance = Path(app.instance_path)
@@ -360,6 +361,27 @@ def _check_transport(config: dict[str, Any]) -> None:
         if rate is not None:
             config[name] = rate
     config["SEND_BURST"] = burst_setting(config)
+
+
+# arn:partition:sns:region:account:topic (topic names: letters, digits, - and _, .fifo).
+_SNS_TOPIC_ARN = re.compile(
+    r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?"
+)
+
+
+def _check_topic_arns(arns: object) -> None:
+    """Refuse a topic that is not an SNS topic ARN: with a typo every bounce and complaint
+    would be refused (403), seen only in the log."""
+    wrong = [
+        arn
+        for arn in (arns if isinstance(arns, list) else [arns])
+        if not (isinstance(arn, str) and _SNS_TOPIC_ARN.fullmatch(arn))
+    ]
+    if wrong:
+        raise ConfigurationError(
+            "ALERTSVC_SNS_TOPIC_ARNS must be SNS topic ARNs separated by commas, such as "
+            f"arn:aws:sns:eu-west-2:123456789012:ses-events; not {', '.join(map(repr, wrong))}"
+        )
 
 
 # Read only when a bounce arrives or the guard measures: checked at start-up instead, so a

@@ -13,6 +13,7 @@ selects development for itself.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import secrets
@@ -182,6 +183,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         config["SNS_TOPIC_ARNS"] = [
             arn.strip() for arn in config["SNS_TOPIC_ARNS"].split(",") if arn.strip()
         ]
+    _check_topic_arns(config["SNS_TOPIC_ARNS"])
     if config["BASE_URL"]:
         config["BASE_URL"] = bare_origin(config["BASE_URL"])
     instance = Path(app.instance_path)
@@ -214,6 +216,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
             f"choose one of {', '.join(MAIL_TRANSPORTS)}"
         )
     _check_transport(config)
+    _check_feedback(config)
 
 
 # botocore's own check of a region name, so that a bad one is refused at start-up.
@@ -358,6 +361,87 @@ def _check_transport(config: dict[str, Any]) -> None:
         if rate is not None:
             config[name] = rate
     config["SEND_BURST"] = burst_setting(config)
+
+
+# arn:partition:sns:region:account:topic (topic names: letters, digits, - and _, .fifo).
+_SNS_TOPIC_ARN = re.compile(
+    r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?"
+)
+
+
+def _check_topic_arns(arns: object) -> None:
+    """Refuse a topic that is not an SNS topic ARN: with a typo every bounce and complaint
+    would be refused (403), seen only in the log."""
+    wrong = [
+        arn
+        for arn in (arns if isinstance(arns, list) else [arns])
+        if not (isinstance(arn, str) and _SNS_TOPIC_ARN.fullmatch(arn))
+    ]
+    if wrong:
+        raise ConfigurationError(
+            "ALERTSVC_SNS_TOPIC_ARNS must be SNS topic ARNs separated by commas, such as "
+            f"arn:aws:sns:eu-west-2:123456789012:ses-events; not {', '.join(map(repr, wrong))}"
+        )
+
+
+# Read only when a bounce arrives or the guard measures: checked at start-up instead, so a
+# threshold written as a percentage cannot leave the guard silently never pausing, and a
+# word where a number belongs cannot answer every SNS post with an error.
+_FRACTIONS = ("REPUTATION_BOUNCE_RATE", "REPUTATION_COMPLAINT_RATE")
+_WHOLE_NUMBERS = {
+    "REPUTATION_WINDOW_SENDS": 1,
+    "REPUTATION_WINDOW_SECONDS": 1,
+    "REPUTATION_MIN_SENDS": 0,
+    "REPUTATION_CHECK_SECONDS": 1,
+    "TRANSIENT_BOUNCE_LIMIT": 1,
+    "TRANSIENT_BOUNCE_WINDOW_SECONDS": 1,
+    "SNS_MAX_AGE_SECONDS": 1,
+    "SNS_CERT_MAX_BYTES": 1,
+}
+
+
+def _number(value: object) -> float:
+    """``value`` as a number, or NaN when it is none (a word, a flag, nothing)."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _check_feedback(config: dict[str, Any]) -> None:
+    """Refuse, in one line, bounce, complaint and reputation guard settings that would
+    fail open; store the rest as numbers."""
+    for name in _FRACTIONS:
+        fraction = _number(config[name])
+        if not 0 < fraction <= 1:
+            raise ConfigurationError(
+                f"ALERTSVC_{name} must be a fraction above 0 and at most 1 (0.025 is 2.5%), "
+                f"not {config[name]!r}"
+            )
+        config[name] = fraction
+    for name, least in _WHOLE_NUMBERS.items():
+        whole = _number(config[name])
+        if not (whole.is_integer() and whole >= least):
+            raise ConfigurationError(
+                f"ALERTSVC_{name} must be a whole number of at least {least}, not {config[name]!r}"
+            )
+        config[name] = int(whole)
+    timeout = _number(config["SNS_CERT_TIMEOUT_SECONDS"])
+    if not 0 < timeout < math.inf:
+        raise ConfigurationError(
+            f"ALERTSVC_SNS_CERT_TIMEOUT_SECONDS must be a number of seconds above 0, "
+            f"not {config['SNS_CERT_TIMEOUT_SECONDS']!r}"
+        )
+    config["SNS_CERT_TIMEOUT_SECONDS"] = timeout
+    if config["REPUTATION_MIN_SENDS"] > config["REPUTATION_WINDOW_SENDS"]:
+        raise ConfigurationError(
+            f"ALERTSVC_REPUTATION_MIN_SENDS ({config['REPUTATION_MIN_SENDS']}) is more than "
+            f"ALERTSVC_REPUTATION_WINDOW_SENDS ({config['REPUTATION_WINDOW_SENDS']}): the "
+            f"window never holds enough sends for a verdict, so the reputation guard would "
+            f"never pause sending"
+        )
 
 
 def sender_domain(mail_from: object) -> str:

@@ -395,3 +395,87 @@ def test_healthz_answers_503_when_the_database_is_unreachable(app_with, tmp_path
     response = broken.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["status"] == "unavailable"
+
+
+FEEDBACK_REFUSED = [
+    (
+        {"REPUTATION_BOUNCE_RATE": "2.5%"},
+        "ALERTSVC_REPUTATION_BOUNCE_RATE must be a fraction above 0 and at most 1 "
+        "(0.025 is 2.5%), not '2.5%'",
+    ),
+    (
+        {"REPUTATION_BOUNCE_RATE": 5},
+        "ALERTSVC_REPUTATION_BOUNCE_RATE must be a fraction above 0 and at most 1 "
+        "(0.025 is 2.5%), not 5",
+    ),
+    (
+        {"REPUTATION_COMPLAINT_RATE": float("nan")},
+        "ALERTSVC_REPUTATION_COMPLAINT_RATE must be a fraction above 0 and at most 1 "
+        "(0.025 is 2.5%), not nan",
+    ),
+    (
+        {"REPUTATION_WINDOW_SENDS": "many"},
+        "ALERTSVC_REPUTATION_WINDOW_SENDS must be a whole number of at least 1, not 'many'",
+    ),
+    (
+        {"REPUTATION_CHECK_SECONDS": 0},
+        "ALERTSVC_REPUTATION_CHECK_SECONDS must be a whole number of at least 1, not 0",
+    ),
+    (
+        {"REPUTATION_MIN_SENDS": 1000, "REPUTATION_WINDOW_SENDS": 500},
+        "ALERTSVC_REPUTATION_MIN_SENDS (1000) is more than ALERTSVC_REPUTATION_WINDOW_SENDS "
+        "(500): the window never holds enough sends for a verdict, so the reputation guard "
+        "would never pause sending",
+    ),
+    (
+        {"TRANSIENT_BOUNCE_LIMIT": 0},
+        "ALERTSVC_TRANSIENT_BOUNCE_LIMIT must be a whole number of at least 1, not 0",
+    ),
+    (
+        {"TRANSIENT_BOUNCE_WINDOW_SECONDS": "a week"},
+        "ALERTSVC_TRANSIENT_BOUNCE_WINDOW_SECONDS must be a whole number of at least 1, "
+        "not 'a week'",
+    ),
+    (
+        {"SNS_MAX_AGE_SECONDS": "abc"},
+        "ALERTSVC_SNS_MAX_AGE_SECONDS must be a whole number of at least 1, not 'abc'",
+    ),
+    (
+        {"SNS_CERT_MAX_BYTES": True},
+        "ALERTSVC_SNS_CERT_MAX_BYTES must be a whole number of at least 1, not True",
+    ),
+    (
+        {"SNS_CERT_TIMEOUT_SECONDS": -5},
+        "ALERTSVC_SNS_CERT_TIMEOUT_SECONDS must be a number of seconds above 0, not -5",
+    ),
+]
+
+
+@pytest.mark.parametrize(("settings", "message"), FEEDBACK_REFUSED)
+def test_bounce_complaint_and_guard_settings_that_would_fail_open_refuse_to_start(
+    app_with, settings, message
+):
+    """Unchecked, a threshold given as a percentage (5 for 5%) or a word made the reputation
+    guard never pause, and a bad SNS or soft-bounce setting answered every SNS post with 500."""
+    with pytest.raises(ConfigurationError) as refused:
+        app_with(**settings)
+    assert str(refused.value) == message
+
+
+def test_the_worker_refuses_a_guard_threshold_it_cannot_read(app, environment):
+    row_id = queue_manage_link(app)
+    environment.setenv("ALERTSVC_REPUTATION_BOUNCE_RATE", "2.5%")
+
+    result = CliRunner().invoke(build_cli(), ["worker", "--burst"])
+
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: ALERTSVC_REPUTATION_BOUNCE_RATE must be a fraction above 0 and at most 1 "
+        "(0.025 is 2.5%), not '2.5%'"
+    ]
+    assert outbox_row(app, row_id).status == OutboxStatus.QUEUED
+
+
+def test_feedback_settings_from_the_environment_are_numbers(app_with):
+    app = app_with(REPUTATION_BOUNCE_RATE="0.05", SNS_MAX_AGE_SECONDS="600")
+    assert (app.config["REPUTATION_BOUNCE_RATE"], app.config["SNS_MAX_AGE_SECONDS"]) == (0.05, 600)

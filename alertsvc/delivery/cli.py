@@ -17,6 +17,8 @@ from alertsvc.text import plural
 
 MAX_CONCURRENCY = 256
 PAUSED_BY_OPERATOR = "operator"
+# A reason is shown by every `sending status` and worker summary: a line, not a document.
+MAX_PAUSE_REASON_LENGTH = 500
 
 
 @click.command("worker")
@@ -121,9 +123,14 @@ def sending_status_command() -> None:
 @click.option("--reason", required=True, help="Why: shown by `sending status`.")
 def sending_pause_command(all_sending: bool, reason: str) -> None:
     """Pause subscription emails (digests and alerts), or with --all every email."""
-    reason = " ".join(reason.split())
+    reason = _one_line(reason)
     if not reason:
         raise click.BadParameter("give a reason", param_hint="--reason")
+    if len(reason) > MAX_PAUSE_REASON_LENGTH:
+        raise click.BadParameter(
+            f"at most {MAX_PAUSE_REASON_LENGTH} characters (this one has {len(reason)})",
+            param_hint="--reason",
+        )
     scope = PauseScope.ALL if all_sending else PauseScope.SUBSCRIPTIONS
     with transaction():
         if pause(scope, reason, PAUSED_BY_OPERATOR, utcnow()):

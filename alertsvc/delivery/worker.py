@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alertsvc.database import transaction
-from alertsvc.delivery.messages import build_message
+from alertsvc.delivery.messages import ascii_address, build_message
 from alertsvc.delivery.outbox import row_message_id
 from alertsvc.delivery.pauses import pause, paused_scopes
 from alertsvc.delivery.rate import SendRate
@@ -225,36 +225,50 @@ def claim_outbox_batch(
     return rows
 
 
-def suppress_claimed_rows(row_ids: list[int]) -> list[int]:
+def suppress_claimed_rows(rows: list[OutboxEmail]) -> list[int]:
     """End the claimed rows addressed to a suppressed address as ``suppressed``, unsent;
     returns their ids.
 
-    One statement over the batch, after the claim has filled in digest rows' addresses.
-    The attempt the claim counted is taken back: nothing was attempted.
+    Run after the claim has filled in digest rows' addresses. Each row is compared in the
+    form it would be sent to (``ascii_address``): a subscriber stored before addresses were
+    stored in ASCII still has a Unicode domain, while the suppression list holds the ASCII
+    form. One read of the list for the batch, one update per reason. The attempt the claim
+    counted is taken back: nothing was attempted.
     """
-    if not row_ids:
+    sent_to: dict[int, str] = {}
+    for row in rows:
+        if row.to_address is None:
+            continue
+        try:
+            sent_to[row.id] = ascii_address(row.to_address).lower()
+        except ValueError:
+            sent_to[row.id] = row.to_address.lower()
+    if not sent_to:
         return []
-    reason = (
-        select(Suppression.reason)
-        .where(Suppression.email == OutboxEmail.to_address)
-        .scalar_subquery()
+    reasons = dict(
+        db.session.execute(
+            select(Suppression.email, Suppression.reason).where(
+                Suppression.email.in_(sorted(set(sent_to.values())))
+            )
+        ).all()
     )
-    suppress = (
-        update(OutboxEmail)
-        .where(
-            OutboxEmail.id.in_(row_ids),
-            OutboxEmail.to_address.in_(select(Suppression.email)),
+    by_reason: dict[str, list[int]] = {}
+    for row_id, address in sent_to.items():
+        if address in reasons:
+            by_reason.setdefault(reasons[address], []).append(row_id)
+    for reason, row_ids in by_reason.items():
+        db.session.execute(
+            update(OutboxEmail)
+            .where(OutboxEmail.id.in_(row_ids))
+            .values(
+                status=OutboxStatus.SUPPRESSED,
+                lease_expires_at=None,
+                attempts=OutboxEmail.attempts - 1,
+                last_error=f"address suppressed: {reason}",
+            )
+            .execution_options(synchronize_session=False)
         )
-        .values(
-            status=OutboxStatus.SUPPRESSED,
-            lease_expires_at=None,
-            attempts=OutboxEmail.attempts - 1,
-            last_error=literal("address suppressed: ") + reason,
-        )
-        .returning(OutboxEmail.id)
-        .execution_options(synchronize_session=False)
-    )
-    suppressed = sorted(db.session.scalars(suppress))
+    suppressed = sorted(row_id for row_ids in by_reason.values() for row_id in row_ids)
     if suppressed:
         log.info("outbox emails %s not sent: address suppressed", suppressed)
     return suppressed
@@ -401,7 +415,7 @@ def send_outbox_batch(
         rows = claim_outbox_batch(
             config["WORKER_BATCH_SIZE"], lease_seconds, now, config["WORKER_MAX_ATTEMPTS"], paused
         )
-        suppressed = set(suppress_claimed_rows([row.id for row in rows]))
+        suppressed = set(suppress_claimed_rows(rows))
         rows = [row for row in rows if row.id not in suppressed]
         body_ids = {row.body_id for row in rows if row.body_id is not None}
         bodies = (

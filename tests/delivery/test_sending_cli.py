@@ -112,6 +112,31 @@ def test_bad_input_is_one_line_and_changes_nothing(app):
     assert stored_state(app) == before
 
 
+def test_a_pause_reason_is_one_short_printable_line(app):
+    """A reason is printed by every `sending status` and worker summary: a pasted 100 KB log
+    or a terminal escape sequence in it would bury or garble the operator's screen."""
+    runner = app.test_cli_runner()
+    before = stored_state(app)
+
+    huge = runner.invoke(args=["sending", "pause", "--reason", "x" * 100_000])
+
+    assert huge.exit_code == 2
+    assert (
+        "Error: Invalid value for --reason: at most 500 characters (this one has 100000)"
+        in huge.output
+    )
+    assert stored_state(app) == before
+
+    escaped = runner.invoke(
+        args=["sending", "pause", "--reason", "Prüfung \x1b[2J läuft — 検査\x07"]
+    )
+    assert escaped.exit_code == 0, escaped.output
+    assert escaped.output == (
+        "Paused subscription emails (digests and alerts): Prüfung [2J läuft — 検査\n"
+    )
+    assert "\x1b" not in runner.invoke(args=["sending", "status"]).output
+
+
 def test_a_worker_concurrency_setting_out_of_range_is_one_line(app_with):
     result = app_with(WORKER_CONCURRENCY=0).test_cli_runner().invoke(args=["worker", "--burst"])
     assert result.exit_code == 1

@@ -61,6 +61,23 @@ def test_suppressed_addresses_are_never_sent_to_and_end_suppressed(app, mail_dir
     assert Worker(app, burst=True).run().batches == 0, "a suppressed email is not tried again"
 
 
+def test_a_suppressed_idn_address_is_not_sent_to_a_subscriber_stored_in_unicode(app, mail_dir):
+    """Subscriber rows written before addresses were stored in ASCII keep a Unicode domain;
+    the worker sends to its ASCII form, so the suppression (stored in ASCII) must stop it."""
+    digest_row, _ = queue_digest_and_alert(app)
+    legacy = queue_manage_link(app, "idn@bücher.de")
+    result = app.test_cli_runner().invoke(args=["suppressions", "add", "IDN@Bücher.de"])
+    assert result.output == "Suppressed idn@xn--bcher-kva.de\n"
+
+    totals = Worker(app, burst=True).run()
+
+    assert "idn@xn--bcher-kva.de" not in delivered_to(mail_dir)
+    row = outbox_row(app, legacy)
+    assert (row.status, row.last_error) == (OutboxStatus.SUPPRESSED, "address suppressed: operator")
+    assert outbox_row(app, digest_row).status == OutboxStatus.SENT
+    assert totals.suppressed == 1
+
+
 def test_worker_summary_counts_suppressed_emails(app, database_url, tmp_path):
     queue_manage_link(app, "bounced@example.com")
     queue_manage_link(app, "fine@example.com")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alertsvc.config import ConfigurationError
 from alertsvc.ses_events import sns
 from tests.factories import create_subscriber, seed_topics, stored_state
 from tests.ses_events.helpers import (
@@ -215,3 +216,26 @@ def test_comma_separated_topics_from_the_environment(make_app, monkeypatch):
     monkeypatch.setenv("ALERTSVC_SNS_TOPIC_ARNS", f" {TOPIC}, {OTHER_TOPIC} ,")
 
     assert make_app().config["SNS_TOPIC_ARNS"] == [TOPIC, OTHER_TOPIC]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "garbage",
+        f"{TOPIC},x",
+        "arn:aws:sns:eu-west-2:123456789012",
+        "arn:aws:s3:::alertsvc-ses-events",
+        f"https://sns.eu-west-2.amazonaws.com/{TOPIC}",
+    ],
+)
+def test_a_topic_that_is_not_an_sns_topic_arn_refuses_to_start(make_app, monkeypatch, value):
+    """A typo would otherwise refuse every bounce and complaint, seen only as 403s in a log."""
+    monkeypatch.setenv("ALERTSVC_SNS_TOPIC_ARNS", value)
+
+    with pytest.raises(ConfigurationError) as refused:
+        make_app()
+
+    assert str(refused.value).startswith(
+        "ALERTSVC_SNS_TOPIC_ARNS must be SNS topic ARNs separated by commas, such as "
+        "arn:aws:sns:eu-west-2:123456789012:ses-events; not "
+    )

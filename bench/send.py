@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
 import statistics
@@ -491,6 +492,9 @@ def million_run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     exit_cleanly_on_sigterm()
+    # The app's logging set-up (create_app, for the sample message) would log every request
+    # this script makes to the sink.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--concurrency", type=int, default=16)

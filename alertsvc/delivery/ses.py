@@ -132,6 +132,9 @@ class SesTransport:
                 # total_max_attempts counts the first try: 1 means no retry by botocore.
                 retries={"total_max_attempts": 1, "mode": "standard"},
                 max_pool_connections=max(max_pool_connections, 10),
+                # The request is built here, always the same shape: checking it against
+                # the API model on every send costs CPU a busy worker does not have.
+                parameter_validation=False,
             ),
         )
         self._max_send_rate_setting = max_send_rate

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alertsvc.database import transaction
+from alertsvc.delivery.feedback import attach_feedback
 from alertsvc.delivery.messages import ascii_address, build_message
 from alertsvc.delivery.outbox import row_message_id
 from alertsvc.delivery.pauses import pause, paused_scopes
@@ -560,6 +561,14 @@ def record_outbox_results(changes: list[dict[str, Any]]) -> None:
         )
     )
     recorded = db.session.execute(record, changes).rowcount
+    # SES may have reported on some of these already (delivery.feedback).
+    attach_feedback(
+        [
+            change["provider_message_id"]
+            for change in changes
+            if change["status"] == OutboxStatus.SENT and change["provider_message_id"]
+        ]
+    )
     if recorded < len(changes):
         log.warning(
             "%s of %s outbox emails (among ids %s) were not recorded: their lease ran out "

@@ -60,6 +60,9 @@ class DeliveryEvent(db.Model):
     __table_args__ = (
         allowed_values("kind", DeliveryEventKind),
         Index("ix_delivery_events_email", "email", "kind", "occurred_at"),
+        # Events that arrive before their message's send is recorded are joined to it later
+        # by SES's message id (delivery.feedback).
+        Index("ix_delivery_events_provider_message_id", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

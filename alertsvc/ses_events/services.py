@@ -29,18 +29,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 
 from alertsvc.addresses import InvalidAddress, normalise_email
 from alertsvc.database import insert_skipping_existing
+from alertsvc.delivery.feedback import attach_feedback
 from alertsvc.delivery.suppressions import SuppressionSource, suppress_all
 from alertsvc.extensions import db
 from alertsvc.models import (
     DeliveryEvent,
     DeliveryEventKind,
     EndedReason,
-    OutboxEmail,
-    OutboxStatus,
     SnsMessage,
     SuppressionReason,
 )
@@ -156,17 +155,6 @@ def _occurred_at(details: dict[str, Any], fallback: datetime) -> datetime:
     return fallback
 
 
-def _outbox_id(provider_message_id: str | None) -> int | None:
-    if provider_message_id is None:
-        return None
-    return db.session.scalars(
-        select(OutboxEmail.id)
-        .where(OutboxEmail.provider_message_id == provider_message_id)
-        .order_by(OutboxEmail.id)
-        .limit(1)
-    ).first()
-
-
 def _record_events(
     kind: DeliveryEventKind,
     details: Mapping[str, str | None],
@@ -176,14 +164,13 @@ def _record_events(
     """One ``delivery_events`` row per address, in one statement."""
     if not details:
         return 0
-    outbox_id = _outbox_id(provider_message_id)
     db.session.execute(
         insert(DeliveryEvent),
         [
             {
                 "kind": kind,
                 "email": email,
-                "outbox_id": outbox_id,
+                "outbox_id": None,
                 "provider_message_id": provider_message_id,
                 "occurred_at": occurred_at,
                 "detail": detail,
@@ -192,6 +179,11 @@ def _record_events(
         ],
     )
     return len(details)
+
+
+def _attach(provider_message_id: str | None) -> int:
+    """Join the events just recorded to the row SES names (see ``delivery.feedback``)."""
+    return attach_feedback([provider_message_id]) if provider_message_id is not None else 0
 
 
 def _recipients(entries: Any, key: str | None) -> list[str]:
@@ -242,6 +234,7 @@ def _bounce(
     kind = DeliveryEventKind.PERMANENT_BOUNCE if permanent else DeliveryEventKind.TRANSIENT_BOUNCE
     outcome = Outcome(kind=kind)
     outcome.events = _record_events(kind, details, provider_message_id, occurred_at)
+    _attach(provider_message_id)
     if permanent:
         _suppress_and_end(outcome, details, SuppressionReason.BOUNCE, EndedReason.BOUNCED, now)
         return outcome
@@ -302,6 +295,7 @@ def _complaint(
         provider_message_id,
         _occurred_at(complaint, fallback_time),
     )
+    _attach(provider_message_id)
     _suppress_and_end(outcome, details, SuppressionReason.COMPLAINT, EndedReason.COMPLAINED, now)
     return outcome
 
@@ -321,14 +315,7 @@ def _delivery(
         provider_message_id,
         occurred_at,
     )
-    if provider_message_id is not None:
-        outcome.delivered = db.session.execute(
-            update(OutboxEmail)
-            .where(
-                OutboxEmail.provider_message_id == provider_message_id,
-                OutboxEmail.status == OutboxStatus.SENT,
-            )
-            .values(status=OutboxStatus.DELIVERED, delivered_at=occurred_at)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+    # A sent row is now delivered; one still being sent becomes so when its worker records
+    # it (delivery.feedback joins the two from either side).
+    outcome.delivered = _attach(provider_message_id)
     return outcome

@@ -34,6 +34,7 @@ def upgrade():
     with op.batch_alter_table('delivery_events', schema=None) as batch_op:
         batch_op.create_index('ix_delivery_events_email', ['email', 'kind', 'occurred_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_delivery_events_outbox_id'), ['outbox_id'], unique=False)
+        batch_op.create_index('ix_delivery_events_provider_message_id', ['provider_message_id'], unique=False)
 
     op.create_table('sending_pauses',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -103,6 +104,7 @@ def downgrade():
 
     op.drop_table('sending_pauses')
     with op.batch_alter_table('delivery_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_delivery_events_provider_message_id')
         batch_op.drop_index(batch_op.f('ix_delivery_events_outbox_id'))
         batch_op.drop_index('ix_delivery_events_email')
 

@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from alertsvc.database import transaction
 from alertsvc.delivery.outbox import queue_email
+from alertsvc.delivery.transports import FileTransport
 from alertsvc.extensions import db
 from alertsvc.models import DeliveryEvent, OutboxEmail, SnsMessage, Suppression, Topic, utcnow
+from tests.delivery.helpers import send_batch
 from tests.factories import create_subscriber, queue_manage_link, rows, seed_topics, stored_state
 from tests.factories import subscription_history as history
 from tests.ses_events.helpers import (
@@ -286,3 +288,41 @@ def test_mail_queued_to_a_bounced_address_ends_suppressed_and_is_not_sent(
     assert rows(sns_app, select(OutboxEmail.status).where(OutboxEmail.id == row_id)) == [
         "suppressed"
     ]
+
+
+class ReportedAtOnce:
+    """The file transport, with SES reporting the delivery before the send has returned:
+    as happens when a batch takes seconds to send and the recipient's server is quick."""
+
+    def __init__(self, mail_dir, post, signer):
+        self.file = FileTransport(mail_dir)
+        self.post = post
+        self.signer = signer
+
+    def send(self, message):
+        provider_id = f"ses-{self.file.send(message)}"
+        recipient = str(message["To"])
+        body = notification(ses_delivery(recipient, message_id=provider_id), message_id="early")
+        assert self.post(sign(body, self.signer)).status_code == 200
+        return provider_id
+
+    def max_send_rate(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def test_a_delivery_reported_before_the_send_is_recorded_still_marks_it_delivered(
+    sns_app, cached, post, mail_dir
+):
+    row_id = queue_manage_link(sns_app, READER)
+
+    result = send_batch(sns_app, ReportedAtOnce(mail_dir, post, cached))
+
+    assert result.sent == 1
+    [row] = rows(sns_app, select(OutboxEmail).where(OutboxEmail.id == row_id))
+    assert row.status == "delivered"
+    assert row.delivered_at == datetime(2026, 11, 30, 9, 0, 2, 184000, tzinfo=UTC)
+    [event] = _events(sns_app)
+    assert event[:4] == ("delivery", READER, row_id, row.provider_message_id)

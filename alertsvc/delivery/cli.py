@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
@@ -14,6 +16,8 @@ from alertsvc.delivery.status import outbox_summary
 from alertsvc.delivery.worker import PAUSED_BY_SES, Worker
 from alertsvc.models import PauseScope, Suppression, SuppressionReason, utcnow
 from alertsvc.text import plural
+
+log = logging.getLogger(__name__)
 
 MAX_CONCURRENCY = 256
 PAUSED_BY_OPERATOR = "operator"
@@ -42,6 +46,12 @@ def worker_command(burst: bool, concurrency: int | None) -> None:
                 f"ALERTSVC_WORKER_CONCURRENCY must be a whole number from 1 to "
                 f"{MAX_CONCURRENCY}, not {concurrency!r}"
             )
+    if app.config["MAIL_TRANSPORT"] == "ses" and not app.config["SNS_TOPIC_ARNS"]:
+        log.warning(
+            "sending through SES with ALERTSVC_SNS_TOPIC_ARNS empty: /ses/events refuses every "
+            "bounce and complaint, so bounced and complaining addresses keep being mailed "
+            "(README: Bounces and complaints)"
+        )
     worker = Worker(app, burst=burst, concurrency=concurrency)
     worker.stop.install()
     try:

@@ -24,6 +24,7 @@ from moto.ses.models import ses_backends
 from sqlalchemy import select
 from urllib3.response import HTTPResponse
 
+from alertsvc.cli import build_cli
 from alertsvc.delivery.ses import SesTransport
 from alertsvc.delivery.transports import SendingPausedError, make_transport
 from alertsvc.models import OutboxEmail, OutboxStatus, utcnow
@@ -444,3 +445,23 @@ def test_sending_status_says_when_ses_cannot_be_asked(app_with):
         'connect to the endpoint URL: "http://127.0.0.1:9/v2/email/account"'
     ) in result.output.splitlines()
     assert "Outbox: 0 queued" in result.output
+
+
+@pytest.mark.parametrize(
+    ("topics", "warned"), [([], True), (["arn:aws:sns:eu-west-2:123456789012:ses-events"], False)]
+)
+def test_a_worker_sending_through_ses_without_sns_topics_says_bounces_go_unheard(
+    ses, app_with, caplog, topics, warned
+):
+    flask_app = app_with(
+        MAIL_TRANSPORT="ses",
+        SES_REGION=REGION,
+        SES_ENDPOINT_URL=ENDPOINT,
+        SES_MAX_SEND_RATE=1000,
+        SNS_TOPIC_ARNS=topics,
+    )
+    with caplog.at_level(logging.WARNING, logger="alertsvc.delivery.cli"):
+        result = flask_app.test_cli_runner().invoke(build_cli(), ["worker", "--burst"])
+
+    assert result.exit_code == 0, result.output
+    assert ("ALERTSVC_SNS_TOPIC_ARNS empty" in caplog.text) is warned

@@ -44,7 +44,8 @@ class OutboxEmail(db.Model):
     __tablename__ = "outbox"
     __table_args__ = (
         allowed_values("status", OutboxStatus),
-        Index("ix_outbox_claim", "status", "next_attempt_at"),
+        # In the claim's order, so a claim reads only the rows it takes.
+        Index("ix_outbox_claim", "status", "next_attempt_at", "id"),
         # The reputation guard reads the most recent sends; SNS events find their row.
         Index("ix_outbox_sent_at", "sent_at"),
         Index("ix_outbox_provider_message_id", "provider_message_id"),

@@ -75,6 +75,9 @@ def upgrade():
         batch_op.add_column(sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index('ix_outbox_provider_message_id', ['provider_message_id'], unique=False)
         batch_op.create_index('ix_outbox_sent_at', ['sent_at'], unique=False)
+        # In the claim's order (status, next_attempt_at, id): a claim reads only what it takes.
+        batch_op.drop_index('ix_outbox_claim')
+        batch_op.create_index('ix_outbox_claim', ['status', 'next_attempt_at', 'id'], unique=False)
         batch_op.drop_constraint(op.f('ck_outbox_status'), type_='check')
         batch_op.create_check_constraint(op.f('ck_outbox_status'), NEW_STATUSES)
 
@@ -89,6 +92,8 @@ def downgrade():
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_sent_at')
+        batch_op.drop_index('ix_outbox_claim')
+        batch_op.create_index('ix_outbox_claim', ['status', 'next_attempt_at'], unique=False)
         batch_op.drop_index('ix_outbox_provider_message_id')
         batch_op.drop_column('delivered_at')
         batch_op.drop_constraint(op.f('ck_outbox_status'), type_='check')

@@ -20,7 +20,14 @@ from sqlalchemy import case, exists, func, select
 
 from alertsvc.delivery.pauses import pause
 from alertsvc.extensions import db
-from alertsvc.models import DeliveryEvent, DeliveryEventKind, OutboxEmail, OutboxStatus, PauseScope
+from alertsvc.models import (
+    DeliveryEvent,
+    DeliveryEventKind,
+    OutboxEmail,
+    OutboxStatus,
+    PauseScope,
+    SendingPause,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +92,24 @@ def measure_reputation(config: Mapping[str, Any], now: datetime) -> ReputationRe
     subscription emails sent within ``REPUTATION_WINDOW_SECONDS``. Reads only.
 
     One statement: the newest sends (``ix_outbox_sent_at``), each counted once however many
-    events it has (``delivery_events.outbox_id``).
+    events it has (``delivery_events.outbox_id``). Once an operator has resumed after the
+    guard tripped, only sends after that count: the operator has dealt with what went
+    before, and the guard must not pause again at once on the same bounces.
     """
+    since = now - timedelta(seconds=config["REPUTATION_WINDOW_SECONDS"])
+    resumed = db.session.scalar(
+        select(func.max(SendingPause.resumed_at)).where(
+            SendingPause.scope == PauseScope.SUBSCRIPTIONS,
+            SendingPause.paused_by == PAUSED_BY,
+        )
+    )
+    if resumed is not None:
+        since = max(since, resumed)
     recent = (
         select(OutboxEmail.id)
         .where(
             OutboxEmail.sent_at.is_not(None),
-            OutboxEmail.sent_at >= now - timedelta(seconds=config["REPUTATION_WINDOW_SECONDS"]),
+            OutboxEmail.sent_at >= since,
             OutboxEmail.status.in_([OutboxStatus.SENT, OutboxStatus.DELIVERED]),
             OutboxEmail.is_subscription_email,
         )

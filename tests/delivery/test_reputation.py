@@ -10,6 +10,7 @@ from flask import Flask
 from sqlalchemy import insert, select
 
 from alertsvc.database import transaction
+from alertsvc.delivery.pauses import resume
 from alertsvc.delivery.reputation import Verdict, check_reputation, measure_reputation
 from alertsvc.delivery.worker import Worker
 from alertsvc.models import (
@@ -17,6 +18,7 @@ from alertsvc.models import (
     DeliveryEventKind,
     OutboxEmail,
     OutboxStatus,
+    PauseScope,
     SendingPause,
     utcnow,
 )
@@ -242,3 +244,20 @@ def test_a_failing_reputation_check_is_logged_and_the_worker_sends_on(app_with, 
     assert totals.sent == 2
     assert delivered_to(mail_dir) == ["alert@example.com", "digest@example.com"]
     assert any("the reputation check failed" in record.getMessage() for record in caplog.records)
+
+
+def test_after_an_operator_resumes_only_later_sends_count(app_with):
+    """Resuming would be pointless if the guard paused again at once on the same bounces."""
+    app = app_with(**GUARD)
+    record_sends(app, 200, bounced=10, sent_at=utcnow() - timedelta(minutes=5))
+    assert check(app).paused
+    with app.app_context(), transaction():
+        assert resume(PauseScope.SUBSCRIPTIONS, "operator", utcnow()) == 1
+
+    after_resume = check(app)
+
+    assert (after_resume.sends, after_resume.verdict) == (0, Verdict.TOO_FEW_SENDS)
+    assert pauses_in_force(app) == []
+
+    record_sends(app, 100, bounced=3)
+    assert check(app).paused, "new bounces after the resume still trip it"

@@ -23,9 +23,9 @@ from sqlalchemy import (
     func,
     literal,
     not_,
-    or_,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.orm.attributes import set_committed_value
@@ -186,9 +186,14 @@ def claim_outbox_batch(
     claim = (
         update(OutboxEmail)
         .where(
-            or_(
-                OutboxEmail.id.in_(queued.scalar_subquery()),
-                OutboxEmail.id.in_(abandoned.scalar_subquery()),
+            OutboxEmail.id.in_(
+                # A UNION ALL of the two, so PostgreSQL looks the claimed ids up by key; an
+                # OR of two IN lists would scan the whole table.
+                select(
+                    union_all(select(queued.subquery().c.id), select(abandoned.subquery().c.id))
+                    .subquery()
+                    .c.id
+                )
             )
         )
         .values(

@@ -32,7 +32,7 @@ from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from alertsvc.config import ConfigurationError, burst_setting, positive_rate
+from alertsvc.config import ConfigurationError
 from alertsvc.delivery.transports import Transport
 
 log = logging.getLogger(__name__)
@@ -44,16 +44,6 @@ STORAGE_RETRY_SECONDS = 0.5
 STORAGE_RETRY_MAX_SECONDS = 5.0
 # Redis that does not answer within this long counts as lost (and nothing is sent).
 REDIS_TIMEOUT_SECONDS = 5.0
-
-
-def send_rate_setting(config: Mapping[str, Any]) -> float | None:
-    """``SEND_RATE`` as emails per second, or None for no limit of ours."""
-    return positive_rate(dict(config), "SEND_RATE")
-
-
-def send_burst_setting(config: Mapping[str, Any]) -> float:
-    """``SEND_BURST``: emails a second may hold above the rate (0 or more)."""
-    return burst_setting(dict(config))
 
 
 def effective_rate(
@@ -139,11 +129,11 @@ class SendRate:
     def from_config(
         cls, config: Mapping[str, Any], transport: Transport, stop: threading.Event
     ) -> SendRate:
-        """The worker's rate from its settings; a bad setting or unreachable Redis raises
-        ``ConfigurationError`` (one line for the CLI)."""
+        """The worker's rate from its settings (checked and made numbers by ``load_config``);
+        unreachable Redis raises ``ConfigurationError`` (one line for the CLI)."""
         return cls(
-            configured=send_rate_setting(config),
-            burst=send_burst_setting(config),
+            configured=config["SEND_RATE"],
+            burst=config["SEND_BURST"],
             transport=transport,
             storage_uri=config.get("REDIS_URL") or "memory://",
             key_prefix=str(config.get("REDIS_KEY_PREFIX") or "alertsvc"),

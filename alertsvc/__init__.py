@@ -77,8 +77,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ops.bp)
     if app.config["ENV"] in LOCAL_ENVIRONMENTS and app.config["MAIL_TRANSPORT"] == "file":
         app.register_blueprint(dev_routes.bp)
+    from alertsvc.admin import init_admin
     from alertsvc.api import init_api
 
+    init_admin(app)
     init_api(app)
 
 
@@ -128,13 +130,14 @@ def register_template_filters(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     """Each capability's ``cli`` module lists its top-level commands in ``COMMANDS``."""
     from alertsvc import scheduler
+    from alertsvc.admin import cli as admin_cli
     from alertsvc.api import cli as api_cli
     from alertsvc.articles import cli as articles_cli
     from alertsvc.delivery import cli as delivery_cli
     from alertsvc.digests import cli as digests_cli
     from alertsvc.topics import cli as topics_cli
 
-    for module in (topics_cli, articles_cli, digests_cli, delivery_cli, api_cli):
+    for module in (topics_cli, articles_cli, digests_cli, delivery_cli, api_cli, admin_cli):
         for command in module.COMMANDS:
             app.cli.add_command(command)
     app.cli.add_command(scheduler.scheduler_command)

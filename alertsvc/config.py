@@ -150,6 +150,21 @@ DEFAULTS: dict[str, Any] = {
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
     "WTF_CSRF_TIME_LIMIT": 3600 * 6,
     "RATELIMIT_HEADERS_ENABLED": True,
+    # Operators (/admin): signed out after this long without a request.
+    "ADMIN_SESSION_IDLE_SECONDS": 30 * 60,
+    "ADMIN_SIGNIN_RATE_LIMIT_PER_IP": "10 per minute;50 per hour",
+    "ADMIN_SIGNIN_RATE_LIMIT_PER_ADDRESS": "5 per 15 minutes;20 per day",
+    # /metrics answers only a request bearing this token; None: it answers nobody.
+    "METRICS_TOKEN": None,
+    # "json" (one JSON object a line) or "text"; None: json in production, text otherwise.
+    "LOG_FORMAT": None,
+    # The retention purge (scheduler, daily): outbox rows and message bodies older than
+    # OUTBOX_DAYS; digest run ledgers older than RUNS_DAYS (each subscriber's latest
+    # position per frequency is kept); addresses of subscribers with no live subscription
+    # for UNSUBSCRIBED_DAYS are blanked.
+    "RETENTION_OUTBOX_DAYS": 90,
+    "RETENTION_RUNS_DAYS": 90,
+    "RETENTION_UNSUBSCRIBED_DAYS": 28,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
 }

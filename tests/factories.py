@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, insert, select
 
+from alertsvc.admin.operators import create_operator as create_operator_account
 from alertsvc.api.tokens import create_api_token
 from alertsvc.database import transaction
 from alertsvc.delivery.outbox import queue_email
@@ -133,6 +134,22 @@ def create_feed(app: Flask, url: str, topic_slugs: Sequence[str] = (), **fields)
         db.session.add(feed)
         db.session.commit()
         return feed.id
+
+
+OPERATOR_PASSWORD = "a long test password"
+
+
+def create_operator(
+    app: Flask,
+    email: str = "ops@publisher.example",
+    role: str = "admin",
+    password: str = OPERATOR_PASSWORD,
+) -> int:
+    """An operator who signs in at /admin with ``password``; returns their id."""
+    with app.app_context():
+        operator = create_operator_account(email, password, role)
+        db.session.commit()
+        return operator.id
 
 
 def create_token(app: Flask, name: str = "newsroom") -> str:

@@ -21,6 +21,7 @@ from alertsvc.models import UTCDateTime, utcnow
 # A fixed prefix lets secret scanners (and people) recognise a leaked token.
 TOKEN_PREFIX = "alertsvc_"  # noqa: S105
 NAME_MAX = 100
+SCOPES = ("articles:write", "runs:write", "read", "subscribers:admin")
 
 
 class ApiToken(db.Model):
@@ -31,6 +32,11 @@ class ApiToken(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Space-separated scopes (``SCOPES``). Tokens made before scopes existed could only
+    # send articles, and keep exactly that.
+    scopes: Mapped[str] = mapped_column(
+        String(200), default="articles:write", server_default="articles:write"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -258,11 +258,12 @@ def _queue_alerts(
     emails = execute(
         f"""
         INSERT INTO outbox (created_at, template, context, subscriber_id,
-                            unsubscribe_topic_ids, body_id, status, attempts, next_attempt_at)
+                            unsubscribe_topic_ids, body_id, article_id, status, attempts,
+                            next_attempt_at)
         SELECT :queued, 'alert', {as_json(connection, "'{}'")}, subscriber_id,
                {as_json(connection, "topic_ids")},
                CASE WHEN {reaches_cap} THEN CAST(:last_body AS INTEGER)
-                    ELSE CAST(:body AS INTEGER) END, :queued_status, 0, :queued
+                    ELSE CAST(:body AS INTEGER) END, :article, :queued_status, 0, :queued
         FROM alert_recipients
         WHERE NOT ({over_cap})
         """,

@@ -401,10 +401,11 @@ class _Planner:
         emails = self.execute(
             f"""
             INSERT INTO outbox (created_at, template, context, subscriber_id,
-                                unsubscribe_topic_ids, body_id, status, attempts,
+                                unsubscribe_topic_ids, body_id, run_id, status, attempts,
                                 next_attempt_at)
             SELECT :now, 'digest', {as_json(self.connection, "'{}'")}, r.subscriber_id,
-                   {as_json(self.connection, "p.topic_ids")}, p.body_id, :queued_status, 0, :now
+                   {as_json(self.connection, "p.topic_ids")}, p.body_id, :run,
+                   :queued_status, 0, :now
             FROM digest_recipients r JOIN digest_profiles p ON p.profile = r.profile
             WHERE {chosen} AND p.body_id IS NOT NULL
             """,

@@ -25,6 +25,7 @@ from alertsvc.models.digest import (
     EmailBody,
     RunStatus,
 )
+from alertsvc.models.operator import AuditEntry, Operator, OperatorRole
 from alertsvc.models.outbox import OutboxEmail, OutboxStatus
 from alertsvc.models.subscriber import (
     EndedReason,
@@ -40,6 +41,7 @@ __all__ = [
     "AlertDelivery",
     "Article",
     "ArticleSource",
+    "AuditEntry",
     "CategoryMapping",
     "DeliveryEvent",
     "DeliveryEventKind",
@@ -50,6 +52,8 @@ __all__ = [
     "EndedReason",
     "Feed",
     "Frequency",
+    "Operator",
+    "OperatorRole",
     "OutboxEmail",
     "OutboxStatus",
     "PauseScope",

@@ -72,6 +72,8 @@ class Feed(db.Model):
     # Set after ``JOB_MAX_ATTEMPTS`` failed polls in a row (``alertsvc.retries``): the
     # scheduler leaves the feed alone until an operator retries it or a poll by hand succeeds.
     parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An operator stopped polling this feed (unlike ``parked_at``, set by failures).
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topics: Mapped[list[Topic]] = relationship(secondary=feed_topics, order_by=Topic.slug)
 

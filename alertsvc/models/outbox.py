@@ -49,6 +49,9 @@ class OutboxEmail(db.Model):
         # The reputation guard reads the most recent sends; SNS events find their row.
         Index("ix_outbox_sent_at", "sent_at"),
         Index("ix_outbox_provider_message_id", "provider_message_id"),
+        # What a run or an article produced (operator pages, retrying a run's failures).
+        Index("ix_outbox_run_id", "run_id", "status"),
+        Index("ix_outbox_article_id", "article_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -60,6 +63,9 @@ class OutboxEmail(db.Model):
     subscriber_id: Mapped[int | None] = mapped_column(Integer, index=True)
     unsubscribe_topic_ids: Mapped[list[int] | None] = mapped_column(JSON)
     body_id: Mapped[int | None] = mapped_column(Integer)
+    # The digest run (digests) or the article (immediate alerts) this email came from.
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    article_id: Mapped[int | None] = mapped_column(Integer)
     message_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -22,6 +22,9 @@ class Topic(db.Model):
     # ``cyber OR ransomware``): new articles whose title or summary match join it.
     query: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A retired topic takes no new subscribers and no new articles; who followed it and
+    # what it sent stay on record.
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
         return f"<Topic {self.slug}>"

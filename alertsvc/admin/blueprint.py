@@ -1,0 +1,91 @@
+"""The ``/admin`` blueprint and the one rule every page under it obeys.
+
+Every endpoint needs a signed-in, enabled operator, except signing in; every request that
+could change something (any method but GET, HEAD, OPTIONS) needs an admin, except signing
+out. The rule is here, before any view runs, so no page can forget it: a viewer's POST
+never reaches a view. Sessions end after ``ADMIN_SESSION_IDLE_SECONDS`` without a request.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, logout_user
+
+from alertsvc.audit import Actor, set_actor
+from alertsvc.models import utcnow
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Endpoints anyone may reach (to sign in), and changes a viewer may make (to sign out).
+OPEN_ENDPOINTS = frozenset({"admin.sign_in"})
+VIEWER_CHANGES = frozenset({"admin.sign_out"})
+SEEN_KEY = "admin_seen"
+
+# The navigation, in order: (endpoint, label). An entry shows once its page exists.
+NAVIGATION = [
+    ("admin.dashboard", "Dashboard"),
+    ("admin.topics", "Topics"),
+    ("admin.feeds", "Feeds"),
+    ("admin.articles", "Articles"),
+    ("admin.runs", "Runs"),
+    ("admin.subscribers", "Subscribers"),
+    ("admin.delivery", "Delivery"),
+    ("admin.audit", "Audit log"),
+]
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path under /admin on this site, never elsewhere."""
+    if target:
+        parts = urlsplit(target)
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and parts.path.startswith("/admin")
+            and "\\" not in target
+            and not target.startswith("//")
+        ):
+            return target
+    return url_for("admin.dashboard")
+
+
+def _refuse_anonymous() -> ResponseReturnValue:
+    if request.method in SAFE_METHODS:
+        return redirect(url_for("admin.sign_in", next=request.full_path.rstrip("?")))
+    abort(403)
+
+
+@bp.before_request
+def require_operator() -> ResponseReturnValue | None:
+    if request.endpoint in OPEN_ENDPOINTS:
+        return None
+    if not current_user.is_authenticated:
+        return _refuse_anonymous()
+    now = utcnow().timestamp()
+    seen = session.get(SEEN_KEY)
+    idle = float(current_app.config["ADMIN_SESSION_IDLE_SECONDS"])
+    if not isinstance(seen, int | float) or now - seen > idle:
+        logout_user()
+        session.clear()
+        flash("You were signed out because you had not used the admin pages for a while.")
+        return _refuse_anonymous()
+    session[SEEN_KEY] = now
+    set_actor(Actor(f"operator:{current_user.email}", current_user.id))
+    if (
+        request.method not in SAFE_METHODS
+        and not current_user.is_admin
+        and request.endpoint not in VIEWER_CHANGES
+    ):
+        abort(403)
+    return None
+
+
+@bp.app_context_processor
+def navigation() -> dict[str, object]:
+    """The admin pages' menu: only the pages that exist."""
+    views = current_app.view_functions
+    return {"admin_navigation": [(e, label) for e, label in NAVIGATION if e in views]}

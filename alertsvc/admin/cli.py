@@ -1,0 +1,132 @@
+"""``alertsvc operators …``: the accounts that sign in at /admin."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import with_appcontext
+
+from alertsvc.admin import operators
+from alertsvc.audit import record_audit
+from alertsvc.database import transaction
+from alertsvc.models import OperatorRole
+
+ROLES = click.Choice([role.value for role in OperatorRole])
+
+
+def _read_password(from_stdin: bool) -> str:
+    """From standard input (one line, for scripts) or a hidden prompt asked twice."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _run(change, *args: object) -> None:  # type: ignore[no-untyped-def]
+    try:
+        with transaction():
+            change(*args)
+    except operators.OperatorError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@click.group("operators")
+def operators_cli() -> None:
+    """Accounts that sign in to the admin pages at /admin."""
+
+
+@operators_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=ROLES, default=OperatorRole.VIEWER.value, show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def create_command(email: str, role: str, password_stdin: bool) -> None:
+    """Create an operator who signs in as EMAIL."""
+    password = _read_password(password_stdin)
+
+    def create() -> None:
+        operator = operators.create_operator(email, password, role)
+        record_audit("operator.create", f"operator {operator.email}", {"role": role})
+
+    _run(create)
+    click.echo(f"Created {operators.operator_email(email)} ({role})")
+
+
+@operators_cli.command("list")
+@with_appcontext
+def list_command() -> None:
+    """Every operator: address, role, state, last sign-in."""
+    rows = operators.list_operators()
+    if not rows:
+        click.echo("No operators yet: alertsvc operators create EMAIL --role admin")
+        return
+    for operator in rows:
+        state = "disabled" if operator.disabled_at else "active"
+        last = (
+            operator.last_signed_in_at.strftime("%Y-%m-%d %H:%M UTC")
+            if operator.last_signed_in_at
+            else "never signed in"
+        )
+        click.echo(f"{operator.email}\t{operator.role}\t{state}\t{last}")
+
+
+@operators_cli.command("disable")
+@click.argument("email")
+@with_appcontext
+def disable_command(email: str) -> None:
+    """Stop EMAIL signing in, and sign them out everywhere at once."""
+
+    def disable() -> None:
+        operator = operators.disable_operator(email)
+        record_audit("operator.disable", f"operator {operator.email}")
+
+    _run(disable)
+    click.echo(f"Disabled {operators.operator_email(email)}")
+
+
+@operators_cli.command("enable")
+@click.argument("email")
+@with_appcontext
+def enable_command(email: str) -> None:
+    """Let a disabled operator sign in again."""
+
+    def enable() -> None:
+        operator = operators.enable_operator(email)
+        record_audit("operator.enable", f"operator {operator.email}")
+
+    _run(enable)
+    click.echo(f"Enabled {operators.operator_email(email)}")
+
+
+@operators_cli.command("set-role")
+@click.argument("email")
+@click.argument("role", type=ROLES)
+@with_appcontext
+def set_role_command(email: str, role: str) -> None:
+    """Make EMAIL an admin or a viewer (their sessions end: they sign in again)."""
+
+    def set_role() -> None:
+        operator = operators.set_operator_role(email, role)
+        record_audit("operator.set_role", f"operator {operator.email}", {"role": role})
+
+    _run(set_role)
+    click.echo(f"{operators.operator_email(email)} is now {role}")
+
+
+@operators_cli.command("reset-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def reset_password_command(email: str, password_stdin: bool) -> None:
+    """Set a new password for EMAIL (their sessions end)."""
+    password = _read_password(password_stdin)
+
+    def reset() -> None:
+        operator = operators.reset_operator_password(email, password)
+        record_audit("operator.reset_password", f"operator {operator.email}")
+
+    _run(reset)
+    click.echo(f"New password set for {operators.operator_email(email)}")
+
+
+COMMANDS = [operators_cli]

@@ -1,0 +1,184 @@
+"""Signing in to /admin: who gets in, for how long, and what a viewer may do."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import select
+
+from alertsvc.models import AuditEntry, Operator, utcnow
+from alertsvc.models.types import set_clock
+from tests.admin.helpers import csrf_token, post_form, sign_in
+from tests.factories import OPERATOR_PASSWORD, create_operator, rows
+
+
+def test_an_operator_signs_in_and_sees_the_dashboard(app: Flask):
+    create_operator(app, "ops@publisher.example", "admin")
+    client = app.test_client()
+    response = sign_in(client, "OPS@Publisher.example")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/"
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "Dashboard" in page and "ops@publisher.example (admin)" in page
+    entry = rows(app, select(AuditEntry.actor, AuditEntry.action, AuditEntry.client))
+    assert entry == [("operator:ops@publisher.example", "operator.sign_in", "127.0.0.1")]
+
+
+def test_wrong_password_and_unknown_address_get_the_same_answer(app: Flask):
+    create_operator(app, "ops@publisher.example")
+    client = app.test_client()
+    wrong = sign_in(client, "ops@publisher.example", "not the password at all")
+    unknown = sign_in(client, "nobody@publisher.example")
+    for response in (wrong, unknown):
+        assert response.status_code == 400
+        assert "The email address or password is not right" in response.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_a_disabled_operator_cannot_sign_in_and_is_signed_out(app: Flask):
+    create_operator(app, "ops@publisher.example")
+    client = app.test_client()
+    assert sign_in(client).status_code == 302
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["operators", "disable", "ops@publisher.example"]).exit_code == 0
+    assert client.get("/admin/").status_code == 302
+    assert sign_in(client).status_code == 400
+
+
+def test_anonymous_requests_are_refused(app: Flask):
+    client = app.test_client()
+    response = client.get("/admin/?x=1")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login?next=/admin/")
+    assert client.post("/admin/").status_code in (403, 405)
+
+
+def test_sign_in_only_returns_to_admin_pages(app: Flask):
+    create_operator(app)
+    for target, expected in [
+        ("/admin/", "/admin/"),
+        ("https://evil.example/admin", "/admin/"),
+        ("//evil.example/admin", "/admin/"),
+        ("/\\evil.example", "/admin/"),
+        ("/admin/audit", "/admin/audit"),
+    ]:
+        client = app.test_client()
+        data = {
+            "email": "ops@publisher.example",
+            "password": "a long test password",
+            "csrf_token": csrf_token(client),
+        }
+        response = client.post("/admin/login", query_string={"next": target}, data=data)
+        assert response.headers["Location"] == expected, target
+
+
+def test_sessions_end_after_the_idle_time(app: Flask):
+    create_operator(app)
+    client = app.test_client()
+    start = utcnow()
+    try:
+        set_clock(lambda: start)
+        assert sign_in(client).status_code == 302
+        set_clock(lambda: start + timedelta(minutes=29))
+        assert client.get("/admin/").status_code == 200
+        set_clock(lambda: start + timedelta(minutes=58))
+        assert client.get("/admin/").status_code == 200  # 29 minutes since the last request
+        set_clock(lambda: start + timedelta(minutes=89))
+        response = client.get("/admin/")
+        assert response.status_code == 302
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "signed out because you had not used the admin pages" in page
+        assert client.get("/admin/").status_code == 302
+    finally:
+        set_clock(None)
+
+
+def test_a_new_password_signs_out_every_session(app: Flask):
+    create_operator(app)
+    client = app.test_client()
+    assert sign_in(client).status_code == 302
+    result = app.test_cli_runner().invoke(
+        args=["operators", "reset-password", "ops@publisher.example", "--password-stdin"],
+        input="another long password\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert client.get("/admin/").status_code == 302
+    assert sign_in(client, password="another long password").status_code == 302
+
+
+def test_sign_out(app: Flask):
+    create_operator(app)
+    client = app.test_client()
+    sign_in(client)
+    response = post_form(client, "/admin/logout")
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 302
+
+
+def test_viewers_see_the_pages_and_may_sign_out(app: Flask):
+    create_operator(app, "viewer@publisher.example", "viewer")
+    client = app.test_client()
+    assert sign_in(client, "viewer@publisher.example").status_code == 302
+    assert client.get("/admin/").status_code == 200
+    token = csrf_token(client, "/admin/")
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
+
+
+def test_sign_in_is_rate_limited_per_address(app_with):
+    app = app_with(ADMIN_SIGNIN_RATE_LIMIT_PER_ADDRESS="3 per hour")
+    create_operator(app)
+    for _ in range(3):
+        client = app.test_client()
+        assert sign_in(client, password="wrong password here").status_code == 400
+    client = app.test_client()
+    assert sign_in(client).status_code == 429
+    assert sign_in(client, "someone.else@publisher.example").status_code == 400
+
+
+def test_session_cookie_is_secure_in_production(app_with):
+    app = app_with(ENV="production", SECRET_KEY="x" * 10 + "abcdefghijklmnopqrstuvwxyz0123456789")
+    create_operator(app)
+    client = app.test_client()
+    https = "https://alerts.test"
+    page = client.get("/admin/login", base_url=https).get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    data = {"email": "ops@publisher.example", "password": OPERATOR_PASSWORD, "csrf_token": token}
+    # Over https Flask-WTF also wants a same-origin Referer, which browsers send to our own
+    # pages under Referrer-Policy: same-origin.
+    headers = {"Referer": f"{https}/admin/login"}
+    response = client.post("/admin/login", data=data, base_url=https, headers=headers)
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_operators_commands(app: Flask):
+    runner = app.test_cli_runner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(args=["operators", *args], input=input)
+
+    created = run(
+        "create",
+        "ann@publisher.example",
+        "--role",
+        "admin",
+        "--password-stdin",
+        input="twelve chars ok\n",
+    )
+    assert created.exit_code == 0, created.output
+    again = run("create", "ANN@publisher.example", "--password-stdin", input="twelve chars ok\n")
+    assert again.exit_code == 1 and "already exists" in again.output
+    bad = run("create", "not an address", "--password-stdin", input="twelve chars ok\n")
+    assert bad.exit_code == 1 and "is not an email address" in bad.output
+    short = run("create", "bob@publisher.example", "--password-stdin", input="short\n")
+    assert short.exit_code == 1 and "at least 12 characters" in short.output
+    assert run("set-role", "ann@publisher.example", "viewer").exit_code == 0
+    assert run("set-role", "ann@publisher.example", "owner").exit_code == 2
+    assert "no operator" in run("disable", "nobody@publisher.example").output
+    listing = run("list").output
+    assert "ann@publisher.example\tviewer\tactive\tnever signed in" in listing
+    assert rows(app, select(Operator.email)) == ["ann@publisher.example"]
+    actions = rows(app, select(AuditEntry.action).order_by(AuditEntry.id))
+    assert actions == ["operator.create", "operator.set_role"]

@@ -102,8 +102,10 @@ def register_security_headers(app: Flask) -> None:
     def _headers(response: Response) -> Response:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
-        # Signed tokens live in URLs: never leak them to another site in a Referer.
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        # Signed tokens live in URLs: never leak them to another site in a Referer. Our own
+        # pages do get one: over https Flask-WTF refuses a form posted without a
+        # same-origin Referer (WTF_CSRF_SSL_STRICT), so no-referrer broke every form.
+        headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault(
             "Content-Security-Policy",

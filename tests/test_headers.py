@@ -21,7 +21,7 @@ from tests.processes import kill, output, wait_for
 HTTPS = "https://alerts.test"
 EVERY_RESPONSE = {
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
@@ -166,3 +166,23 @@ def test_gunicorn_does_not_name_the_software(tmp_path: Path, database_url: str, 
                 assert response.headers[name] == value
     finally:
         kill(process)
+
+
+def test_a_production_form_needs_the_same_origin_referer_our_policy_lets_browsers_send(
+    production_app,
+):
+    """Over https Flask-WTF refuses a POST without a same-origin Referer; under
+    ``Referrer-Policy: no-referrer`` browsers sent none, and every form failed."""
+    client = production_app.test_client()
+    page = client.get("/manage", base_url=HTTPS)
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    html = page.get_data(as_text=True)
+    token = html.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    form = {"csrf_token": token, "email": "reader@example.com"}
+    without = client.post("/manage", data=form, base_url=HTTPS)
+    assert without.status_code == 400
+    same_origin = client.post(
+        "/manage", data=form, base_url=HTTPS, headers={"Referer": f"{HTTPS}/manage"}
+    )
+    assert same_origin.status_code == 200
+    assert "Check your email" in same_origin.get_data(as_text=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import Request
@@ -50,15 +51,36 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_api_token(name: str) -> tuple[ApiToken, str]:
-    """A new token named ``name``; returns the row and the token, which is never stored."""
+def check_scopes(scopes: Iterable[str]) -> list[str]:
+    """The scopes asked for, each known, repeats dropped, in ``SCOPES`` order."""
+    asked = {scope.strip() for scope in scopes if scope.strip()}
+    unknown = sorted(asked - set(SCOPES))
+    if unknown:
+        raise TokenError(
+            f"unknown scope {', '.join(map(repr, unknown))}; choose from {', '.join(SCOPES)}"
+        )
+    if not asked:
+        raise TokenError(f"a token needs at least one scope: {', '.join(SCOPES)}")
+    return [scope for scope in SCOPES if scope in asked]
+
+
+def token_scopes(row: ApiToken) -> frozenset[str]:
+    return frozenset(row.scopes.split())
+
+
+def create_api_token(
+    name: str, scopes: Iterable[str] = ("articles:write",)
+) -> tuple[ApiToken, str]:
+    """A new token named ``name`` with ``scopes``; returns the row and the token, which is
+    never stored."""
     name = " ".join(name.split())
     if not name or len(name) > NAME_MAX:
         raise TokenError(f"the token name must be 1 to {NAME_MAX} characters")
+    chosen = check_scopes(scopes)
     if db.session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
         raise TokenError(f"a token named {name!r} already exists")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, token_hash=hash_token(token))
+    row = ApiToken(name=name, token_hash=hash_token(token), scopes=" ".join(chosen))
     db.session.add(row)
     return row, token
 

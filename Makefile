@@ -22,6 +22,7 @@ run: install ## Run web, worker and scheduler on SQLite with the file transport 
 		'ALERTSVC_ENV=development' >> .env
 	$(UV) run alertsvc db upgrade
 	$(UV) run alertsvc seed-demo
+	$(UV) run alertsvc operators dev-admin
 	$(UV) run honcho start -f Procfile
 
 .PHONY: test

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
+from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from alertsvc.admin import operators
@@ -127,6 +130,40 @@ def reset_password_command(email: str, password_stdin: bool) -> None:
 
     _run(reset)
     click.echo(f"New password set for {operators.operator_email(email)}")
+
+
+DEV_ADMIN_EMAIL = "admin@example.org"
+DEV_PASSWORD_FILE = "dev-admin-password"  # noqa: S105 (a file name)
+
+
+@operators_cli.command("dev-admin")
+@with_appcontext
+def dev_admin_command() -> None:
+    """Development only: make sure an admin exists to click through /admin with.
+
+    Creates admin@example.org with a random password kept in instance/dev-admin-password
+    (``make run`` calls this and prints how to sign in). Refused outside development.
+    """
+    if current_app.config["ENV"] != "development":
+        raise click.ClickException("operators dev-admin is for development only")
+    password_file = Path(current_app.instance_path) / DEV_PASSWORD_FILE
+    operator = operators.find_operator(DEV_ADMIN_EMAIL)
+    if operator is None or not password_file.exists():
+        password = secrets.token_urlsafe(12)
+
+        def make_admin() -> None:
+            if operator is None:
+                operators.create_operator(DEV_ADMIN_EMAIL, password, OperatorRole.ADMIN)
+                record_audit("operator.create", f"operator {DEV_ADMIN_EMAIL}", {"role": "admin"})
+            else:
+                operators.reset_operator_password(DEV_ADMIN_EMAIL, password)
+
+        _run(make_admin)
+        password_file.write_text(password + "\n", encoding="utf-8")
+        password_file.chmod(0o600)
+    password = password_file.read_text(encoding="utf-8").strip()
+    base = current_app.config["BASE_URL"]
+    click.echo(f"Admin pages: {base}/admin/login as {DEV_ADMIN_EMAIL}, password {password}")
 
 
 COMMANDS = [operators_cli]

@@ -182,3 +182,23 @@ def test_operators_commands(app: Flask):
     assert rows(app, select(Operator.email)) == ["ann@publisher.example"]
     actions = rows(app, select(AuditEntry.action).order_by(AuditEntry.id))
     assert actions == ["operator.create", "operator.set_role"]
+
+
+def test_make_runs_development_admin(app_with, tmp_path):
+    app = app_with(ENV="development")
+    app.instance_path = str(tmp_path)
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["operators", "dev-admin"])
+    assert first.exit_code == 0, first.output
+    password = (tmp_path / "dev-admin-password").read_text().strip()
+    assert f"as admin@example.org, password {password}" in first.output
+    again = runner.invoke(args=["operators", "dev-admin"])
+    assert again.output == first.output
+    client = app.test_client()
+    assert sign_in(client, "admin@example.org", password).status_code == 302
+
+
+def test_development_admin_is_refused_elsewhere(app: Flask):
+    result = app.test_cli_runner().invoke(args=["operators", "dev-admin"])
+    assert result.exit_code == 1
+    assert "for development only" in result.output

@@ -244,9 +244,17 @@ class _TopicRules:
             )
             for category, topic_id in mappings:
                 self.by_category.setdefault(category, set()).add(topic_id)
+        # A retired topic takes no new articles, however they would reach it (a sender's
+        # slug, the feed's topics, a category mapping, its keyword query). Its slug is still
+        # known, so a sender naming it is not refused: the article goes to its other topics.
+        self.retired_ids = set(
+            db.session.scalars(select(Topic.id).where(Topic.retired_at.is_not(None)))
+        )
         self.keyword_queries: list[tuple[int, Query]] = []
         for topic_id, slug, text in db.session.execute(
-            select(Topic.id, Topic.slug, Topic.query).where(Topic.query.is_not(None))
+            select(Topic.id, Topic.slug, Topic.query).where(
+                Topic.query.is_not(None), Topic.retired_at.is_(None)
+            )
         ):
             try:
                 self.keyword_queries.append((topic_id, parse_query(text)))
@@ -264,7 +272,7 @@ class _TopicRules:
                 for topic_id, query in self.keyword_queries
                 if topic_id not in ids and query.matches_documents(documents)
             )
-        return ids
+        return ids - self.retired_ids
 
 
 def ingest_articles(

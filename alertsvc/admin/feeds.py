@@ -70,7 +70,7 @@ def feeds_new() -> ResponseReturnValue:
                 record_audit(
                     "feed.create",
                     f"feed {feed.id}",
-                    {"url": feed.url, "topics": [topic.slug for topic in feed.topics]},
+                    {"url": feed.url, "topics": sorted(topic.slug for topic in feed.topics)},
                 )
         except FeedError as error:
             message = str(error)
@@ -92,15 +92,15 @@ def feeds_edit(feed_id: int) -> ResponseReturnValue:
         form = EditFeedForm()
     else:
         form = EditFeedForm(
-            formdata=None, title=feed.title, topics=[topic.slug for topic in feed.topics]
+            formdata=None, title=feed.title, topics=sorted(topic.slug for topic in feed.topics)
         )
     form.topics.choices = _topic_choices(feed)
     if form.validate_on_submit():
-        before = {"title": feed.title, "topics": [topic.slug for topic in feed.topics]}
+        before = {"title": feed.title, "topics": sorted(topic.slug for topic in feed.topics)}
         try:
             with transaction():
                 feed_services.update_feed(feed, form.title.data or "", form.topics.data or [])
-                after = {"title": feed.title, "topics": [topic.slug for topic in feed.topics]}
+                after = {"title": feed.title, "topics": sorted(topic.slug for topic in feed.topics)}
                 changed = {k: after[k] for k in after if after[k] != before[k]}
                 if changed:
                     record_audit("feed.update", f"feed {feed.id}", changed)

@@ -9,8 +9,8 @@ from datetime import date
 
 WIDTH = 720
 HEIGHT = 260
-LEFT = 56
-RIGHT = 12
+LEFT = 64
+RIGHT = 32
 TOP = 12
 BOTTOM = 36
 
@@ -42,24 +42,23 @@ class Chart:
     x_ticks: list[Tick]
 
 
-def _nice_ceiling(value: int) -> int:
-    """The axis top: the value rounded up to 1, 2 or 5 times a power of ten."""
+def _axis(value: int) -> tuple[int, int]:
+    """The axis top (1, 2 or 5 times a power of ten, at least 4) and how many whole-number
+    steps divide it: 0-4-8-12-16-20, 0-10-20-…-50, 0-2-4-…-10."""
     if value <= 4:
-        return 4
+        return 4, 4
     magnitude = 1
-    while magnitude * 10 <= value:
+    while magnitude * 10 < value:
         magnitude *= 10
-    for step in (1, 2, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
+    mantissa = next(m for m in (1, 2, 5, 10) if m * magnitude >= value)
+    return mantissa * magnitude, 4 if mantissa == 2 else 5
 
 
 def line_chart(days: Sequence[date], series: Sequence[tuple[str, str, Sequence[int]]]) -> Chart:
     """One line per ``(name, css_class, values)``, a value per day in ``days``."""
     right = WIDTH - RIGHT
     bottom = HEIGHT - BOTTOM
-    top_value = _nice_ceiling(max((v for _, _, values in series for v in values), default=0))
+    top_value, steps = _axis(max((v for _, _, values in series for v in values), default=0))
     span = max(len(days) - 1, 1)
 
     def x(index: int) -> float:
@@ -72,7 +71,10 @@ def line_chart(days: Sequence[date], series: Sequence[tuple[str, str, Sequence[i
     for name, css_class, values in series:
         dots = [(x(i), y(v), v, days[i]) for i, v in enumerate(values)]
         lines.append(Series(name, css_class, " ".join(f"{a},{b}" for a, b, _, _ in dots), dots))
-    y_ticks = [Tick(y(top_value * step // 4), f"{top_value * step // 4:,}") for step in range(5)]
+    y_ticks = [
+        Tick(y(top_value * step // steps), f"{top_value * step // steps:,}")
+        for step in range(steps + 1)
+    ]
     x_ticks = [
         Tick(x(i), f"{day:%-d %b}") for i, day in enumerate(days) if i % 7 == (len(days) - 1) % 7
     ]

@@ -169,7 +169,6 @@ def feeds_poll(feed_id: int) -> ResponseReturnValue:
     lease, bounded by ``FEEDS_TIMEOUT_SECONDS``), disabled or parked or not due."""
     _require_confirm()
     _feed(feed_id)
-    db.session.commit()  # the poll opens its own transactions; hold nothing open
     [result] = jobs.poll_feeds([feed_id], due_only=False)
     outcome = result.describe()
     with transaction():

@@ -4,12 +4,13 @@ that need attention, parked jobs and a paused-sending banner."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask import Flask
 from sqlalchemy import insert, update
 
 from alertsvc.admin import stats
+from alertsvc.admin.charts import line_chart
 from alertsvc.delivery.pauses import pause
 from alertsvc.extensions import db
 from alertsvc.models import (
@@ -193,3 +194,21 @@ def test_a_viewer_sees_the_dashboard(viewer_client):
     response = viewer_client.get("/admin/")
     assert response.status_code == 200
     assert "Emails in the last 30 days" in response.get_data(as_text=True)
+
+
+def test_the_chart_axis_has_round_steps_and_the_lines_span_it():
+    days = [date(2026, 11, 2) + timedelta(days=n) for n in range(30)]
+    chart = line_chart(days, [("Sent", "sent", [0] * 29 + [37])])
+    assert [tick.label for tick in chart.y_ticks] == ["0", "10", "20", "30", "40", "50"]
+    points = [tuple(map(float, p.split(","))) for p in chart.series[0].points.split()]
+    assert len(points) == 30
+    assert points[0] == (chart.left, chart.bottom)
+    top = chart.bottom - (chart.bottom - chart.top) * 37 / 50
+    assert points[-1] == (chart.right, round(top, 1))
+    assert [tick.label for tick in chart.x_ticks] == [
+        "3 Nov",
+        "10 Nov",
+        "17 Nov",
+        "24 Nov",
+        "1 Dec",
+    ]

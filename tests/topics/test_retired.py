@@ -69,6 +69,7 @@ def test_the_manage_page_lets_a_follower_stop_a_retired_topic_but_not_start_or_c
     assert "topic-data" not in page_form(client.get(other_path), other_path)
     path = manage_path(app, follower)
     assert page_form(client.get(path), path)["topic-data"] == "weekly"
+    assert "Data (no longer offered)" in page_text(client.get(path))
 
     submit(client, path, {"topic-data": "immediately"})
     assert live_subscriptions(app, follower)[topics["data"]] == "weekly", "no change"

@@ -70,6 +70,11 @@ class HealthRules:
 
     def problems(self, feed: Feed, now: datetime) -> list[str]:
         problems = []
+        if feed.disabled_at:
+            problems.append(
+                f"DISABLED since {feed.disabled_at:%Y-%m-%d %H:%M} UTC: not polled until"
+                f" enabled at /admin/feeds/{feed.id}"
+            )
         if feed.parked_at:
             problems.append(
                 f"PARKED since {feed.parked_at:%Y-%m-%d %H:%M} UTC: not polled until"

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from flask import render_template
+from flask import current_app, render_template
 from flask.typing import ResponseReturnValue
 
+from alertsvc.admin import stats
 from alertsvc.admin.blueprint import bp
+from alertsvc.admin.charts import line_chart
+from alertsvc.models import utcnow
+
+SERIES = [
+    ("Queued", "queued"),
+    ("Sent", "sent"),
+    ("Failed", "failed"),
+    ("Suppressed", "suppressed"),
+]
 
 
 @bp.get("/")
 def dashboard() -> ResponseReturnValue:
-    return render_template("web/admin/dashboard.html")
+    figures = stats.dashboard(utcnow(), int(current_app.config["FEEDS_STALE_DAYS"]))
+    chart = line_chart(
+        [day.day for day in figures.days],
+        [(name, key, [getattr(day, key) for day in figures.days]) for name, key in SERIES],
+    )
+    return render_template(
+        "web/admin/dashboard.html",
+        figures=figures,
+        chart=chart,
+        series=SERIES,
+        frequencies=stats.FREQUENCIES,
+    )

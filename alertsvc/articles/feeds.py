@@ -39,12 +39,7 @@ def add_feed(url: str, topic_slugs: Sequence[str], title: str = "") -> Feed:
     "cannot resolve".
     """
     url = url.strip()
-    slugs = list(dict.fromkeys(topic_slugs))
-    possible = [slug for slug in slugs if SLUG_PATTERN.match(slug)]
-    topics = list(db.session.scalars(select(Topic).where(Topic.slug.in_(possible))))
-    unknown = set(slugs) - {topic.slug for topic in topics}
-    if unknown:
-        raise FeedError(f"no such topic: {', '.join(sorted(unknown))}")
+    topics = _topics_by_slug(topic_slugs)
     if len(url) > 2048:
         raise FeedError("the URL is longer than 2048 characters")
     if db.session.scalar(select(Feed.id).where(Feed.url == url)) is not None:
@@ -75,6 +70,11 @@ class HealthRules:
 
     def problems(self, feed: Feed, now: datetime) -> list[str]:
         problems = []
+        if feed.disabled_at:
+            problems.append(
+                f"DISABLED since {feed.disabled_at:%Y-%m-%d %H:%M} UTC: not polled until"
+                f" enabled at /admin/feeds/{feed.id}"
+            )
         if feed.parked_at:
             problems.append(
                 f"PARKED since {feed.parked_at:%Y-%m-%d %H:%M} UTC: not polled until"
@@ -98,6 +98,49 @@ def release_feed_for_retry(feed_id: int) -> Feed:
     return feed
 
 
+def get_feed(feed_id: int) -> Feed:
+    feed = db.session.get(Feed, feed_id)
+    if feed is None:
+        raise FeedError(f"No feed {feed_id}.")
+    return feed
+
+
+def _topics_by_slug(topic_slugs: Sequence[str]) -> list[Topic]:
+    slugs = list(dict.fromkeys(topic_slugs))
+    possible = [slug for slug in slugs if SLUG_PATTERN.match(slug)]
+    topics = list(db.session.scalars(select(Topic).where(Topic.slug.in_(possible))))
+    unknown = set(slugs) - {topic.slug for topic in topics}
+    if unknown:
+        raise FeedError(f"no such topic: {', '.join(sorted(unknown))}")
+    return topics
+
+
+def update_feed(feed: Feed, title: str, topic_slugs: Sequence[str]) -> None:
+    """Change a feed's name and the topics its new articles join (articles already in
+    stay in the topics they joined)."""
+    if len(title.strip()) > 500:
+        raise FeedError("the title must be at most 500 characters")
+    feed.topics = _topics_by_slug(topic_slugs)
+    feed.title = title.strip()
+
+
+def disable_feed(feed: Feed, now: datetime) -> bool:
+    """Stop polling a feed (the scheduler skips it) until enabled; False if already so."""
+    if feed.disabled_at is not None:
+        return False
+    feed.disabled_at = now
+    return True
+
+
+def enable_feed(feed: Feed) -> bool:
+    """Poll a disabled feed again, from the scheduler's next round; False if not disabled."""
+    if feed.disabled_at is None:
+        return False
+    feed.disabled_at = None
+    feed.next_poll_at = None
+    return True
+
+
 def list_feeds() -> list[Feed]:
     return list(db.session.scalars(select(Feed).order_by(Feed.id)))
 
@@ -110,6 +153,7 @@ def due_feed_ids(now: datetime) -> list[int]:
                 or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now),
                 or_(Feed.poll_lease_until.is_(None), Feed.poll_lease_until < now),
                 Feed.parked_at.is_(None),
+                Feed.disabled_at.is_(None),
             )
             .order_by(Feed.next_poll_at.nulls_first(), Feed.id)
         )
@@ -143,6 +187,7 @@ def claim_feed(
     if due_only:
         conditions.append(or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now))
         conditions.append(Feed.parked_at.is_(None))
+        conditions.append(Feed.disabled_at.is_(None))
     claimed = db.session.execute(
         update(Feed)
         .where(*conditions)

@@ -244,9 +244,17 @@ class _TopicRules:
             )
             for category, topic_id in mappings:
                 self.by_category.setdefault(category, set()).add(topic_id)
+        # A retired topic takes no new articles, however they would reach it (a sender's
+        # slug, the feed's topics, a category mapping, its keyword query). Its slug is still
+        # known, so a sender naming it is not refused: the article goes to its other topics.
+        self.retired_ids = set(
+            db.session.scalars(select(Topic.id).where(Topic.retired_at.is_not(None)))
+        )
         self.keyword_queries: list[tuple[int, Query]] = []
         for topic_id, slug, text in db.session.execute(
-            select(Topic.id, Topic.slug, Topic.query).where(Topic.query.is_not(None))
+            select(Topic.id, Topic.slug, Topic.query).where(
+                Topic.query.is_not(None), Topic.retired_at.is_(None)
+            )
         ):
             try:
                 self.keyword_queries.append((topic_id, parse_query(text)))
@@ -264,7 +272,7 @@ class _TopicRules:
                 for topic_id, query in self.keyword_queries
                 if topic_id not in ids and query.matches_documents(documents)
             )
-        return ids
+        return ids - self.retired_ids
 
 
 def ingest_articles(
@@ -461,3 +469,58 @@ def _update(
             insert_skipping_existing(article_topics, ["article_id", "topic_id"]),
             links,
         )
+
+
+class UnknownArticle(LookupError):
+    """No article has the id given."""
+
+
+def mark_major_update(article_id: int, now: datetime | None = None) -> Article:
+    """Alert the article's subscribers again, as an ingest marked ``major_update`` does when
+    the text changed: ``major_update_at`` stamped, ``revision`` up, due for immediate alerts
+    (any earlier failures and parking of its alerts forgotten). Raises
+    :class:`UnknownArticle`."""
+    now = now or utcnow()
+    article = db.session.get(Article, article_id)
+    if article is None:
+        raise UnknownArticle(f"no article {article_id}")
+    article.major_update_at = now
+    article.changed_at = now
+    article.revision = (article.revision or 0) + 1
+    article.alerts_processed_at = None
+    article.alert_attempts = 0
+    article.alert_next_attempt_at = None
+    article.alert_last_error = None
+    article.alert_parked_at = None
+    # The scheduler runs immediate alerts when this commits, not at its next interval.
+    notify_once(db.session, ARTICLES_CHANNEL)
+    return article
+
+
+SEARCH_MAX = 500
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_articles(
+    text: str = "", *, before_id: int | None = None, limit: int = 50
+) -> list[Article]:
+    """Articles newest first (by id: the order they arrived), ``limit`` at most, older than
+    ``before_id`` when paging on. ``text`` matches an id (all digits), an address or GUID
+    (exactly, when it starts with http), or otherwise words in the title (any case)."""
+    query = select(Article).order_by(Article.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Article.id < before_id)
+    text = collapse(text)[:SEARCH_MAX]
+    if text:
+        title = Article.title.ilike(_like_pattern(text), escape="\\")
+        if text.isdigit() and len(text) < 19:
+            query = query.where(title | (Article.id == int(text)))
+        elif text.lower().startswith(("http://", "https://")):
+            query = query.where((Article.url == text) | (Article.guid == text) | title)
+        else:
+            query = query.where(title)
+    return list(db.session.scalars(query))

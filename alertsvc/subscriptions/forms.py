@@ -320,7 +320,8 @@ def make_manage_form(topics: list[Topic], current: dict[int, str], **kwargs: obj
             _Form,
             TOPIC_FIELD_PREFIX + topic.slug,
             ListField(
-                topic.name,
+                # A retired topic is only shown to its followers, so they can stop it.
+                topic.name + (" (no longer offered)" if topic.retired_at else ""),
                 message=f"Select how often you want emails about {topic.name}",
                 choices=choices,
                 default=current.get(topic.id, NOT_SUBSCRIBED),

@@ -36,7 +36,7 @@ from alertsvc.subscriptions.forms import (
     make_manage_form,
 )
 from alertsvc.tokens import ExpiredToken, InvalidToken, TokenPurpose, make_token, read_token
-from alertsvc.topics.services import list_topics
+from alertsvc.topics.services import active_topics, list_topics
 
 bp = Blueprint("subscriptions", __name__)
 bp.add_app_template_filter(display_email, "display_email")
@@ -94,7 +94,7 @@ def signup() -> str | tuple[str, int] | Response:
     Every valid signup (new, waiting, subscribed, or a bot's) gets the same redirect to the
     same page, so the reply never tells what is known about an address.
     """
-    topics = list_topics()
+    topics = active_topics()
     form = SignupForm(topics)
     if request.method == "GET":
         form.frequency.data = form.frequency.data or Frequency.DAILY.value
@@ -192,6 +192,13 @@ def _with_manage_link(
     return wrapper
 
 
+def _manage_topics(subscriber: Subscriber) -> list[Topic]:
+    """The topics the manage page offers: those readers can choose, and any retired topic
+    this reader still follows (so they can see it and stop it, not choose it again)."""
+    live = services.live_frequencies(subscriber)
+    return [t for t in list_topics() if t.retired_at is None or t.id in live]
+
+
 def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **forms: object) -> str:
     current = services.live_frequencies(subscriber)
     forms.setdefault(
@@ -227,7 +234,7 @@ def _render_manage(token: str, subscriber: Subscriber, topics: list[Topic], **fo
 @bp.route("/manage/<token>", methods=["GET", "POST"])
 @_with_manage_link
 def manage(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Response:
-    topics = list_topics()
+    topics = _manage_topics(subscriber)
     if request.method != "POST":
         return _render_manage(token, subscriber, topics)
 
@@ -237,6 +244,8 @@ def manage(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Respon
     wanted: dict[int, Frequency | None] = {}
     for topic in topics:
         value = form[TOPIC_FIELD_PREFIX + topic.slug].data
+        if topic.retired_at is not None and value != NOT_SUBSCRIBED:
+            continue  # a retired topic can be stopped, not started or changed
         wanted[topic.id] = None if value == NOT_SUBSCRIBED else Frequency(value)
     with transaction():
         services.update_subscriptions(subscriber, wanted, _schedule(form))
@@ -254,7 +263,7 @@ def pause(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Respons
                 services.pause_subscriber(subscriber, None)
             flash("Your emails have been resumed.")
             return redirect(url_for(".manage", token=token), 303)
-        return _render_manage(token, subscriber, list_topics()), 400
+        return _render_manage(token, subscriber, _manage_topics(subscriber)), 400
     pause_form = PauseForm()
     if pause_form.validate_on_submit():
         until = pause_form.until.data
@@ -268,7 +277,7 @@ def pause(token: str, subscriber: Subscriber) -> str | tuple[str, int] | Respons
         else:
             flash(f"Your emails are paused until {until:%-d %B %Y}.")
             return redirect(url_for(".manage", token=token), 303)
-    return _render_manage(token, subscriber, list_topics(), pause_form=pause_form), 400
+    return _render_manage(token, subscriber, _manage_topics(subscriber), pause_form=pause_form), 400
 
 
 def _live_topic_names(subscriber: Subscriber) -> list[str]:

@@ -150,10 +150,13 @@ def load_signup_request(payload: Any) -> SignupRequest:
 
 
 def request_topics(request: SignupRequest) -> list[Topic]:
-    """The topics a signup asked for that still exist, in the order shown on the form."""
+    """The topics a signup asked for that still exist and are not retired, in the order
+    shown on the form (a topic retired before the link is clicked is not subscribed to)."""
     return list(
         db.session.scalars(
-            select(Topic).where(Topic.id.in_(request.topic_ids)).order_by(Topic.name)
+            select(Topic)
+            .where(Topic.id.in_(request.topic_ids), Topic.retired_at.is_(None))
+            .order_by(Topic.name)
         )
     )
 

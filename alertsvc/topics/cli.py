@@ -42,7 +42,8 @@ def list_command() -> None:
         return
     width = max(len(t.slug) for t in topics)
     for topic in topics:
-        click.echo(f"{topic.slug:<{width}}  {topic.name}")
+        retired = "  (retired)" if topic.retired_at else ""
+        click.echo(f"{topic.slug:<{width}}  {topic.name}{retired}")
 
 
 @click.command("seed-demo")

@@ -9,7 +9,7 @@ service these never commit: the caller owns the transaction.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -19,6 +19,8 @@ from alertsvc.models import Article, CategoryMapping, Feed, Topic, utcnow
 from alertsvc.topics.keywords import QueryError, parse_query
 
 CATEGORY_MAX = 300
+DESCRIPTION_MAX = 1000
+QUERY_MAX = 1000
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # C0 and C1 controls (CR, LF, NEL among them) and the Unicode line and paragraph separators.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -73,8 +75,12 @@ def add_topic(slug: str, name: str, description: str = "", query: str | None = N
     """A topic readers can follow. With ``query`` it is a keyword topic: new articles join it
     when their title or summary match the query (see :mod:`alertsvc.topics.keywords`)."""
     validate_topic(slug, name)
+    if len(description) > DESCRIPTION_MAX:
+        raise TopicError(f"description must be at most {DESCRIPTION_MAX} characters")
     parsed = None
     if query is not None:
+        if len(query) > QUERY_MAX:
+            raise TopicError(f"the query must be at most {QUERY_MAX} characters")
         try:
             parsed = parse_query(query)
         except QueryError as error:
@@ -92,7 +98,60 @@ def add_topic(slug: str, name: str, description: str = "", query: str | None = N
 
 
 def list_topics() -> list[Topic]:
+    """Every topic, retired or not (operators, the CLI)."""
     return list(db.session.scalars(select(Topic).order_by(Topic.name)))
+
+
+def active_topics() -> list[Topic]:
+    """The topics readers can choose: not retired."""
+    return list(
+        db.session.scalars(select(Topic).where(Topic.retired_at.is_(None)).order_by(Topic.name))
+    )
+
+
+def update_topic(topic: Topic, name: str, description: str = "", query: str | None = None) -> None:
+    """Change a topic's name, description and (keyword topics only) query.
+
+    The slug stays as created: readers' links, API senders and category mappings name the
+    topic by it. A topic without a query stays one: making it a keyword topic would not
+    reach the articles it already has, only new ones, which is what a new topic is for.
+    """
+    validate_topic(topic.slug, name)
+    if len(description) > DESCRIPTION_MAX:
+        raise TopicError(f"description must be at most {DESCRIPTION_MAX} characters")
+    if topic.query is None and query:
+        raise TopicError("only a keyword topic has a query")
+    if topic.query is not None:
+        if query is None or not query.strip():
+            raise TopicError("a keyword topic needs a query")
+        if len(query) > QUERY_MAX:
+            raise TopicError(f"the query must be at most {QUERY_MAX} characters")
+        try:
+            topic.query = parse_query(query).text
+        except QueryError as error:
+            raise TopicError(f"query {query!r}: {error}") from error
+    topic.name = name.strip()
+    topic.description = description.strip()
+
+
+def retire_topic(topic: Topic, now: datetime) -> bool:
+    """Retire a topic: readers can no longer choose it and no new article joins it.
+
+    Existing subscriptions stay (they are the record of who followed it); with no new
+    articles they send nothing new. Returns False if it was already retired.
+    """
+    if topic.retired_at is not None:
+        return False
+    topic.retired_at = now
+    return True
+
+
+def unretire_topic(topic: Topic) -> bool:
+    """Offer a retired topic again; returns False if it was not retired."""
+    if topic.retired_at is None:
+        return False
+    topic.retired_at = None
+    return True
 
 
 def seed_demo_topics() -> int:

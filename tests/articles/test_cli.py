@@ -6,6 +6,7 @@ import json
 
 from alertsvc.articles import jobs
 from alertsvc.extensions import db
+from alertsvc.models import Feed, utcnow
 from tests.articles.helpers import feed_row, rss, rss_items
 from tests.factories import create_feed, seed_topics
 
@@ -55,3 +56,13 @@ def test_counts_of_one_are_singular(app, tmp_path):
     assert preview.output.splitlines()[-1] == "1 article from the last 1 day matches."
     nothing = runner.invoke(args=["topics", "preview", "nhs", "--days", "1"])
     assert nothing.output == "No articles from the last 1 day match nhs.\n"
+
+
+def test_feeds_list_flags_a_disabled_feed_and_feeds_poll_skips_it(feeds_app, cli):
+    feed_id = create_feed(feeds_app, "https://feeds.example/off.xml")
+    with feeds_app.app_context():
+        db.session.get(Feed, feed_id).disabled_at = utcnow()
+        db.session.commit()
+    listing = cli("feeds", "list").output
+    assert "DISABLED since" in listing and f"enabled at /admin/feeds/{feed_id}" in listing
+    assert cli("feeds", "poll").output == "No feeds are due.\n"

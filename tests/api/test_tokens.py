@@ -80,3 +80,18 @@ def test_articles_sent_are_one_audit_entry_per_request_with_counts(app, client):
     )
     assert refused.status_code == 422
     assert count(app, AuditEntry) == 2 and count(app, Article) == 3
+
+
+def test_the_document_says_each_operation_needs_a_token_and_which_scope(client):
+    document = client.get("/api/v1/openapi.json").json
+    operations = [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters"
+    ]
+    assert len(operations) >= 12
+    for method, path, operation in operations:
+        assert operation["security"] == [{"bearerAuth": []}], (method, path)
+        assert {"401", "403", "429"} <= set(operation["responses"]), (method, path)
+        assert operation["description"].startswith("Scope `"), (method, path)

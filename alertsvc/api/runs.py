@@ -12,7 +12,6 @@ from typing import Any
 
 from flask import Response
 from marshmallow import RAISE
-from sqlalchemy import select
 
 from alertsvc.api.blueprint import bp, invalid, load_json_object, not_found, requires
 from alertsvc.api.schemas import (
@@ -27,11 +26,16 @@ from alertsvc.api.schemas import (
 from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.digests import jobs
-from alertsvc.digests.planning import RunRefused, check_window_end
+from alertsvc.digests.planning import (
+    PlanResult,
+    RunRefused,
+    check_window_end,
+    start_digest_run,
+)
 from alertsvc.digests.progress import list_runs, run_email_counts
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
-from alertsvc.models import DigestRun, utcnow
+from alertsvc.models import DigestRun, RunStatus, utcnow
 
 
 def _runs(runs: list[DigestRun]) -> list[dict[str, Any]]:
@@ -102,8 +106,32 @@ def post_runs() -> Any:
     window_end = _window_end(loaded.get("at"))
     if isinstance(window_end, Response):
         return window_end
-    result = jobs.plan_run(frequency, window_end, trigger="api", dry_run=loaded["dry_run"])
-    body: dict[str, Any] = {
+    if loaded["dry_run"]:
+        result = jobs.plan_run(frequency, window_end, trigger="api", dry_run=True)
+        return _trigger_result(result, None), 200
+    with transaction():
+        # The run row commits with its audit entry; planning then goes on in transactions
+        # of its own (many connections, in chunks). Should it fail, the run is left
+        # planning, and the sweeper finishes it as it would a scheduled one.
+        run = start_digest_run(frequency, window_end, trigger="api")
+        run_id = run.id
+        record_audit(
+            "run.trigger",
+            f"run {run.id}",
+            {
+                "frequency": frequency,
+                "window_end": run.window_end.isoformat(),
+                "already_planned": run.status == RunStatus.PLANNED,
+            },
+        )
+    result = jobs.plan_run(frequency, window_end, trigger="api")
+    with transaction():
+        [progress] = _runs([db.session.get_one(DigestRun, run_id)])
+    return _trigger_result(result, progress), 200 if result.already_planned else 201
+
+
+def _trigger_result(result: PlanResult, run: dict[str, Any] | None) -> dict[str, Any]:
+    return {
         "dry_run": result.dry_run,
         "already_planned": result.already_planned,
         "frequency": result.frequency,
@@ -111,31 +139,8 @@ def post_runs() -> Any:
         "subscribers": result.subscribers,
         "emails": result.emails,
         "bodies": result.bodies,
-        "run": None,
+        "run": run,
     }
-    if result.dry_run:
-        return body, 200
-    with transaction():
-        run = db.session.scalars(
-            select(DigestRun).where(
-                DigestRun.frequency == frequency, DigestRun.window_end == result.window_end
-            )
-        ).one()
-        # The run is planned in transactions of its own (many connections, in chunks), so
-        # the entry follows it; it records a trigger that did nothing new too.
-        record_audit(
-            "run.trigger",
-            f"run {run.id}",
-            {
-                "frequency": frequency,
-                "window_end": result.window_end.isoformat(),
-                "subscribers": result.subscribers,
-                "emails": result.emails,
-                "already_planned": result.already_planned,
-            },
-        )
-        [body["run"]] = _runs([run])
-    return body, 200 if result.already_planned else 201
 
 
 @bp.route("/runs", methods=["GET"])

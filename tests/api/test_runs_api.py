@@ -77,15 +77,19 @@ def test_run_queues_the_digests_is_audited_and_reports_progress(app, client, ops
         1,
     )
     assert run["emails"]["queued"] == 1
-    [(actor, action, target, details)] = rows(
-        app, db.select(AuditEntry.actor, AuditEntry.action, AuditEntry.target, AuditEntry.details)
-    )
-    assert (actor, action, target) == ("token:ops", "run.trigger", f"run {run['id']}")
-    assert details["emails"] == 1 and details["frequency"] == "daily"
+    audit = db.select(AuditEntry.actor, AuditEntry.action, AuditEntry.target, AuditEntry.details)
+    entry = ("token:ops", "run.trigger", f"run {run['id']}")
+    details = {"frequency": "daily", "window_end": run["window_end"]}
+    assert rows(app, audit) == [(*entry, {**details, "already_planned": False})]
 
     again = client.post(RUNS, json={"frequency": "daily"}, headers=ops)
     assert again.status_code == 200 and again.json["already_planned"] is True
+    assert again.json["run"]["id"] == run["id"]
     assert count(app, OutboxEmail) == 1
+    assert rows(app, audit.order_by(AuditEntry.id))[1] == (
+        *entry,
+        {**details, "already_planned": True},
+    )
 
     with app.app_context():
         db.session.execute(update(OutboxEmail).values(status=OutboxStatus.SENT, sent_at=utcnow()))

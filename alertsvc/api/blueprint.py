@@ -99,8 +99,8 @@ def not_found(detail: str) -> Response:
 def requires(scope: str) -> Callable[[View], View]:
     """Declare the scope a route needs; ``_check_token`` enforces it before the view runs.
 
-    Put it just above the function: flask-smorest's own decorators copy the attribute
-    outwards to the view Flask registers. It also documents the route's security.
+    Anywhere under ``@bp.route``: flask-smorest's decorators copy the attribute outwards
+    to the view Flask registers. It also documents the route's security and refusals.
     """
     if scope not in tokens.SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
@@ -147,7 +147,7 @@ def _rate_limit() -> str:
 
 
 # One allowance per token (or address) across every route of the API.
-limiter.limit(_rate_limit, key_func=_client_key)(bp)
+limiter.shared_limit(_rate_limit, scope="api", key_func=_client_key)(bp)
 
 
 @bp.before_request

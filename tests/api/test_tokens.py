@@ -95,3 +95,16 @@ def test_the_document_says_each_operation_needs_a_token_and_which_scope(client):
         assert operation["security"] == [{"bearerAuth": []}], (method, path)
         assert {"401", "403", "429"} <= set(operation["responses"]), (method, path)
         assert operation["description"].startswith("Scope `"), (method, path)
+
+
+def test_a_token_has_one_allowance_across_every_route(make_app):
+    limited = make_app(API_RATE_LIMIT="3 per minute")
+    headers = {"Authorization": f"Bearer {create_token(limited, 'dashboard', ['read'])}"}
+    client = limited.test_client()
+    paths = ["/api/v1/topics", "/api/v1/feeds", "/api/v1/stats", "/api/v1/runs"]
+    assert [client.get(path, headers=headers).status_code for path in paths] == [
+        200,
+        200,
+        200,
+        429,
+    ]

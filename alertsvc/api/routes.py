@@ -38,7 +38,7 @@ from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Article, ArticleSource, Feed, Topic, utcnow
-from alertsvc.topics.services import list_topics
+from alertsvc.topics.services import SLUG_PATTERN, list_topics
 
 
 def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
@@ -226,7 +226,11 @@ def get_topics() -> Any:
 @requires("read")
 def get_topic(slug: str) -> Any:
     with transaction():
-        topic = db.session.scalar(select(Topic).where(Topic.slug == slug[:200]))
+        topic = (
+            db.session.scalar(select(Topic).where(Topic.slug == slug))
+            if SLUG_PATTERN.fullmatch(slug)
+            else None
+        )
         if topic is None:
             return not_found("No topic with that slug.")
         return _topic(topic)

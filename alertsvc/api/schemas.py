@@ -10,6 +10,7 @@ from marshmallow import fields, validate
 
 from alertsvc.articles.schemas import JsonBoolean
 from alertsvc.articles.services import ItemStatus
+from alertsvc.topics.services import SLUG_PATTERN
 
 
 class ArticleOutcomeSchema(ma.Schema):
@@ -120,7 +121,11 @@ class ArticleSchema(ma.Schema):
 
 class ArticleListQuerySchema(_Strict):
     topic = fields.String(
-        validate=validate.Length(min=1, max=80), metadata={"description": "A topic slug."}
+        validate=[
+            validate.Length(min=1, max=80),
+            validate.Regexp(SLUG_PATTERN, error="Not a topic slug."),
+        ],
+        metadata={"description": "A topic slug."},
     )
     since = fields.AwareDateTime(
         default_timezone=UTC,

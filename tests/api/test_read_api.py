@@ -32,9 +32,10 @@ def test_topics_list_and_one(app, client, reader):
     one = client.get("/api/v1/topics/data", headers=reader)
     assert one.status_code == 200
     assert one.json["name"] == "Data" and one.json["retired_at"] is None
-    missing = client.get("/api/v1/topics/nope", headers=reader)
-    assert missing.status_code == 404
-    assert missing.json == {"error": "Not Found", "detail": "No topic with that slug."}
+    for slug in ("nope", "%00", "x" * 5000):  # NUL: PostgreSQL text cannot hold one
+        missing = client.get(f"/api/v1/topics/{slug}", headers=reader)
+        assert missing.status_code == 404
+        assert missing.json == {"error": "Not Found", "detail": "No topic with that slug."}
 
 
 def test_feeds_show_their_health(app, client, reader):
@@ -104,7 +105,17 @@ def test_articles_filtered_and_paged(app, client, reader):
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=101", "limit=x", "before_id=0", "since=yesterday", "colour=red"],
+    [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "before_id=0",
+        "since=yesterday",
+        "since=9999-12-31T23:00:00-23:59",
+        "topic=%00",
+        "topic=Data",
+        "colour=red",
+    ],
 )
 def test_bad_arguments_are_a_json_422_naming_them(app, client, reader, query):
     response = client.get(f"/api/v1/articles?{query}", headers=reader)

@@ -152,9 +152,11 @@ def create_operator(
         return operator.id
 
 
-def create_token(app: Flask, name: str = "newsroom") -> str:
+def create_token(
+    app: Flask, name: str = "newsroom", scopes: Sequence[str] = ("articles:write",)
+) -> str:
     with app.app_context():
-        _, token = create_api_token(name)
+        _, token = create_api_token(name, scopes)
         db.session.commit()
         return token
 

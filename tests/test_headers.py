@@ -85,7 +85,7 @@ def test_every_route_in_testing_carries_the_headers_but_not_hsts(app, client):
         ("GET", "/no-such-page", None, 404),
         ("GET", "/api/v1/no-such-thing", None, 404),
         ("DELETE", "/", None, 405),
-        ("GET", "/api/v1/articles", None, 405),
+        ("PUT", "/api/v1/articles", None, 405),
         ("POST", "/", b"x" * (65 * 1024), 413),
         ("POST", "/", b"email=reader%40example.com", 400),
     ],

@@ -6,6 +6,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from alertsvc.api.schemas import ErrorSchema
+from alertsvc.api.tokens import SCOPES
 
 OPENAPI_SETTINGS = {
     "API_TITLE": "alertsvc",
@@ -32,7 +33,9 @@ class _Api(Api):
 
 def init_api(app: Flask) -> Api:
     """Register the API blueprint and the document that describes it."""
-    from alertsvc.api.routes import bp
+    from alertsvc.api import routes, runs, stats, subscribers  # noqa: F401  (routes register)
+    from alertsvc.api.blueprint import bp
+    from alertsvc.api.schemas import RunInSchema, SubscriberAddressSchema
     from alertsvc.articles.schemas import ArticleInSchema
     from alertsvc.extensions import csrf
 
@@ -41,9 +44,16 @@ def init_api(app: Flask) -> Api:
     api = _Api(app)
     api.spec.components.security_scheme(
         "bearerAuth",
-        {"type": "http", "scheme": "bearer", "description": "`alertsvc api-tokens create NAME`"},
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`alertsvc api-tokens create NAME --scope SCOPE`; scopes: "
+            + ", ".join(f"`{scope}`" for scope in SCOPES),
+        },
     )
     api.spec.components.schema("ArticleIn", schema=ArticleInSchema)
+    api.spec.components.schema("RunIn", schema=RunInSchema)
+    api.spec.components.schema("SubscriberAddress", schema=SubscriberAddressSchema)
     csrf.exempt(bp)
     api.register_blueprint(bp)
     return api

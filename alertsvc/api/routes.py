@@ -1,135 +1,44 @@
-"""The JSON API (``/api/v1``): parse, check the token, validate, call a service, answer."""
+"""The JSON API's articles, topics and feeds routes: parse, validate, call a service, answer.
+
+The access rule (token, scope) and the error shape are in :mod:`alertsvc.api.blueprint`.
+"""
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any, NoReturn
+from typing import Any
 
-from flask import Response, current_app, g, jsonify, request
-from flask_limiter.util import get_remote_address
-from flask_smorest import Blueprint
-from marshmallow import ValidationError
+from flask import Response, current_app
+from marshmallow import RAISE, ValidationError
+from sqlalchemy import select
 
-from alertsvc.api import tokens
-from alertsvc.api.schemas import ErrorSchema, IngestResultSchema
+from alertsvc.api.blueprint import (
+    NUMBER_MAX_CHARACTERS,
+    bp,
+    invalid,
+    json_body,
+    not_found,
+    requires,
+)
+from alertsvc.api.schemas import (
+    MAX_ID,
+    ArticleListQuerySchema,
+    ArticleListSchema,
+    ArticleSchema,
+    ErrorSchema,
+    FeedListSchema,
+    IngestResultSchema,
+    TopicListSchema,
+    TopicSchema,
+)
+from alertsvc.articles.feeds import HealthRules, list_feeds
+from alertsvc.articles.listing import list_articles
 from alertsvc.articles.schemas import ArticleInSchema
 from alertsvc.articles.services import ArticleInput, UnknownTopics, ingest_articles
+from alertsvc.audit import record_audit
 from alertsvc.database import transaction
-from alertsvc.extensions import limiter
-from alertsvc.models import ArticleSource
-
-# No field takes a number; this only bounds the work of reading one.
-NUMBER_MAX_CHARACTERS = 100
-
-bp = Blueprint(
-    "api", __name__, url_prefix="/api/v1", description="Articles in, for the newsroom's systems."
-)
-
-
-def error_response(
-    status: int, error: str, detail: str, errors: dict[Any, Any] | None = None
-) -> Response:
-    body: dict[str, Any] = {"error": error, "detail": detail}
-    if errors is not None:
-        body["errors"] = errors
-    response = jsonify(body)
-    response.status_code = status
-    return response
-
-
-def unauthorised(token_given: bool) -> Response:
-    response = error_response(
-        401,
-        "Unauthorized",
-        "Send a valid API token: Authorization: Bearer <token>"
-        if not token_given
-        else "The API token is not valid or has been revoked.",
-    )
-    # RFC 6750 §3: say which scheme, and that a presented token was refused.
-    challenge = 'Bearer realm="alertsvc"' + (', error="invalid_token"' if token_given else "")
-    response.headers["WWW-Authenticate"] = challenge
-    return response
-
-
-def invalid(errors: dict[Any, Any]) -> Response:
-    return error_response(
-        422, "Unprocessable Entity", "The request is not valid: see errors.", errors
-    )
-
-
-def _api_token() -> tokens.ApiToken | None:
-    """The live token sent with this request, looked up once: the rate limit's key needs it
-    before the view runs."""
-    if "api_token" not in g:
-        g.api_token = tokens.live_token(tokens.bearer_token(request))
-    token: tokens.ApiToken | None = g.api_token
-    return token
-
-
-def _client_key() -> str:
-    """Rate-limit key: a valid token's own allowance, so each newsroom system has one.
-
-    A missing or invalid token counts against the client's address: were each presented
-    token its own key, sending a different made-up token every time would never be limited.
-    """
-    token = _api_token()
-    return f"api-token:{token.id}" if token is not None else "api-ip:" + get_remote_address()
-
-
-def _rate_limit() -> str:
-    return str(current_app.config["API_RATE_LIMIT"])
-
-
-@bp.before_request
-def _body_limit() -> None:
-    """Batches need a larger body than the site's forms (``MAX_CONTENT_LENGTH``)."""
-    request.max_content_length = current_app.config["API_MAX_CONTENT_LENGTH"]
-
-
-def bad_request(detail: str) -> Response:
-    return error_response(400, "Bad Request", detail)
-
-
-def _number(text: str) -> int | float:
-    """A JSON number, refused if it is too long to be a sensible value or not finite."""
-    if len(text) > NUMBER_MAX_CHARACTERS:
-        raise ValueError(f"a number has more than {NUMBER_MAX_CHARACTERS} characters")
-    number = float(text) if any(mark in text for mark in ".eE") else int(text)
-    if not math.isfinite(number):
-        raise ValueError(f"the number {text} is too large")
-    return number
-
-
-def _not_json(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _json_body() -> Any:
-    """The request's JSON, or the JSON 4xx answer that says why it cannot be read.
-
-    Parsed here, not by ``request.get_json``, so that every body the API cannot take is a
-    4xx: Python's parser raises ``RecursionError`` (not ``ValueError``) on deep nesting,
-    turns digits past a limit into an error that names a Python setting, and accepts
-    ``NaN`` and ``Infinity``, which are not JSON. RFC 8259 §8.1: JSON is UTF-8.
-    """
-    if not request.is_json:
-        return error_response(
-            415,
-            "Unsupported Media Type",
-            "Send the articles as JSON, with Content-Type: application/json.",
-        )
-    body = request.get_data(cache=False)
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return bad_request("The body is not valid UTF-8.")
-    try:
-        return json.loads(text, parse_int=_number, parse_float=_number, parse_constant=_not_json)
-    except RecursionError:
-        return bad_request("The JSON is nested too deeply.")
-    except ValueError as error:
-        return bad_request(f"The body is not valid JSON: {error}.")
+from alertsvc.extensions import db
+from alertsvc.models import Article, ArticleSource, Feed, Topic, utcnow
+from alertsvc.topics.services import SLUG_PATTERN, list_topics
 
 
 def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
@@ -151,13 +60,13 @@ def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
 @bp.doc(
     summary="Add or update articles",
     description=(
-        "Send one article, or a list of up to `API_MAX_BATCH` (default 500). Articles are "
-        "unique by `guid` (default: the normalised `url`). Sending an article again exactly "
-        "as it is changes nothing and alerts nobody; a changed title or summary updates it, "
-        "and alerts subscribers again only if `major_update` is true (or the service is "
-        "set to alert on every update). Answers 201 if any article was new, else 200."
+        "Scope `articles:write`. Send one article, or a list of up to `API_MAX_BATCH` "
+        "(default 500). Articles are unique by `guid` (default: the normalised `url`). "
+        "Sending an article again exactly as it is changes nothing and alerts nobody; a "
+        "changed title or summary updates it, and alerts subscribers again only if "
+        "`major_update` is true (or the service is set to alert on every update). Answers "
+        "201 if any article was new, else 200."
     ),
-    security=[{"bearerAuth": []}],
     requestBody={
         "required": True,
         "content": {
@@ -182,27 +91,16 @@ def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
 @bp.alt_response(
     400,
     schema=ErrorSchema,
-    description="The body is not JSON: not UTF-8, not well formed, nested too deeply, or "
-    f"with a number that is not finite or over {NUMBER_MAX_CHARACTERS} characters long.",
+    description="The body is not JSON: not UTF-8, not well formed, nested too deeply, "
+    f"with a repeated key, or with a number that is not finite or over "
+    f"{NUMBER_MAX_CHARACTERS} characters long.",
 )
-@bp.alt_response(401, schema=ErrorSchema, description="No valid API token.")
 @bp.alt_response(413, schema=ErrorSchema, description="The body is too large.")
 @bp.alt_response(415, schema=ErrorSchema, description="The body is not `application/json`.")
 @bp.alt_response(422, schema=ErrorSchema, description="Invalid articles: see `errors`.")
-@bp.alt_response(
-    429,
-    schema=ErrorSchema,
-    description="Too many requests for this token (`API_RATE_LIMIT`): see `Retry-After`.",
-)
-@limiter.limit(_rate_limit, key_func=_client_key)
+@requires("articles:write")
 def post_articles() -> Any:
-    with transaction():
-        token = _api_token()
-        if token is not None:
-            tokens.record_use(token)
-    if token is None:
-        return unauthorised(tokens.bearer_token(request) is not None)
-    payload = _json_body()
+    payload = json_body("the articles")
     if isinstance(payload, Response):
         return payload
     loaded = _load(payload)
@@ -212,6 +110,16 @@ def post_articles() -> Any:
     try:
         with transaction():
             result = ingest_articles(items, ArticleSource.API)
+            record_audit(
+                "article.ingest",
+                "articles",
+                {
+                    "created": result.created,
+                    "updated": result.updated,
+                    "unchanged": result.unchanged,
+                    "skipped": result.skipped,
+                },
+            )
     except UnknownTopics as error:
         errors = {}
         for index, item in enumerate(items):
@@ -235,3 +143,134 @@ def post_articles() -> Any:
         ],
     }
     return body, 201 if result.created else 200
+
+
+def _article(article: Article) -> dict[str, Any]:
+    return {
+        "id": article.id,
+        "guid": article.guid,
+        "url": article.url,
+        "title": article.title,
+        "summary": article.summary,
+        "author": article.author,
+        "published_at": article.published_at,
+        "updated_at": article.updated_at,
+        "created_at": article.created_at,
+        "major_update_at": article.major_update_at,
+        "source": article.source,
+        "feed_id": article.feed_id,
+        "topics": sorted(topic.slug for topic in article.topics),
+    }
+
+
+@bp.route("/articles", methods=["GET"])
+@bp.doc(
+    summary="List articles",
+    description="Scope `read`. Newest first; `next_before_id` pages back. Filters: a topic "
+    "slug, and `since` (published at or after).",
+)
+@bp.arguments(ArticleListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+@bp.response(200, ArticleListSchema)
+@bp.alt_response(422, schema=ErrorSchema, description="Invalid arguments: see `errors`.")
+@requires("read")
+def get_articles(limit: int, **filters: Any) -> Any:
+    with transaction():
+        found = list_articles(
+            limit=limit,
+            topic_slug=filters.get("topic"),
+            since=filters.get("since"),
+            before_id=filters.get("before_id"),
+        )
+        articles = [_article(article) for article in found]
+    full = len(articles) == limit
+    return {"articles": articles, "next_before_id": articles[-1]["id"] if full else None}
+
+
+@bp.route("/articles/<int:article_id>", methods=["GET"])
+@bp.doc(summary="One article", description="Scope `read`.")
+@bp.response(200, ArticleSchema)
+@bp.alt_response(404, schema=ErrorSchema, description="No such article.")
+@requires("read")
+def get_article(article_id: int) -> Any:
+    with transaction():
+        article = db.session.get(Article, article_id) if article_id <= MAX_ID else None
+        if article is None:
+            return not_found(f"No article {article_id}.")
+        return _article(article)
+
+
+def _topic(topic: Topic) -> dict[str, Any]:
+    return {
+        "slug": topic.slug,
+        "name": topic.name,
+        "description": topic.description,
+        "query": topic.query,
+        "created_at": topic.created_at,
+        "retired_at": topic.retired_at,
+    }
+
+
+@bp.route("/topics", methods=["GET"])
+@bp.doc(summary="List topics", description="Scope `read`. Retired topics included.")
+@bp.response(200, TopicListSchema)
+@requires("read")
+def get_topics() -> Any:
+    with transaction():
+        return {"topics": [_topic(topic) for topic in list_topics()]}
+
+
+@bp.route("/topics/<slug>", methods=["GET"])
+@bp.doc(summary="One topic", description="Scope `read`.")
+@bp.response(200, TopicSchema)
+@bp.alt_response(404, schema=ErrorSchema, description="No such topic.")
+@requires("read")
+def get_topic(slug: str) -> Any:
+    with transaction():
+        topic = (
+            db.session.scalar(select(Topic).where(Topic.slug == slug))
+            if SLUG_PATTERN.fullmatch(slug)
+            else None
+        )
+        if topic is None:
+            return not_found("No topic with that slug.")
+        return _topic(topic)
+
+
+def _feed(feed: Feed, rules: HealthRules) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": feed.id,
+        "url": feed.url,
+        "title": feed.title,
+        "topics": [topic.slug for topic in feed.topics],
+        "created_at": feed.created_at,
+        "last_polled_at": feed.last_polled_at,
+        "last_success_at": feed.last_success_at,
+        "last_error": feed.last_error,
+        "last_error_at": feed.last_error_at,
+        "consecutive_failures": feed.consecutive_failures,
+        "newest_item_at": feed.newest_item_at,
+        "next_poll_at": feed.next_poll_at,
+        "parked_at": feed.parked_at,
+        "disabled_at": feed.disabled_at,
+        "health": {
+            "failing": rules.is_failing(feed),
+            "stale": rules.is_stale(feed, now),
+            "parked": feed.parked_at is not None,
+            "disabled": feed.disabled_at is not None,
+            "problems": rules.problems(feed, now),
+        },
+    }
+
+
+@bp.route("/feeds", methods=["GET"])
+@bp.doc(
+    summary="List feeds with their health",
+    description="Scope `read`. `health.problems` says in words what is wrong, if anything.",
+)
+@bp.response(200, FeedListSchema)
+@requires("read")
+def get_feeds() -> Any:
+    rules = HealthRules.from_config(current_app.config)
+    with transaction():
+        return {"feeds": [_feed(feed, rules) for feed in list_feeds()]}

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from alertsvc.articles.schemas import JsonBoolean
 from alertsvc.articles.services import ItemStatus
+from alertsvc.topics.services import SLUG_PATTERN
 
 
 class ArticleOutcomeSchema(ma.Schema):
@@ -38,4 +42,223 @@ class ErrorSchema(ma.Schema):
             "description": "Field errors: by field for one article; by index, then field, "
             "for a list."
         }
+    )
+
+
+# -- what the read routes return, and the arguments they take ----------------------------
+
+MAX_ID = 2**31 - 1
+PAGE_MAX = 100
+
+
+class _Strict(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+class TopicSchema(ma.Schema):
+    slug = fields.String()
+    name = fields.String()
+    description = fields.String()
+    query = fields.String(
+        allow_none=True, metadata={"description": "A keyword topic's saved query."}
+    )
+    created_at = fields.DateTime()
+    retired_at = fields.DateTime(
+        allow_none=True, metadata={"description": "Set once the topic is retired."}
+    )
+
+
+class TopicListSchema(ma.Schema):
+    topics = fields.List(fields.Nested(TopicSchema))
+
+
+class FeedHealthSchema(ma.Schema):
+    failing = fields.Boolean(metadata={"description": "FEEDS_FAILURE_THRESHOLD errors in a row."})
+    stale = fields.Boolean(metadata={"description": "Nothing new for FEEDS_STALE_DAYS."})
+    parked = fields.Boolean(metadata={"description": "Not polled until retried."})
+    disabled = fields.Boolean(metadata={"description": "An operator stopped polling it."})
+    problems = fields.List(fields.String())
+
+
+class FeedSchema(ma.Schema):
+    id = fields.Integer()
+    url = fields.String()
+    title = fields.String()
+    topics = fields.List(fields.String(), metadata={"description": "Topic slugs."})
+    created_at = fields.DateTime()
+    last_polled_at = fields.DateTime(allow_none=True)
+    last_success_at = fields.DateTime(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    last_error_at = fields.DateTime(allow_none=True)
+    consecutive_failures = fields.Integer()
+    newest_item_at = fields.DateTime(allow_none=True)
+    next_poll_at = fields.DateTime(allow_none=True)
+    parked_at = fields.DateTime(allow_none=True)
+    disabled_at = fields.DateTime(allow_none=True)
+    health = fields.Nested(FeedHealthSchema)
+
+
+class FeedListSchema(ma.Schema):
+    feeds = fields.List(fields.Nested(FeedSchema))
+
+
+class ArticleSchema(ma.Schema):
+    id = fields.Integer()
+    guid = fields.String()
+    url = fields.String()
+    title = fields.String()
+    summary = fields.String(metadata={"description": "Sanitised HTML."})
+    author = fields.String()
+    published_at = fields.DateTime()
+    updated_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime(metadata={"description": "When it arrived here."})
+    major_update_at = fields.DateTime(allow_none=True)
+    source = fields.String(metadata={"description": "feed, api or cli."})
+    feed_id = fields.Integer(allow_none=True)
+    topics = fields.List(fields.String(), metadata={"description": "Topic slugs."})
+
+
+class ArticleListQuerySchema(_Strict):
+    topic = fields.String(
+        validate=[
+            validate.Length(min=1, max=80),
+            validate.Regexp(SLUG_PATTERN, error="Not a topic slug."),
+        ],
+        metadata={"description": "A topic slug."},
+    )
+    since = fields.AwareDateTime(
+        default_timezone=UTC,
+        validate=validate.Range(
+            min=datetime(1970, 1, 1, tzinfo=UTC),
+            max=datetime(2100, 1, 1, tzinfo=UTC),
+            error="Must be between 1970 and 2100.",
+        ),
+        metadata={"description": "Only articles published at or after this time."},
+    )
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=PAGE_MAX))
+    before_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "The next page: `next_before_id` of the previous one."},
+    )
+
+
+class ArticleListSchema(ma.Schema):
+    articles = fields.List(fields.Nested(ArticleSchema), metadata={"description": "Newest first."})
+    next_before_id = fields.Integer(
+        allow_none=True, metadata={"description": "Pass as `before_id` for the next page."}
+    )
+
+
+class RunEmailsSchema(ma.Schema):
+    queued = fields.Integer()
+    sending = fields.Integer()
+    sent = fields.Integer()
+    delivered = fields.Integer()
+    failed = fields.Integer()
+    suppressed = fields.Integer()
+
+
+class RunSchema(ma.Schema):
+    id = fields.Integer()
+    frequency = fields.String()
+    status = fields.String(metadata={"description": "planning or planned."})
+    trigger = fields.String(metadata={"description": "scheduler, sweeper, cli, api, admin."})
+    window_start = fields.DateTime()
+    window_end = fields.DateTime()
+    created_at = fields.DateTime()
+    planned_at = fields.DateTime(allow_none=True)
+    subscriber_count = fields.Integer()
+    email_count = fields.Integer(metadata={"description": "Emails the run queued."})
+    attempts = fields.Integer(metadata={"description": "Failed attempts to plan it."})
+    last_error = fields.String(allow_none=True)
+    parked_at = fields.DateTime(allow_none=True)
+    emails = fields.Nested(
+        RunEmailsSchema, metadata={"description": "The run's emails by their status now."}
+    )
+
+
+class RunListQuerySchema(_Strict):
+    frequency = fields.String(validate=validate.OneOf(["daily", "weekly"]))
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=PAGE_MAX))
+    before_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+
+
+class RunListSchema(ma.Schema):
+    runs = fields.List(fields.Nested(RunSchema), metadata={"description": "Newest first."})
+    next_before_id = fields.Integer(allow_none=True)
+
+
+class RunInSchema(_Strict):
+    frequency = fields.String(required=True, validate=validate.OneOf(["daily", "weekly"]))
+    at = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={
+            "description": "The window end (ISO 8601, rounded down to the hour; UTC without "
+            "an offset). Default: the last whole hour. Not later than that."
+        },
+    )
+    dry_run = JsonBoolean(
+        load_default=False,
+        metadata={"description": "Count what would be queued, and write nothing."},
+    )
+
+
+class RunTriggerResultSchema(ma.Schema):
+    dry_run = fields.Boolean()
+    already_planned = fields.Boolean(
+        metadata={"description": "The run had been planned before: nothing more was queued."}
+    )
+    frequency = fields.String()
+    window_end = fields.DateTime()
+    subscribers = fields.Integer()
+    emails = fields.Integer(metadata={"description": "Queued (or, for a dry run, would be)."})
+    bodies = fields.Integer(metadata={"description": "Distinct digest bodies."})
+    run = fields.Nested(RunSchema, allow_none=True, metadata={"description": "None if dry."})
+
+
+class SubscriberAddressSchema(_Strict):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+
+
+class SubscriberExportSchema(ma.Schema):
+    """Everything stored about the subscriber (``subscriptions.services.export_subscriber``)."""
+
+    email = fields.String()
+    subscriptions = fields.List(fields.Dict())
+    emails = fields.List(fields.Dict())
+
+
+class ErasedSchema(ma.Schema):
+    erased = fields.Boolean()
+    subscriber_id = fields.Integer()
+
+
+class SubscriberCountSchema(ma.Schema):
+    topic = fields.String(metadata={"description": "Topic slug."})
+    frequency = fields.String()
+    confirmed = fields.Integer(metadata={"description": "Live subscriptions."})
+    pending = fields.Integer(metadata={"description": "Signups waiting for confirmation."})
+
+
+class DayCountSchema(ma.Schema):
+    day = fields.String(metadata={"description": "UTC date, YYYY-MM-DD."})
+    queued = fields.Integer(metadata={"description": "Emails queued that day."})
+    sent = fields.Integer(metadata={"description": "Of those, sent (or delivered)."})
+    failed = fields.Integer(metadata={"description": "Of those, failed."})
+    suppressed = fields.Integer(metadata={"description": "Of those, suppressed."})
+
+
+class StatsSchema(ma.Schema):
+    subscribers = fields.List(fields.Nested(SubscriberCountSchema))
+    outbox = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "Every outbox row by status."},
+    )
+    oldest_queued_seconds = fields.Integer(
+        allow_none=True, metadata={"description": "Age of the oldest queued email."}
+    )
+    emails_per_day = fields.List(
+        fields.Nested(DayCountSchema), metadata={"description": "The last 30 days, oldest first."}
     )

@@ -121,3 +121,12 @@ def record_use(row: ApiToken) -> None:
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         row.last_used_at = now
+
+
+def list_api_tokens() -> list[ApiToken]:
+    """Every token, live ones first, each group by name."""
+    return list(
+        db.session.scalars(
+            select(ApiToken).order_by(ApiToken.revoked_at.is_not(None), ApiToken.name)
+        )
+    )

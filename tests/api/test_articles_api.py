@@ -218,7 +218,7 @@ def test_openapi_document(client):
 def test_api_errors_are_json_and_pages_stay_html(client):
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404 and response.json["error"] == "Not Found"
-    response = client.get(ARTICLES)
+    response = client.put(ARTICLES)
     assert response.status_code == 405 and response.json["error"] == "Method Not Allowed"
     page = client.get("/nothing-here")
     assert page.status_code == 404 and page.mimetype == "text/html"

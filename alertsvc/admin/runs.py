@@ -28,7 +28,8 @@ from alertsvc.retries import describe_error
 from alertsvc.text import plural
 
 PAGE_SIZE = 50
-# Seconds between reloads of a run's page while it is planning or its emails are queued.
+# Seconds between reloads of a run's page, when the operator chose to watch its progress,
+# while it is planning or its emails are queued.
 REFRESH_SECONDS = 5
 AT_FORMAT = "%Y-%m-%dT%H:%M"
 
@@ -137,7 +138,10 @@ def runs_index() -> ResponseReturnValue:
 def runs_show(run_id: int) -> ResponseReturnValue:
     run = _get_run(run_id)
     emails = runs.run_emails([run.id])[run.id]
-    live = (run.status == RunStatus.PLANNING and run.parked_at is None) or emails.waiting > 0
+    in_progress = (run.status == RunStatus.PLANNING and run.parked_at is None) or emails.waiting > 0
+    # Reloading only when asked to (WCAG 2.2.1: a page must not refresh itself on a timer
+    # the person did not choose; the reload also moves a screen reader back to the top).
+    watching = in_progress and request.args.get("live") == "1"
     return render_template(
         "web/admin/run.html",
         run=run,
@@ -145,7 +149,8 @@ def runs_show(run_id: int) -> ResponseReturnValue:
         status=_status(run, emails),
         planning_time=_duration(run.created_at, run.planned_at),
         sending_time=_duration(run.created_at, emails.last_sent_at),
-        refresh=REFRESH_SECONDS if live else None,
+        in_progress=in_progress,
+        refresh=REFRESH_SECONDS if watching else None,
         form=ConfirmForm(),
     )
 

@@ -86,12 +86,16 @@ def test_run_page_refreshes_while_emails_are_queued_and_stops_when_sent(app, adm
     _subscriber, end = _due_now(app)
     result = digest(app, "daily", end)
     page = admin_client.get(f"/admin/runs/{result.run_id}").get_data(as_text=True)
-    assert '<meta http-equiv="refresh" content="5">' in page
     assert "1</span> waiting to be sent" in page
+    assert "http-equiv" not in page, "no reloading unless the operator asks for it"
+    assert f'href="/admin/runs/{result.run_id}?live=1"' in page
+    page = admin_client.get(f"/admin/runs/{result.run_id}?live=1").get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="5">' in page
+    assert "Stop reloading" in page
 
     mailbox.deliver()
-    page = admin_client.get(f"/admin/runs/{result.run_id}").get_data(as_text=True)
-    assert "http-equiv" not in page
+    page = admin_client.get(f"/admin/runs/{result.run_id}?live=1").get_data(as_text=True)
+    assert "http-equiv" not in page, "a run that is done stops reloading"
     assert "1</span> sent" in page and ">done<" in page
 
 
@@ -250,7 +254,7 @@ def test_retry_a_parked_run(app, admin_client):
     page = admin_client.get(f"/admin/runs/{run_id}").get_data(as_text=True)
     assert ">parked<" in page and "database went away" in page
     assert "Retry planning run" in page
-    assert "http-equiv" not in page, "a parked run does not move by itself"
+    assert "Watch its progress" not in page, "a parked run does not move by itself"
 
     response = post_form(admin_client, f"/admin/runs/{run_id}/retry", csrf_from="/admin/runs")
     assert response.status_code == 302

@@ -49,11 +49,13 @@ def subscribers_index() -> ResponseReturnValue:
         else:
             results = services.search_subscribers(query, SEARCH_LIMIT + 1)
     more = results is not None and len(results) > SEARCH_LIMIT
+    if results is not None:
+        results = results[:SEARCH_LIMIT]
     return render_template(
         "web/admin/subscribers.html",
         query=query[:QUERY_MAX],
         problem=problem,
-        results=(results or [])[:SEARCH_LIMIT] if results is not None else None,
+        results=results,
         more=more,
         status_of=services.subscriber_status,
     ), (400 if problem else 200)

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from alertsvc.delivery.messages import OutgoingEmail, build_message
 from alertsvc.delivery.outbox import row_message_id
 from alertsvc.digests.contents import Digests, RunRef
-from alertsvc.digests.planning import _Planner, start_digest_run
+from alertsvc.digests.planning import start_digest_run, subscriber_profile
 from alertsvc.digests.schedule import run_hour_for, scheduled_instant
 from alertsvc.extensions import db
 from alertsvc.models import EmailBody, OutboxEmail, Subscriber, utcnow
@@ -90,20 +90,16 @@ def preview_next_digest(
     window_end = next_run_end(subscriber, frequency, moment)
     run = start_digest_run(frequency, window_end, trigger="preview")
     db.session.flush()
-    ref = RunRef(run.id, run.frequency, run.window_end)
-    planner = _Planner(
-        db.session.connection(), ref, dry_run=True, subscribers=(subscriber.id, subscriber.id)
-    )
-    planner.build_audience()
-    if not planner.profiles:
+    profile = subscriber_profile(run, subscriber.id)
+    if profile is None:
         return DigestPreview(
             frequency,
             window_end,
             reason=f"They have no {frequency} subscription with anything left to send in that run.",
         )
-    digests = Digests(ref)
-    digests.plan(set(planner.profiles), None)
-    content = digests.contents.get(planner.profiles[0])
+    digests = Digests(RunRef(run.id, run.frequency, run.window_end))
+    digests.plan({profile}, None)
+    content = digests.contents.get(profile)
     if content is None:
         return DigestPreview(
             frequency,

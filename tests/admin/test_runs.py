@@ -251,6 +251,9 @@ def test_retry_a_parked_run(app, admin_client):
         )
         db.session.commit()
         run_id = db.session.scalar(select(DigestRun.id))
+    listed = admin_client.get("/admin/runs").get_data(as_text=True)
+    assert ">parked<" in listed and "5 failed attempts" in listed
+    assert "database went away" in listed
     page = admin_client.get(f"/admin/runs/{run_id}").get_data(as_text=True)
     assert ">parked<" in page and "database went away" in page
     assert "Retry planning run" in page

@@ -272,3 +272,35 @@ def test_changes_need_the_csrf_token(app, admin_client):
     response = admin_client.post("/admin/runs/start", data={"frequency": "daily", "at": "x"})
     assert response.status_code == 400
     assert count(app, DigestRun) == 0
+
+
+MY_PAGES = ("/admin/runs", "/admin/subscribers", "/admin/audit")
+
+
+def _my_requests(app):
+    adapter = app.url_map.bind("localhost")
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(MY_PAGES):
+            values = {name: "daily" if name == "frequency" else 1 for name in rule.arguments}
+            path = adapter.build(rule.endpoint, values)
+            for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+                yield method, path
+
+
+def test_runs_subscribers_and_audit_pages_refuse_strangers_and_viewers_changes(
+    app, client, viewer_client
+):
+    """Every route of these pages, from the URL map: anonymous users are sent to sign in
+    (or refused), viewers may look but not change."""
+    requests = list(_my_requests(app))
+    assert ("POST", "/admin/subscribers/1/erase") in requests
+    token = csrf_token(viewer_client, "/admin/runs")
+    for method, path in requests:
+        anonymous = client.open(path, method=method)
+        assert anonymous.status_code in (302, 400, 403), (method, path)  # 400: no CSRF token
+        if method == "GET":
+            assert "/admin/login" in anonymous.headers["Location"]
+        else:
+            viewer = viewer_client.open(path, method=method, data={"csrf_token": token})
+            assert viewer.status_code == 403, (method, path)
+    assert count(app, AuditEntry, AuditEntry.action != "operator.sign_in") == 0

@@ -106,7 +106,7 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-@bp.app_template_filter("utc")
+@bp.app_template_filter("utc_minute")
 def utc_filter(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
 

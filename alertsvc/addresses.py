@@ -8,6 +8,8 @@ import each other in a cycle.
 
 from __future__ import annotations
 
+import hashlib
+
 from email_validator import EmailNotValidError, validate_email
 
 EMAIL_FORMAT_MESSAGE = "Enter an email address in the correct format, like name@example.com"
@@ -68,3 +70,17 @@ def stored_forms(email: str) -> list[str]:
     """
     unicode_form = display_email(email)
     return [email] if unicode_form == email else [email, unicode_form]
+
+
+ADDRESS_HASH_PREFIX = "sha256:"
+
+
+def address_hash(address: str) -> str:
+    """What the suppression list keeps of an erased subscriber's address: a SHA-256 of its
+    normalised form (``normalise_email``: ASCII domain, lower case), so mail to it stays
+    stopped if it signs up again without the address itself being stored.
+
+    ``address`` must already be normalised: the worker hashes every address of a batch, and
+    cannot afford to validate them again.
+    """
+    return ADDRESS_HASH_PREFIX + hashlib.sha256(address.lower().encode("utf-8")).hexdigest()

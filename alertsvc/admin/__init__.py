@@ -15,9 +15,12 @@ from alertsvc.extensions import login_manager
 def init_admin(app: Flask) -> None:
     from alertsvc.admin import (  # noqa: F401  (routes register on import)
         articles,
+        audit_log,
         auth,
         dashboard,
         feeds,
+        runs,
+        subscribers,
         topics,
     )
     from alertsvc.admin.blueprint import bp

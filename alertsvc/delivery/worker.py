@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
+from alertsvc.addresses import address_hash
 from alertsvc.database import transaction
 from alertsvc.delivery.feedback import attach_feedback
 from alertsvc.delivery.messages import ascii_address, build_message
@@ -262,17 +263,21 @@ def suppress_claimed_rows(rows: list[OutboxEmail]) -> list[int]:
             sent_to[row.id] = row.to_address.lower()
     if not sent_to:
         return []
+    # An erased subscriber's suppression is kept as a hash of the address only: look for
+    # both forms in the one query.
+    hashes = {address: address_hash(address) for address in set(sent_to.values())}
     reasons = dict(
         db.session.execute(
             select(Suppression.email, Suppression.reason).where(
-                Suppression.email.in_(sorted(set(sent_to.values())))
+                Suppression.email.in_(sorted({*hashes, *hashes.values()}))
             )
         ).all()
     )
     by_reason: dict[str, list[int]] = {}
     for row_id, address in sent_to.items():
-        if address in reasons:
-            by_reason.setdefault(reasons[address], []).append(row_id)
+        reason = reasons.get(address) or reasons.get(hashes[address])
+        if reason is not None:
+            by_reason.setdefault(reason, []).append(row_id)
     for reason, row_ids in by_reason.items():
         db.session.execute(
             update(OutboxEmail)

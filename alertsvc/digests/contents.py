@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from alertsvc.digests.rendering import (
     ArticleView,
+    RenderedBody,
     article_view,
     digest_entry,
     render_digest,
@@ -184,6 +185,20 @@ class Digests:
             topic_ids.update(self.articles.articles[article_id].topic_ids)
         return _Content((tuple(sections), held), count, tuple(sorted(topic_ids)))
 
+    def render(self, content: _Content) -> RenderedBody:
+        """The shared body of one distinct content, as the run stores it (and as a preview of
+        one subscriber's digest shows it)."""
+        sections, carried = content.key
+        return render_digest(
+            self.run.id,
+            self.run.frequency,
+            tuple(
+                (self.topic_names[topic_id], tuple(self.articles.view(a) for a in ids))
+                for topic_id, ids in sections
+            ),
+            tuple(self.articles.view(a) for a in carried),
+        )
+
     def _store_bodies(
         self, contents: list[_Content], connection: Connection
     ) -> dict[tuple, tuple[int, str]]:
@@ -191,18 +206,7 @@ class Digests:
 
         Bodies already stored (a resumed or raced run) are reused.
         """
-        rendered = {}
-        for content in contents:
-            sections, carried = content.key
-            rendered[content.key] = render_digest(
-                self.run.id,
-                self.run.frequency,
-                tuple(
-                    (self.topic_names[topic_id], tuple(self.articles.view(a) for a in ids))
-                    for topic_id, ids in sections
-                ),
-                tuple(self.articles.view(a) for a in carried),
-            )
+        rendered = {content.key: self.render(content) for content in contents}
         ids = store_bodies(connection, list(rendered.values()))
         return {key: (ids[r.content_key], r.subject) for key, r in rendered.items()}
 

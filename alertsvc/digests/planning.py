@@ -467,6 +467,21 @@ class _Planner:
         _WORKING_TABLES.drop(self.connection)
 
 
+def subscriber_profile(run: DigestRun, subscriber_id: int) -> str | None:
+    """One subscriber's profile in ``run`` (what their digest will hold), worked out by the
+    planner's own audience SQL restricted to them (a partition of one id), or None if the
+    run does not serve them. For previews: it writes the working tables in the session's
+    transaction, which the caller rolls back."""
+    planner = _Planner(
+        db.session.connection(),
+        RunRef(run.id, run.frequency, run.window_end),
+        dry_run=True,
+        subscribers=(subscriber_id, subscriber_id),
+    )
+    planner.build_audience()
+    return planner.profiles[0] if planner.profiles else None
+
+
 def planning_connection_count(dry_run: bool = False) -> int:
     """How many connections a run is planned through: ``DIGEST_PLANNING_CONNECTIONS`` on
     PostgreSQL, one on SQLite and for a dry run (the session's own)."""

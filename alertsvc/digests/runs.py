@@ -8,13 +8,14 @@ Services: they never commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select, update
 
 from alertsvc.digests.planning import find_or_create_digest_run
 from alertsvc.extensions import db
-from alertsvc.models import DigestRun, RunStatus
+from alertsvc.models import DigestRun, OutboxEmail, OutboxStatus, RunStatus, Subscriber
 from alertsvc.retries import Failure, RetryPolicy
 
 
@@ -90,3 +91,81 @@ def recent_runs(limit: int) -> list[DigestRun]:
         .order_by(DigestRun.window_end.desc(), DigestRun.frequency)
     )
     return latest + [run for run in unfinished if run.id not in shown]
+
+
+@dataclass
+class RunEmails:
+    """A run's emails by status, and when the last one was sent (operator pages)."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    last_sent_at: datetime | None = None
+
+    def count(self, *statuses: str) -> int:
+        return sum(self.by_status.get(status, 0) for status in statuses)
+
+    @property
+    def waiting(self) -> int:
+        """Still to be sent: queued, or claimed by a worker."""
+        return self.count(OutboxStatus.QUEUED, OutboxStatus.SENDING)
+
+    @property
+    def sent(self) -> int:
+        return self.count(OutboxStatus.SENT, OutboxStatus.DELIVERED)
+
+
+def list_runs(limit: int, before_id: int | None = None) -> list[DigestRun]:
+    """Runs newest first (by id: the order they were started in), ``before_id`` pages back."""
+    statement = select(DigestRun).order_by(DigestRun.id.desc()).limit(limit)
+    if before_id is not None:
+        statement = statement.where(DigestRun.id < before_id)
+    return list(db.session.scalars(statement))
+
+
+def run_emails(run_ids: list[int]) -> dict[int, RunEmails]:
+    """The emails of each run by status, in one GROUP BY over ``ix_outbox_run_id``."""
+    found: dict[int, RunEmails] = {run_id: RunEmails() for run_id in run_ids}
+    if not run_ids:
+        return found
+    for run_id, status, emails, last_sent in db.session.execute(
+        select(
+            OutboxEmail.run_id,
+            OutboxEmail.status,
+            func.count(),
+            func.max(OutboxEmail.sent_at),
+        )
+        .where(OutboxEmail.run_id.in_(run_ids))
+        .group_by(OutboxEmail.run_id, OutboxEmail.status)
+    ):
+        summary = found[run_id]
+        summary.by_status[status] = emails
+        if last_sent is not None and (
+            summary.last_sent_at is None or last_sent > summary.last_sent_at
+        ):
+            summary.last_sent_at = last_sent
+    return found
+
+
+def requeue_failed_emails(run_id: int, now: datetime) -> int:
+    """Queue a run's failed emails again, now, with their attempts reset; how many.
+
+    One UPDATE. Suppressed emails are not failed and stay as they are; nor are the emails
+    of erased subscribers, whose rows no longer have an address to send to. ``last_error``
+    is kept, so the reason stays visible until the next attempt replaces it.
+    """
+    erased = select(Subscriber.id).where(Subscriber.erased_at.is_not(None))
+    result = db.session.execute(
+        update(OutboxEmail)
+        .where(
+            OutboxEmail.run_id == run_id,
+            OutboxEmail.status == OutboxStatus.FAILED,
+            or_(OutboxEmail.subscriber_id.is_(None), OutboxEmail.subscriber_id.not_in(erased)),
+        )
+        .values(
+            status=OutboxStatus.QUEUED,
+            attempts=0,
+            next_attempt_at=now,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount

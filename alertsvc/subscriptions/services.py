@@ -5,19 +5,21 @@ Plain functions over the session; the caller (a route or a command) owns the tra
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 
-from alertsvc.addresses import stored_forms
+from alertsvc.addresses import InvalidAddress, address_hash, normalise_email, stored_forms
 from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.outbox import queue_email
 from alertsvc.extensions import db
 from alertsvc.models import (
+    DeliveryEvent,
     DigestDelivery,
     EmailBody,
     EndedReason,
@@ -27,12 +29,15 @@ from alertsvc.models import (
     SignupRequest,
     Subscriber,
     Subscription,
+    Suppression,
     Topic,
     utcnow,
 )
 from alertsvc.tokens import InvalidToken, TokenPurpose, signed_url
 
 ERASED_ADDRESS_SUFFIX = "@erased.invalid"
+# What outbox rows of an erased subscriber are addressed to afterwards.
+ERASED_ADDRESS = "erased@erased.invalid"
 
 
 def find_subscriber(email: str) -> Subscriber | None:
@@ -512,56 +517,221 @@ def send_manage_link(email: str) -> None:
     )
 
 
-def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
-    """Everything stored about a subscriber, for "download my data"."""
-    subscriptions = db.session.scalars(
-        select(Subscription)
-        .where(Subscription.subscriber_id == subscriber.id)
-        .order_by(Subscription.id)
+def search_subscribers(query: str, limit: int = 50) -> list[Subscriber]:
+    """Subscribers whose address is ``query`` or starts with it (any case), exact matches
+    first, at most ``limit``. The prefix is matched literally: ``%`` and ``_`` are not
+    wildcards."""
+    typed = query.strip().lower()
+    if not typed:
+        return []
+    exact: list[str] = [typed]
+    with contextlib.suppress(InvalidAddress):
+        exact = stored_forms(normalise_email(typed))
+    escaped = typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    found = list(
+        db.session.scalars(
+            select(Subscriber)
+            .where(
+                or_(
+                    Subscriber.email.in_(exact),
+                    func.lower(Subscriber.email).like(escaped + "%", escape="\\"),
+                )
+            )
+            .order_by(Subscriber.email.not_in(exact), Subscriber.email)
+            .limit(limit)
+        )
     )
-    emails = db.session.execute(
+    return found
+
+
+def subscriber_status(subscriber: Subscriber) -> str:
+    if subscriber.erased_at is not None:
+        return "erased"
+    return "confirmed" if subscriber.confirmed_at is not None else "pending"
+
+
+def _address_forms(address: str) -> list[str]:
+    """Every form an address may be stored in elsewhere (outbox rows, delivery events,
+    suppressions): as stored, lower case, normalised, with a Unicode domain."""
+    forms = {address, address.lower()}
+    with contextlib.suppress(InvalidAddress):
+        forms.update(stored_forms(normalise_email(address)))
+    return sorted(forms)
+
+
+def subscriber_suppression(subscriber: Subscriber) -> Suppression | None:
+    """The suppression of the subscriber's address, if any (by address, or by its hash)."""
+    forms = _address_forms(subscriber.email)
+    with contextlib.suppress(InvalidAddress):
+        forms.append(address_hash(normalise_email(subscriber.email)))
+    return db.session.scalars(
+        select(Suppression).where(Suppression.email.in_(forms)).order_by(Suppression.id).limit(1)
+    ).one_or_none()
+
+
+def subscriber_emails(
+    subscriber: Subscriber, *, limit: int | None = None, newest_first: bool = False
+) -> list[dict[str, Any]]:
+    """The emails queued for a subscriber, each with its status and what SES reported
+    about it (delivery events): two queries, whatever the number of emails."""
+    statement = (
         select(
+            OutboxEmail.id,
+            OutboxEmail.template,
             func.coalesce(OutboxEmail.subject, EmailBody.subject),
+            OutboxEmail.to_address,
             OutboxEmail.status,
+            OutboxEmail.attempts,
             OutboxEmail.created_at,
             OutboxEmail.sent_at,
+            OutboxEmail.delivered_at,
+            OutboxEmail.last_error,
+            OutboxEmail.run_id,
+            OutboxEmail.article_id,
         )
         .outerjoin(EmailBody, EmailBody.id == OutboxEmail.body_id)
         .where(OutboxEmail.subscriber_id == subscriber.id)
-        .order_by(OutboxEmail.id)
+        .order_by(OutboxEmail.id.desc() if newest_first else OutboxEmail.id)
+    )
+    if limit is not None:
+        statement = statement.limit(limit)
+    emails = [
+        {
+            "id": row_id,
+            "template": template,
+            "subject": subject,
+            "to_address": to_address,
+            "status": status,
+            "attempts": attempts,
+            "created_at": created_at,
+            "sent_at": sent_at,
+            "delivered_at": delivered_at,
+            "last_error": last_error,
+            "run_id": run_id,
+            "article_id": article_id,
+            "events": [],
+        }
+        for (
+            row_id,
+            template,
+            subject,
+            to_address,
+            status,
+            attempts,
+            created_at,
+            sent_at,
+            delivered_at,
+            last_error,
+            run_id,
+            article_id,
+        ) in db.session.execute(statement)
+    ]
+    by_id = {email["id"]: email for email in emails}
+    if by_id:
+        for event in db.session.scalars(
+            select(DeliveryEvent)
+            .where(DeliveryEvent.outbox_id.in_(list(by_id)))
+            .order_by(DeliveryEvent.occurred_at, DeliveryEvent.id)
+        ):
+            by_id[event.outbox_id]["events"].append(
+                {
+                    "kind": event.kind,
+                    "email": event.email,
+                    "occurred_at": event.occurred_at,
+                    "detail": event.detail,
+                }
+            )
+    return emails
+
+
+def signup_requests_of(subscriber: Subscriber) -> list[SignupRequest]:
+    return list(
+        db.session.scalars(
+            select(SignupRequest)
+            .where(SignupRequest.subscriber_id == subscriber.id)
+            .order_by(SignupRequest.id)
+        )
     )
 
-    def stamp(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
 
+def subscription_history(subscriber: Subscriber) -> list[Subscription]:
+    """Every subscription row of the subscriber, ended ones too, oldest first."""
+    return list(
+        db.session.scalars(
+            select(Subscription)
+            .where(Subscription.subscriber_id == subscriber.id)
+            .order_by(Subscription.id)
+        )
+    )
+
+
+def _stamp(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def _stamped(record: dict[str, Any]) -> dict[str, Any]:
     return {
+        key: [_stamped(item) for item in value] if isinstance(value, list) else _stamp(value)
+        for key, value in record.items()
+    }
+
+
+def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
+    """Everything stored about a subscriber, for "download my data" and the operators'
+    export: the subscriber row, every subscription with its history, signup requests,
+    the emails queued for them with status and delivery events, and any suppression of
+    their address."""
+    suppression = subscriber_suppression(subscriber)
+    return {
+        "id": subscriber.id,
         "email": subscriber.email,
-        "created_at": stamp(subscriber.created_at),
-        "confirmed_at": stamp(subscriber.confirmed_at),
+        "status": subscriber_status(subscriber),
+        "created_at": _stamp(subscriber.created_at),
+        "confirmed_at": _stamp(subscriber.confirmed_at),
+        "erased_at": _stamp(subscriber.erased_at),
         "timezone": subscriber.timezone,
         "daily_hour": subscriber.daily_hour,
         "weekly_day": subscriber.weekly_day,
         "weekly_hour": subscriber.weekly_hour,
-        "paused_until": stamp(subscriber.paused_until),
+        "paused_until": _stamp(subscriber.paused_until),
+        "pause_ends_at": _stamp(subscriber.pause_ends_at),
         "subscriptions": [
             {
                 "topic": s.topic.slug,
+                "topic_name": s.topic.name,
                 "frequency": s.frequency,
-                "created_at": stamp(s.created_at),
-                "ended_at": stamp(s.ended_at),
+                "created_at": _stamp(s.created_at),
+                "ended_at": _stamp(s.ended_at),
                 "ended_reason": s.ended_reason,
+                "delivered_until": _stamp(s.delivered_until),
             }
-            for s in subscriptions
+            for s in subscription_history(subscriber)
+        ],
+        "signup_requests": [
+            {
+                "topic_ids": r.topic_ids,
+                "frequency": r.frequency,
+                "timezone": r.timezone,
+                "daily_hour": r.daily_hour,
+                "weekly_day": r.weekly_day,
+                "weekly_hour": r.weekly_hour,
+                "created_at": _stamp(r.created_at),
+                "confirmed_at": _stamp(r.confirmed_at),
+            }
+            for r in signup_requests_of(subscriber)
         ],
         "emails": [
-            {
-                "subject": subject,
-                "status": status,
-                "created_at": stamp(created_at),
-                "sent_at": stamp(sent_at),
-            }
-            for subject, status, created_at, sent_at in emails
+            _stamped({key: value for key, value in email.items() if key != "id"})
+            for email in subscriber_emails(subscriber)
         ],
+        "suppression": None
+        if suppression is None
+        else {
+            "reason": suppression.reason,
+            "source": suppression.source,
+            "detail": suppression.detail,
+            "created_at": _stamp(suppression.created_at),
+        },
     }
 
 
@@ -571,18 +741,16 @@ def erase_subscriber(subscriber: Subscriber) -> None:
     Every signup request goes too, confirmed or not: it holds the topics they asked for,
     and it is what their old confirm links point at. The subscription history stays
     (``ended_reason='erased'``) without anything that identifies them, so counts and
-    delivery statistics stay true.
+    delivery statistics stay true. The address goes from every row that held it: outbox
+    rows, what SES reported (``delivery_events``), and the suppression list, which keeps
+    only a hash of it (``address_hash``) so that mail to it stays stopped if it signs up
+    again.
     """
+    forms = _address_forms(subscriber.email)
     end_subscriptions(subscriber.id, None, EndedReason.ERASED)
     db.session.execute(
         delete(SignupRequest)
         .where(SignupRequest.subscriber_id == subscriber.id)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.execute(
-        update(OutboxEmail)
-        .where(OutboxEmail.subscriber_id == subscriber.id)
-        .values(to_address="erased@erased.invalid", context={})
         .execution_options(synchronize_session=False)
     )
     db.session.execute(
@@ -594,9 +762,43 @@ def erase_subscriber(subscriber: Subscriber) -> None:
         .values(status=OutboxStatus.FAILED, last_error="subscriber erased")
         .execution_options(synchronize_session=False)
     )
+    theirs = select(OutboxEmail.id).where(OutboxEmail.subscriber_id == subscriber.id)
+    db.session.execute(
+        update(DeliveryEvent)
+        .where(or_(DeliveryEvent.email.in_(forms), DeliveryEvent.outbox_id.in_(theirs)))
+        .values(email="")
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        update(OutboxEmail)
+        .where(or_(OutboxEmail.subscriber_id == subscriber.id, OutboxEmail.to_address.in_(forms)))
+        .values(to_address=ERASED_ADDRESS, context={})
+        .execution_options(synchronize_session=False)
+    )
+    _hash_suppression(forms)
     subscriber.email = f"erased-{subscriber.id}{ERASED_ADDRESS_SUFFIX}"
     subscriber.erased_at = utcnow()
     subscriber.paused_until = None
+
+
+def _hash_suppression(forms: list[str]) -> None:
+    """Replace a suppressed address by its hash (one row per address: if the hash is
+    already there, from an earlier erasure, the address row just goes)."""
+    suppressed = db.session.scalars(
+        select(Suppression).where(Suppression.email.in_(forms)).order_by(Suppression.id)
+    ).all()
+    if not suppressed:
+        return
+    hashed = address_hash(suppressed[0].email)
+    kept = db.session.scalars(select(Suppression).where(Suppression.email == hashed)).first()
+    for row in suppressed:
+        if kept is None:
+            row.email = hashed
+            row.detail = None
+            kept = row
+        else:
+            db.session.delete(row)
+    db.session.flush()
 
 
 def delete_unconfirmed_signup_requests(created_before: datetime) -> int:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 
+from alertsvc.addresses import address_hash
 from alertsvc.database import transaction
 from alertsvc.delivery.pauses import pause
 from alertsvc.delivery.transports import FileTransport, SendingPausedError
@@ -253,3 +254,19 @@ def test_a_worker_waits_out_a_pause_of_all_sending_and_burst_mode_exits_saying_s
         kill(worker)
     assert "sending resumed" in output(log)
     assert delivered_to(mail) == ["reader@example.com"]
+
+
+def test_a_suppression_kept_as_a_hash_still_stops_mail_to_the_address(app, mail_dir):
+    """Erasing a subscriber keeps their suppression only as a hash of the address; a new
+    signup with that address must still not be mailed."""
+    bounced = queue_manage_link(app, "bounced@example.com")
+    fine = queue_manage_link(app, "fine@example.com")
+    suppress(app, address_hash("bounced@example.com"))
+
+    totals = Worker(app, burst=True).run()
+
+    assert (totals.sent, totals.suppressed) == (1, 1)
+    assert delivered_to(mail_dir) == ["fine@example.com"]
+    row = outbox_row(app, bounced)
+    assert (row.status, row.last_error) == (OutboxStatus.SUPPRESSED, "address suppressed: bounce")
+    assert outbox_row(app, fine).status == OutboxStatus.SENT

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, select
 
+from alertsvc.addresses import address_hash
 from alertsvc.extensions import db
-from alertsvc.models import OutboxEmail, Subscriber
+from alertsvc.models import DeliveryEvent, OutboxEmail, Subscriber, Suppression, utcnow
 from alertsvc.tokens import TokenPurpose
 from tests.factories import (
     count,
@@ -374,6 +375,11 @@ def test_download_my_data(client, app, topics, mailbox):
         "You're subscribed: Data",
     ]
     assert all(e["status"] == "sent" for e in data["emails"])
+    assert all(e["to_address"] == "reader@example.com" for e in data["emails"])
+    assert all(e["events"] == [] for e in data["emails"])
+    [request] = data["signup_requests"]
+    assert (request["frequency"], request["confirmed_at"] is not None) == ("weekly", True)
+    assert data["status"] == "confirmed" and data["suppression"] is None
 
 
 def test_delete_my_data(client, app, topics, mailbox):
@@ -673,3 +679,34 @@ def test_two_manage_posts_adding_the_same_topic_at_once_make_one_subscription(ap
         == 1
     )
     assert len(subscription_history(app, reader)) == 3
+
+
+def test_delete_my_data_blanks_what_ses_said_and_keeps_only_a_hash_of_a_suppression(
+    client, app, topics, mailbox
+):
+    confirm(client, sign_up_for_link(client, mailbox, topics=["data"]))
+    mailbox.deliver()
+    subscriber_id = subscriber_id_for(app, "reader@example.com")
+    with app.app_context():
+        sent = db.session.scalar(select(OutboxEmail.id).order_by(OutboxEmail.id).limit(1))
+        db.session.add(
+            DeliveryEvent(
+                kind="complaint", email="reader@example.com", outbox_id=sent, occurred_at=utcnow()
+            )
+        )
+        db.session.add(
+            Suppression(email="reader@example.com", reason="complaint", source="ses", detail="x")
+        )
+        db.session.commit()
+    path = manage_path(app, subscriber_id)
+    data = client.get(f"{path}/data.json").get_json()
+    assert data["suppression"]["reason"] == "complaint"
+    assert [e["events"][0]["kind"] for e in data["emails"] if e["events"]] == ["complaint"]
+
+    assert submit(client, f"{path}/erase").status_code == 200
+
+    assert "reader@example.com" not in repr(stored_state(app))
+    assert rows(app, select(DeliveryEvent.email)) == [""]
+    assert rows(app, select(Suppression.email, Suppression.reason)) == [
+        (address_hash("reader@example.com"), "complaint")
+    ]

@@ -1,0 +1,408 @@
+"""The subscribers pages: search, a subscriber's page, their next digest, export, erase."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import JSON, String, Text, cast, func, or_, select
+
+from alertsvc.addresses import address_hash
+from alertsvc.delivery.suppressions import SuppressionSource, suppress
+from alertsvc.digests.preview import next_run_end, preview_next_digest
+from alertsvc.extensions import db
+from alertsvc.models import (
+    AuditEntry,
+    DeliveryEvent,
+    DigestRun,
+    Frequency,
+    OutboxEmail,
+    SignupRequest,
+    Subscriber,
+    Subscription,
+    Suppression,
+    SuppressionReason,
+    utcnow,
+)
+from alertsvc.subscriptions.services import Schedule, sign_up
+from tests.admin.helpers import csrf_token, post_form
+from tests.digests.helpers import at, digest, start_subscriptions_at
+from tests.factories import count, create_article, create_subscriber, rows, seed_topics
+from tests.mail import html_part, text_part
+
+ADDRESS = "Jane.Doe@Example.com"
+STORED = "jane.doe@example.com"
+
+
+def _reader(app, email=STORED, **fields):
+    topics = seed_topics(app)
+    subscriber = create_subscriber(
+        app,
+        email,
+        {topics["data"]: "daily", topics["cyber-security"]: "weekly"},
+        timezone="Europe/London",
+        daily_hour=7,
+        **fields,
+    )
+    return subscriber, topics
+
+
+# -- search ----------------------------------------------------------------------------------
+
+
+def test_find_by_exact_address_or_prefix(app, admin_client):
+    _reader(app)
+    create_subscriber(app, "jane.smith@example.com")
+    create_subscriber(app, "janet@example.org")
+    create_subscriber(app, "jane_x@example.com")
+
+    exact = admin_client.get("/admin/subscribers?q=" + ADDRESS).get_data(as_text=True)
+    assert STORED in exact and "jane.smith" not in exact
+
+    prefix = admin_client.get("/admin/subscribers?q=jane.").get_data(as_text=True)
+    assert STORED in prefix and "jane.smith@example.com" in prefix
+    assert "janet@" not in prefix
+
+    # "_" and "%" are letters here, not wildcards.
+    underscore = admin_client.get("/admin/subscribers?q=jane_").get_data(as_text=True)
+    assert "jane_x@example.com" in underscore and "jane.smith" not in underscore
+    percent = admin_client.get("/admin/subscribers?q=%25").get_data(as_text=True)
+    assert "No subscriber" in percent
+
+    empty = admin_client.get("/admin/subscribers?q=+")
+    assert empty.status_code == 400
+    assert "There is a problem" in empty.get_data(as_text=True)
+
+
+def test_search_is_bounded(app, admin_client):
+    with app.app_context():
+        db.session.add_all(Subscriber(email=f"bulk{n:03}@example.com") for n in range(60))
+        db.session.commit()
+    text = admin_client.get("/admin/subscribers?q=bulk").get_data(as_text=True)
+    assert text.count("/admin/subscribers/") == 50
+    assert "type more of the address" in text
+
+
+# -- the subscriber's page -------------------------------------------------------------------
+
+
+def test_subscriber_page_shows_history_requests_emails_and_suppression(app, admin_client):
+    subscriber, topics = _reader(app)
+    with app.app_context():
+        db.session.get(Subscriber, subscriber).subscriptions[0].ended_at = utcnow()
+        db.session.get(Subscriber, subscriber).subscriptions[0].ended_reason = "unsubscribed"
+        db.session.add(
+            SignupRequest(
+                subscriber_id=subscriber,
+                topic_ids=[topics["data"]],
+                frequency="daily",
+                timezone="Europe/London",
+                daily_hour=7,
+                weekly_day=0,
+                weekly_hour=7,
+            )
+        )
+        db.session.add(
+            OutboxEmail(
+                template="manage_link",
+                to_address=STORED,
+                subject="Manage your email alerts",
+                subscriber_id=subscriber,
+                status="sent",
+                provider_message_id="ses-1",
+            )
+        )
+        db.session.flush()
+        outbox_id = db.session.scalar(select(OutboxEmail.id))
+        db.session.add(
+            DeliveryEvent(
+                kind="permanent_bounce",
+                email=STORED,
+                outbox_id=outbox_id,
+                occurred_at=utcnow(),
+                detail="Permanent General",
+            )
+        )
+        suppress(STORED, SuppressionReason.BOUNCE, SuppressionSource.SES, "bounced", utcnow())
+        db.session.commit()
+
+    text = admin_client.get(f"/admin/subscribers/{subscriber}").get_data(as_text=True)
+    assert STORED in text and ">confirmed<" in text
+    assert "07:00 (Europe/London)" in text
+    assert "unsubscribed" in text and ">live<" in text
+    assert "Manage your email alerts" in text and "permanent bounce" in text
+    assert "yes: bounce" in text
+    assert "Preview their next daily digest" not in text, "their daily subscription ended"
+    assert "Preview their next weekly digest" in text
+    assert admin_client.get("/admin/subscribers/999999").status_code == 404
+
+
+# -- the next digest -------------------------------------------------------------------------
+
+# Signed links differ by when they were signed: compare everything else.
+_SIGNED = re.compile(r"/(manage|unsubscribe)/[A-Za-z0-9._-]+")
+
+
+def _unsigned(text: str) -> str:
+    return _SIGNED.sub(r"/\1/SIGNED", text)
+
+
+def test_next_run_end_follows_the_subscribers_hour_and_pause(app):
+    with app.app_context():
+        subscriber = Subscriber(
+            email="x@example.com", timezone="Europe/London", daily_hour=7, weekly_day=2
+        )
+        subscriber.weekly_hour = 9
+        now = at("2026-11-24T20:00")  # a Tuesday, GMT
+        assert next_run_end(subscriber, "daily", now) == at("2026-11-25T07:00")
+        assert next_run_end(subscriber, "daily", at("2026-11-25T06:30")) == at("2026-11-25T07:00")
+        assert next_run_end(subscriber, "weekly", now) == at("2026-11-25T09:00")
+        subscriber.pause_ends_at = at("2026-11-28T00:00")
+        assert next_run_end(subscriber, "daily", now) == at("2026-11-28T07:00")
+        subscriber.timezone = "Asia/Kolkata"  # 07:00 IST is 01:30 UTC: the 02:00 run
+        subscriber.pause_ends_at = None
+        assert next_run_end(subscriber, "daily", now) == at("2026-11-25T02:00")
+
+
+def test_preview_is_the_digest_the_next_run_sends(app, mailbox):
+    """Byte for byte, links aside: the preview, then the run itself, sent by the worker."""
+    subscriber, topics = _reader(app)
+    other = create_subscriber(
+        app, "other@example.com", {topics["data"]: "daily"}, timezone="Europe/London"
+    )
+    for who in (subscriber, other):
+        start_subscriptions_at(app, who, at("2026-11-24T07:00"))
+    create_article(
+        app,
+        "Councils hit by ransomware",
+        [topics["data"], topics["cyber-security"]],
+        at("2026-11-24T12:00"),
+        summary="<p>Systems <b>down</b> &amp; restored.</p>",
+    )
+    create_article(app, "Open data strategy", [topics["data"]], at("2026-11-24T15:00"))
+    now = at("2026-11-24T20:00")
+    with app.app_context():
+        preview = preview_next_digest(db.session.get(Subscriber, subscriber), "daily", now)
+        db.session.rollback()
+        html, text, subject, to = preview.html, preview.text, preview.subject, preview.message["To"]
+    assert preview.window_end == at("2026-11-25T07:00")
+    assert count(app, DigestRun) == 0 and count(app, OutboxEmail) == 0, "nothing written"
+
+    result = digest(app, "daily", preview.window_end)
+    assert result.emails == 2
+    sent = [m for m in mailbox.deliver() if m["To"] == STORED]
+    assert len(sent) == 1
+    [message] = sent
+    assert (subject, to) == (message["Subject"], message["To"])
+    assert "/unsubscribe/" in text and "/manage/" in html
+    assert _unsigned(text) == _unsigned(text_part(message))
+    assert _unsigned(html) == _unsigned(html_part(message))
+
+
+def test_preview_pages(app, admin_client):
+    subscriber, topics = _reader(app)
+    start_subscriptions_at(app, subscriber, utcnow() - timedelta(days=2))
+    create_article(app, "Open data strategy", [topics["data"]], utcnow() - timedelta(hours=1))
+    page = admin_client.get(f"/admin/subscribers/{subscriber}/preview/daily")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Daily email alert: 1 new article on Data" in text
+    assert "<pre" in text and "Open data strategy" in text
+    assert f'src="/admin/subscribers/{subscriber}/preview/daily/email.html"' in text
+
+    frame = admin_client.get(f"/admin/subscribers/{subscriber}/preview/daily/email.html")
+    assert frame.status_code == 200
+    assert "Open data strategy" in frame.get_data(as_text=True)
+    assert "sandbox" in frame.headers["Content-Security-Policy"]
+    assert "script-src" not in frame.headers["Content-Security-Policy"]
+    assert frame.headers["X-Frame-Options"] == "SAMEORIGIN"
+
+    weekly = admin_client.get(f"/admin/subscribers/{subscriber}/preview/weekly")
+    assert "Nothing new in their topics" in weekly.get_data(as_text=True)
+    assert admin_client.get(f"/admin/subscribers/{subscriber}/preview/hourly").status_code == 404
+    assert count(app, DigestRun) == 0 and count(app, OutboxEmail) == 0
+
+
+# -- export and erase ------------------------------------------------------------------------
+
+
+def _everything_about(app, email=STORED):
+    """A subscriber with every kind of row that can hold their address."""
+    topics = seed_topics(app)
+    with app.app_context():
+        sign_up(
+            email, [_topic(topics, "data")], Frequency.DAILY, Schedule("Europe/London", 7, 0, 7)
+        )
+        db.session.commit()
+        subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == email))
+        subscriber.confirmed_at = utcnow()
+        db.session.add(
+            Subscription(subscriber_id=subscriber.id, topic_id=topics["data"], frequency="daily")
+        )
+        db.session.add(
+            OutboxEmail(
+                template="manage_link",
+                to_address=email,
+                subject="Manage your email alerts",
+                subscriber_id=subscriber.id,
+                status="sent",
+                provider_message_id="ses-9",
+                context={"note": email},
+            )
+        )
+        db.session.add(
+            OutboxEmail(
+                template="manage_link",
+                to_address=email,
+                subject="Manage your email alerts",
+                subscriber_id=subscriber.id,
+                status="queued",
+            )
+        )
+        db.session.flush()
+        sent_id = db.session.scalar(
+            select(OutboxEmail.id).where(OutboxEmail.provider_message_id == "ses-9")
+        )
+        db.session.add(
+            DeliveryEvent(
+                kind="complaint",
+                email=email,
+                outbox_id=sent_id,
+                occurred_at=utcnow(),
+                detail="abuse",
+            )
+        )
+        suppress(email, SuppressionReason.COMPLAINT, SuppressionSource.SES, "complained", utcnow())
+        db.session.commit()
+        return subscriber.id
+
+
+def _topic(topics, slug):
+    from alertsvc.models import Topic
+
+    return db.session.get(Topic, topics[slug])
+
+
+def test_export_contains_everything_stored_about_them(app, admin_client):
+    subscriber = _everything_about(app)
+    response = admin_client.get(f"/admin/subscribers/{subscriber}/export.json")
+    assert response.status_code == 200
+    assert "attachment" in response.headers["Content-Disposition"]
+    data = json.loads(response.get_data(as_text=True))
+    assert data["email"] == STORED and data["status"] == "confirmed"
+    assert [s["topic"] for s in data["subscriptions"]] == ["data"]
+    assert len(data["signup_requests"]) == 1
+    statuses = sorted(e["status"] for e in data["emails"])
+    assert statuses == ["queued", "queued", "sent"]  # the confirmation, a link, one sent
+    [sent] = [e for e in data["emails"] if e["status"] == "sent"]
+    assert sent["events"][0]["kind"] == "complaint"
+    assert data["suppression"]["reason"] == "complaint"
+    [target] = rows(app, select(AuditEntry.target).where(AuditEntry.action == "subscriber.export"))
+    assert target == f"subscriber {subscriber}"
+
+
+def _text_columns():
+    for table in db.metadata.sorted_tables:
+        for column in table.columns:
+            if isinstance(column.type, String | Text | JSON):
+                yield table, column
+
+
+def _where_is(app, address):
+    """Every (table, column) holding ``address`` in any case, read from the schema."""
+    found = []
+    with app.app_context():
+        for table, column in _text_columns():
+            value = cast(column, Text) if isinstance(column.type, JSON) else column
+            hits = db.session.execute(
+                select(func.count())
+                .select_from(table)
+                .where(or_(value.contains(address), func.lower(value).contains(address.lower())))
+            ).scalar_one()
+            if hits:
+                found.append(f"{table.name}.{column.name}")
+    return found
+
+
+def test_erase_leaves_the_address_nowhere_but_a_suppression_hash(app, admin_client, mailbox):
+    subscriber = _everything_about(app)
+    assert _where_is(app, STORED), "the walk finds the address before"
+
+    confirm = admin_client.get(f"/admin/subscribers/{subscriber}/erase")
+    assert "cannot be undone" in confirm.get_data(as_text=True)
+    response = post_form(
+        admin_client,
+        f"/admin/subscribers/{subscriber}/erase",
+        csrf_from=f"/admin/subscribers/{subscriber}/erase",
+    )
+    assert response.status_code == 302
+
+    assert _where_is(app, STORED) == []
+    assert _where_is(app, "jane.doe") == []
+    [kept] = rows(app, select(Suppression.email))
+    assert kept == address_hash(STORED)
+    assert rows(app, select(Subscription.ended_reason)) == ["erased"]
+    assert count(app, SignupRequest) == 0
+    assert count(app, OutboxEmail, OutboxEmail.status == "queued") == 0
+    [(actor, target, details)] = rows(
+        app,
+        select(AuditEntry.actor, AuditEntry.target, AuditEntry.details).where(
+            AuditEntry.action == "subscriber.erase"
+        ),
+    )
+    assert (actor, target, details) == (
+        "operator:ops@publisher.example",
+        f"subscriber {subscriber}",
+        {},
+    )
+    page = admin_client.get(f"/admin/subscribers/{subscriber}").get_data(as_text=True)
+    assert ">erased<" in page and "Erase this subscriber" not in page
+
+    # Signing up again with the erased address: the hash still stops mail to it.
+    _topics = rows(app, select(Subscription.topic_id))
+    with app.app_context():
+        from alertsvc.models import Topic
+
+        sign_up(
+            STORED,
+            [db.session.get(Topic, _topics[0])],
+            Frequency.DAILY,
+            Schedule("Europe/London", 7, 0, 7),
+        )
+        db.session.commit()
+    assert mailbox.deliver() == []
+    [status] = rows(
+        app,
+        select(OutboxEmail.status).where(OutboxEmail.to_address == STORED),
+    )
+    assert status == "suppressed"
+
+
+def test_erase_needs_an_admin_and_the_csrf_token(app, admin_client, viewer_client):
+    subscriber, _topics = _reader(app)
+    token = csrf_token(viewer_client, f"/admin/subscribers/{subscriber}")
+    denied = viewer_client.post(
+        f"/admin/subscribers/{subscriber}/erase", data={"csrf_token": token}
+    )
+    assert denied.status_code == 403
+    no_token = admin_client.post(f"/admin/subscribers/{subscriber}/erase")
+    assert no_token.status_code == 400
+    assert rows(app, select(Subscriber.email)) == [STORED]
+    assert count(app, AuditEntry, AuditEntry.action == "subscriber.erase") == 0
+    missing = post_form(admin_client, "/admin/subscribers/999999/erase", csrf_from="/admin/")
+    assert missing.status_code == 404
+
+
+def test_subscribers_own_export_and_erase_use_the_same_functions(app, client):
+    """ "Download my data" now has the fuller export too (same function)."""
+    subscriber = _everything_about(app)
+    from alertsvc.tokens import TokenPurpose, signed_url
+
+    with app.test_request_context():
+        url = signed_url(TokenPurpose.MANAGE, subscriber)
+    path = re.sub(r"^https?://[^/]+", "", url)
+    data = client.get(path + "/data.json").get_json()
+    assert data["suppression"]["reason"] == "complaint"
+    assert len(data["signup_requests"]) == 1
+    assert datetime.fromisoformat(data["created_at"]).tzinfo == UTC

@@ -28,6 +28,7 @@ from werkzeug.routing import (
     UUIDConverter,
 )
 
+from alertsvc.admin.blueprint import ADMIN_READS
 from alertsvc.api.blueprint import SCOPE_ATTRIBUTE
 from alertsvc.api.tokens import SCOPES
 from tests.admin.helpers import csrf_token, sign_in
@@ -127,6 +128,9 @@ def test_a_viewer_is_let_through_to_every_admin_page(app):
     for rule in rules(app, "/admin"):
         if "GET" in (rule.methods or ()) and rule.endpoint not in OPEN_ADMIN:
             response = client.get(path(rule))
+            if rule.endpoint in ADMIN_READS:
+                assert response.status_code == 403, rule.rule
+                continue
             assert response.status_code != 403, rule.rule
             assert "/admin/login" not in response.headers.get("Location", ""), rule.rule
 

@@ -23,6 +23,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Endpoints anyone may reach (to sign in), and changes a viewer may make (to sign out).
 OPEN_ENDPOINTS = frozenset({"admin.sign_in"})
 VIEWER_CHANGES = frozenset({"admin.sign_out"})
+# Reads only admins may make: a subscriber's whole record leaving the service as a file (the
+# API asks the subscribers:admin scope for the same).
+ADMIN_READS = frozenset({"admin.subscribers_export"})
 SEEN_KEY = "admin_seen"
 
 # The navigation, in order: (endpoint, label). An entry shows once its page exists.
@@ -75,10 +78,9 @@ def require_operator() -> ResponseReturnValue | None:
         return _refuse_anonymous()
     session[SEEN_KEY] = now
     set_actor(Actor(f"operator:{current_user.email}", current_user.id))
-    if (
-        request.method not in SAFE_METHODS
-        and not current_user.is_admin
-        and request.endpoint not in VIEWER_CHANGES
+    if not current_user.is_admin and (
+        request.endpoint in ADMIN_READS
+        or (request.method not in SAFE_METHODS and request.endpoint not in VIEWER_CHANGES)
     ):
         abort(403)
     return None

@@ -406,3 +406,14 @@ def test_subscribers_own_export_and_erase_use_the_same_functions(app, client):
     assert data["suppression"]["reason"] == "complaint"
     assert len(data["signup_requests"]) == 1
     assert datetime.fromisoformat(data["created_at"]).tzinfo == UTC
+
+
+def test_only_admins_may_download_a_subscribers_data(app, admin_client, viewer_client):
+    subscriber, _topics = _reader(app)
+    page = viewer_client.get(f"/admin/subscribers/{subscriber}").get_data(as_text=True)
+    assert "Download everything stored about them" not in page
+    assert viewer_client.get(f"/admin/subscribers/{subscriber}/export.json").status_code == 403
+    assert count(app, AuditEntry, AuditEntry.action == "subscriber.export") == 0
+    exported = admin_client.get(f"/admin/subscribers/{subscriber}/export.json")
+    assert exported.status_code == 200
+    assert count(app, AuditEntry, AuditEntry.action == "subscriber.export") == 1

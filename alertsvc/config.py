@@ -559,6 +559,9 @@ def _check_production(config: dict[str, Any], *, env_chosen: bool) -> None:
             )
     if not str(config["BASE_URL"]).startswith("https://"):
         raise ConfigurationError("ALERTSVC_BASE_URL must be an https:// origin in production")
+    problem = weak_key_problem(str(config["METRICS_TOKEN"])) if config["METRICS_TOKEN"] else None
+    if problem:
+        raise ConfigurationError(f"ALERTSVC_METRICS_TOKEN {problem}; {KEY_ADVICE}")
 
 
 def _development_key(instance: Path) -> str:

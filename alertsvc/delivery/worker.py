@@ -40,6 +40,7 @@ from alertsvc.delivery.reputation import check_reputation
 from alertsvc.delivery.transports import SendError, SendingPausedError, Transport, make_transport
 from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, Wakeup
 from alertsvc.extensions import db
+from alertsvc.metrics import SEND_SECONDS, count_emails
 from alertsvc.models import (
     EmailBody,
     OutboxEmail,
@@ -330,6 +331,7 @@ def _send(
     # Its turn within the fleet's rate; a worker stopping meanwhile puts it back untried.
     if rate is not None and (not rate.acquire() or paused.is_set()):
         return SKIPPED
+    started = time.monotonic()
     try:
         return SendOutcome(provider_message_id=transport.send(message))
     except SendingPausedError as error:
@@ -340,6 +342,8 @@ def _send(
     except Exception as error:
         log.exception("transport raised an unexpected error")
         return SendOutcome(error=SendError(f"{type(error).__name__}: {error}"))
+    finally:
+        SEND_SECONDS.observe(time.monotonic() - started)
 
 
 class LeaseHeartbeat:
@@ -446,6 +450,7 @@ def send_outbox_batch(
         session.expunge_all()
     result = BatchResult(failed=len(given_up), suppressed=len(suppressed), paused=paused)
     if not rows:
+        count_emails(failed=result.failed, suppressed=result.suppressed)
         return result
 
     outcomes: dict[int, SendOutcome] = {}
@@ -527,6 +532,9 @@ def send_outbox_batch(
             record_provider_pause(pause_error, result.held, now)
             result.paused = result.paused | {PauseScope.ALL}
         record_outbox_results(changes)
+    count_emails(
+        sent=result.sent, failed=result.failed, suppressed=result.suppressed, retried=result.retried
+    )
     return result
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    """JSON lines or text, with request ids and no address in clear (``alertsvc.logs``)."""
+    from alertsvc.logs import configure_logging, register_request_ids
+
+    configure_logging(app.config)
+    register_request_ids(app)
 
 
 def register_extensions(app: Flask) -> None:

@@ -37,6 +37,7 @@ from alertsvc.delivery.wakeup import ARTICLES_CHANNEL, Listener, listen_url
 from alertsvc.digests.jobs import plan_due_digests, run_immediate_alerts, sweep_digest_runs
 from alertsvc.digests.planning import PlanResult
 from alertsvc.extensions import db
+from alertsvc.logs import job_context
 from alertsvc.models import utcnow
 from alertsvc.subscriptions.jobs import purge_signup_requests
 
@@ -160,9 +161,9 @@ def _job(app: Flask, function: Callable[[], Any]) -> Callable[[], None]:
     """Run ``function``, a job that owns its transactions, in its own app context."""
 
     def run() -> None:
-        with app.app_context():
+        with job_context(function.__name__), app.app_context():
             outcome = function()
-        log.info("job %s done: %s", function.__name__, _describe(outcome))
+            log.info("job %s done: %s", function.__name__, _describe(outcome))
 
     run.__name__ = run.__qualname__ = function.__name__  # APScheduler logs the qualname
     return run

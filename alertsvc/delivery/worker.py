@@ -40,6 +40,7 @@ from alertsvc.delivery.reputation import check_reputation
 from alertsvc.delivery.transports import SendError, SendingPausedError, Transport, make_transport
 from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, Wakeup
 from alertsvc.extensions import db
+from alertsvc.logs import job_context
 from alertsvc.metrics import SEND_SECONDS, count_emails
 from alertsvc.models import (
     EmailBody,
@@ -647,7 +648,7 @@ class Worker:
                 if time.monotonic() >= next_reputation_check:
                     self.guard_reputation()
                     next_reputation_check = time.monotonic() + config["REPUTATION_CHECK_SECONDS"]
-                with self.app.app_context():
+                with job_context("send_outbox_batch"), self.app.app_context():
                     result = send_outbox_batch(transport, pool, rate)
                 totals.paused = result.paused
                 if result.claimed:

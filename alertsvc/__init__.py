@@ -137,9 +137,19 @@ def register_commands(app: Flask) -> None:
     from alertsvc.articles import cli as articles_cli
     from alertsvc.delivery import cli as delivery_cli
     from alertsvc.digests import cli as digests_cli
+    from alertsvc.retention import cli as retention_cli
     from alertsvc.topics import cli as topics_cli
 
-    for module in (topics_cli, articles_cli, digests_cli, delivery_cli, api_cli, admin_cli):
+    modules = (
+        topics_cli,
+        articles_cli,
+        digests_cli,
+        delivery_cli,
+        api_cli,
+        admin_cli,
+        retention_cli,
+    )
+    for module in modules:
         for command in module.COMMANDS:
             app.cli.add_command(command)
     app.cli.add_command(scheduler.scheduler_command)

@@ -165,6 +165,12 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_OUTBOX_DAYS": 90,
     "RETENTION_RUNS_DAYS": 90,
     "RETENTION_UNSUBSCRIBED_DAYS": 28,
+    # Each of these days settings must be 1 or more (0 is refused at start-up, not read as
+    # "keep forever"). The purge deletes this many rows a transaction (or ledger rows of
+    # this many subscribers), and at most MAX_CHUNKS chunks a step a day: a first purge
+    # of a big backlog finishes over several days rather than in one long job.
+    "RETENTION_CHUNK_SIZE": 5000,
+    "RETENTION_MAX_CHUNKS": 2000,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
 }
@@ -412,6 +418,11 @@ _WHOLE_NUMBERS = {
     "TRANSIENT_BOUNCE_WINDOW_SECONDS": 1,
     "SNS_MAX_AGE_SECONDS": 1,
     "SNS_CERT_MAX_BYTES": 1,
+    "RETENTION_OUTBOX_DAYS": 1,
+    "RETENTION_RUNS_DAYS": 1,
+    "RETENTION_UNSUBSCRIBED_DAYS": 1,
+    "RETENTION_CHUNK_SIZE": 1,
+    "RETENTION_MAX_CHUNKS": 1,
 }
 
 

@@ -39,12 +39,16 @@ from alertsvc.digests.planning import PlanResult
 from alertsvc.extensions import db
 from alertsvc.logs import job_context
 from alertsvc.models import utcnow
+from alertsvc.retention.jobs import purge_expired_data
 from alertsvc.subscriptions.jobs import purge_signup_requests
 
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x616C657274  # "alert"
 IMMEDIATE_ALERTS_JOB = "immediate_alerts"
+# The retention purge, daily (UTC), away from the top of the hour when digest runs start.
+RETENTION_PURGE_HOUR = 3
+RETENTION_PURGE_MINUTE = 37
 
 
 class LeaderLock:
@@ -264,6 +268,16 @@ def build_scheduler(
         minutes=10,
         id="sweep_digest_runs",
         next_run_time=utcnow(),
+        max_instances=1,
+        coalesce=True,
+    )
+
+    scheduler.add_job(
+        _job(app, purge_expired_data),
+        "cron",
+        hour=RETENTION_PURGE_HOUR,
+        minute=RETENTION_PURGE_MINUTE,
+        id="purge_expired_data",
         max_instances=1,
         coalesce=True,
     )

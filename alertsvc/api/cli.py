@@ -6,6 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from alertsvc.api import tokens
+from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 
 
@@ -21,7 +22,8 @@ def api_tokens_create_command(name: str) -> None:
     """Create a token named NAME and print it. It is shown once: only its hash is stored."""
     try:
         with transaction():
-            _, token = tokens.create_api_token(name)
+            row, token = tokens.create_api_token(name)
+            record_audit("token.create", f"token {row.name}", {"scopes": row.scopes.split()})
     except tokens.TokenError as error:
         raise click.ClickException(str(error)) from error
     click.echo(token)
@@ -35,6 +37,7 @@ def api_tokens_revoke_command(name: str) -> None:
     try:
         with transaction():
             tokens.revoke_api_token(name)
+            record_audit("token.revoke", f"token {name}")
     except tokens.TokenError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Revoked token {name}")

@@ -13,7 +13,7 @@ from alertsvc.extensions import login_manager
 
 
 def init_admin(app: Flask) -> None:
-    from alertsvc.admin import auth, dashboard  # noqa: F401  (routes register on import)
+    from alertsvc.admin import auth, dashboard, delivery  # noqa: F401  (routes register on import)
     from alertsvc.admin.blueprint import bp
     from alertsvc.admin.operators import load_operator
 

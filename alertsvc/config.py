@@ -418,6 +418,7 @@ _WHOLE_NUMBERS = {
     "TRANSIENT_BOUNCE_WINDOW_SECONDS": 1,
     "SNS_MAX_AGE_SECONDS": 1,
     "SNS_CERT_MAX_BYTES": 1,
+    # Read once a day by the purge: a 0 would otherwise surface only then, or purge all.
     "RETENTION_OUTBOX_DAYS": 1,
     "RETENTION_RUNS_DAYS": 1,
     "RETENTION_UNSUBSCRIBED_DAYS": 1,

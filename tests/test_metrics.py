@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from alertsvc.config import ConfigurationError
 from alertsvc.delivery.worker import Worker
 from alertsvc.models import utcnow
-from tests.factories import create_feed, queue_manage_links
+from tests.factories import create_feed, queue_manage_link, queue_manage_links
 
 TOKEN = "metrics-token-0123456789-abcdefghijklmnop"
 
@@ -84,8 +85,6 @@ def test_gauges_read_the_database(metrics_app: Flask) -> None:
 
 
 def test_oldest_queued_age(metrics_app: Flask) -> None:
-    from tests.factories import queue_manage_link
-
     queue_manage_link(metrics_app, created_at=utcnow() - timedelta(hours=2))
     age = scrape(metrics_app)[("alertsvc_outbox_oldest_queued_age_seconds", ())]
     assert 7190 < age < 7300
@@ -120,3 +119,43 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
     }
     assert samples[("alertsvc_emails_total", (("result", "sent"),))] == 4
     assert samples[("alertsvc_emails_total", (("result", "failed"),))] == 2
+
+
+WEB_SCRAPE = """
+import json, os, sys
+from alertsvc import create_app
+app = create_app(json.loads(os.environ["TEST_APP_CONFIG"]))
+response = app.test_client().get("/metrics", headers={"Authorization": "Bearer " + sys.argv[1]})
+assert response.status_code == 200, response.status_code
+print(response.get_data(as_text=True))
+"""
+
+
+def test_the_page_adds_up_a_worker_process_in_multiprocess_mode(
+    tmp_path: Path, base_config: dict, app: Flask
+) -> None:
+    """The route, served by one process, shows what another (a worker) counted, and the
+    database's gauges beside it."""
+    queue_manage_links(app, 2)
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "TEST_APP_CONFIG": json.dumps({**base_config, "METRICS_TOKEN": TOKEN}),
+    }
+    worker = "from alertsvc.metrics import count_emails; count_emails(sent=5, suppressed=1)"
+    subprocess.run([sys.executable, "-c", worker], env=env, check=True)
+    page = subprocess.run(
+        [sys.executable, "-c", WEB_SCRAPE, TOKEN],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+    }
+    assert samples[("alertsvc_emails_total", (("result", "sent"),))] == 5
+    assert samples[("alertsvc_emails_total", (("result", "suppressed"),))] == 1
+    assert samples[("alertsvc_outbox_depth", ())] == 2

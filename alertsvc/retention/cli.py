@@ -9,13 +9,14 @@ from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.retention.jobs import purge_expired_data
 
+# What each count is: (done, for a dry run).
 LABELS = {
-    "outbox_emails": "outbox emails deleted",
-    "email_bodies": "email bodies deleted",
-    "digest_deliveries": "digest ledger rows deleted",
-    "alert_deliveries": "alert ledger rows deleted",
-    "digest_runs": "digest runs deleted",
-    "addresses_blanked": "addresses blanked",
+    "outbox_emails": ("outbox emails deleted", "outbox emails to delete"),
+    "email_bodies": ("email bodies deleted", "email bodies to delete"),
+    "digest_deliveries": ("digest ledger rows deleted", "digest ledger rows to delete"),
+    "alert_deliveries": ("alert ledger rows deleted", "alert ledger rows to delete"),
+    "digest_runs": ("digest runs deleted", "digest runs to delete"),
+    "addresses_blanked": ("addresses blanked", "addresses to blank"),
 }
 
 
@@ -32,8 +33,7 @@ def purge_command(dry_run: bool) -> None:
     left. The scheduler runs this daily."""
     counts = purge_expired_data(dry_run=dry_run).as_dict()
     for name, count in counts.items():
-        label = LABELS[name]
-        click.echo(f"{count:>10}  {label.replace('deleted', 'to delete') if dry_run else label}")
+        click.echo(f"{count:>10}  {LABELS[name][dry_run]}")
     if dry_run:
         click.echo("Dry run: nothing was changed.")
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import signal
@@ -473,7 +474,10 @@ def send_outbox_batch(
                 log.exception("could not build outbox email %s", row.id)
                 outcomes[row.id] = SendOutcome(error=SendError(f"could not build message: {error}"))
                 continue
-            futures[row.id] = pool.submit(_send, transport, message, provider_paused, rate)
+            # In the batch's log context (its job id), which threads do not inherit.
+            futures[row.id] = pool.submit(
+                contextvars.copy_context().run, _send, transport, message, provider_paused, rate
+            )
         for row_id, future in futures.items():
             outcomes[row_id] = future.result()
 

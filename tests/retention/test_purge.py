@@ -181,3 +181,12 @@ def test_zero_days_is_refused_at_start_up(app_with, name: str) -> None:
 
     with pytest.raises(ConfigurationError, match=f"ALERTSVC_{name}"):
         app_with(**{name: 0})
+
+
+def test_the_scheduler_purges_daily(app: Flask) -> None:
+    from alertsvc.scheduler import build_scheduler, make_leader_lock
+
+    jobs = {job.id: job for job in build_scheduler(app, make_leader_lock(app)).get_jobs()}
+    purge_job = jobs["purge_expired_data"]
+    assert purge_job.name == "purge_expired_data"
+    assert str(purge_job.trigger) == "cron[hour='3', minute='37']"

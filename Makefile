@@ -15,6 +15,9 @@ install: ## Install uv (if missing) and the locked Python packages into .venv
 
 .PHONY: run
 run: export ALERTSVC_ENV ?= development
+# Web, worker and scheduler count into one folder that /metrics adds up (Prometheus
+# multiprocess mode); emptied at each start, as prometheus_client asks.
+run: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/instance/prometheus
 run: install ## Run web, worker and scheduler on SQLite with the file transport (http://127.0.0.1:5000)
 	@grep -qs '^ALERTSVC_ENV=' .env || printf '%s\n' \
 		'# Written by make run: alertsvc commands run from this checkout use development' \
@@ -23,6 +26,7 @@ run: install ## Run web, worker and scheduler on SQLite with the file transport 
 	$(UV) run alertsvc db upgrade
 	$(UV) run alertsvc seed-demo
 	$(UV) run alertsvc operators dev-admin
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	$(UV) run honcho start -f Procfile
 
 .PHONY: test

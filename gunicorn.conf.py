@@ -7,9 +7,13 @@ to boot with a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from gunicorn.http import wsgi as gunicorn_wsgi
+from prometheus_client import multiprocess
 
 from alertsvc import PROJECT_ROOT
 from alertsvc.config import ConfigurationError, check_settings
@@ -35,3 +39,20 @@ gunicorn_wsgi.Response.default_headers = _without_server_header  # type: ignore[
 # ~/.gunicorn), which several web processes on one machine would fight over; the process
 # manager's signals (TERM, HUP, TTIN/TTOU) do the same job.
 control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Multiprocess metrics need their folder before the first worker counts anything.
+
+    It is not emptied here: a worker or scheduler on this machine may already be counting
+    into it. Empty it when the machine's processes start together (``make run`` does).
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A web worker that exits leaves its counts (they still add up) but not live gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    """JSON lines or text, with request ids and no address in clear (``alertsvc.logs``)."""
+    from alertsvc.logs import configure_logging, register_request_ids
+
+    configure_logging(app.config)
+    register_request_ids(app)
 
 
 def register_extensions(app: Flask) -> None:
@@ -137,9 +137,19 @@ def register_commands(app: Flask) -> None:
     from alertsvc.articles import cli as articles_cli
     from alertsvc.delivery import cli as delivery_cli
     from alertsvc.digests import cli as digests_cli
+    from alertsvc.retention import cli as retention_cli
     from alertsvc.topics import cli as topics_cli
 
-    for module in (topics_cli, articles_cli, digests_cli, delivery_cli, api_cli, admin_cli):
+    modules = (
+        topics_cli,
+        articles_cli,
+        digests_cli,
+        delivery_cli,
+        api_cli,
+        admin_cli,
+        retention_cli,
+    )
+    for module in modules:
         for command in module.COMMANDS:
             app.cli.add_command(command)
     app.cli.add_command(scheduler.scheduler_command)

@@ -165,6 +165,12 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_OUTBOX_DAYS": 90,
     "RETENTION_RUNS_DAYS": 90,
     "RETENTION_UNSUBSCRIBED_DAYS": 28,
+    # Each of these days settings must be 1 or more (0 is refused at start-up, not read as
+    # "keep forever"). The purge deletes this many rows a transaction (or ledger rows of
+    # this many subscribers), and at most MAX_CHUNKS chunks a step a day: a first purge
+    # of a big backlog finishes over several days rather than in one long job.
+    "RETENTION_CHUNK_SIZE": 5000,
+    "RETENTION_MAX_CHUNKS": 2000,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
 }
@@ -412,6 +418,12 @@ _WHOLE_NUMBERS = {
     "TRANSIENT_BOUNCE_WINDOW_SECONDS": 1,
     "SNS_MAX_AGE_SECONDS": 1,
     "SNS_CERT_MAX_BYTES": 1,
+    # Read once a day by the purge: a 0 would otherwise surface only then, or purge all.
+    "RETENTION_OUTBOX_DAYS": 1,
+    "RETENTION_RUNS_DAYS": 1,
+    "RETENTION_UNSUBSCRIBED_DAYS": 1,
+    "RETENTION_CHUNK_SIZE": 1,
+    "RETENTION_MAX_CHUNKS": 1,
 }
 
 
@@ -559,6 +571,9 @@ def _check_production(config: dict[str, Any], *, env_chosen: bool) -> None:
             )
     if not str(config["BASE_URL"]).startswith("https://"):
         raise ConfigurationError("ALERTSVC_BASE_URL must be an https:// origin in production")
+    problem = weak_key_problem(str(config["METRICS_TOKEN"])) if config["METRICS_TOKEN"] else None
+    if problem:
+        raise ConfigurationError(f"ALERTSVC_METRICS_TOKEN {problem}; {KEY_ADVICE}")
 
 
 def _development_key(instance: Path) -> str:

@@ -37,13 +37,18 @@ from alertsvc.delivery.wakeup import ARTICLES_CHANNEL, Listener, listen_url
 from alertsvc.digests.jobs import plan_due_digests, run_immediate_alerts, sweep_digest_runs
 from alertsvc.digests.planning import PlanResult
 from alertsvc.extensions import db
+from alertsvc.logs import job_context
 from alertsvc.models import utcnow
+from alertsvc.retention.jobs import purge_expired_data
 from alertsvc.subscriptions.jobs import purge_signup_requests
 
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x616C657274  # "alert"
 IMMEDIATE_ALERTS_JOB = "immediate_alerts"
+# The retention purge, daily (UTC), away from the top of the hour when digest runs start.
+RETENTION_PURGE_HOUR = 3
+RETENTION_PURGE_MINUTE = 37
 
 
 class LeaderLock:
@@ -160,9 +165,9 @@ def _job(app: Flask, function: Callable[[], Any]) -> Callable[[], None]:
     """Run ``function``, a job that owns its transactions, in its own app context."""
 
     def run() -> None:
-        with app.app_context():
+        with job_context(function.__name__), app.app_context():
             outcome = function()
-        log.info("job %s done: %s", function.__name__, _describe(outcome))
+            log.info("job %s done: %s", function.__name__, _describe(outcome))
 
     run.__name__ = run.__qualname__ = function.__name__  # APScheduler logs the qualname
     return run
@@ -263,6 +268,16 @@ def build_scheduler(
         minutes=10,
         id="sweep_digest_runs",
         next_run_time=utcnow(),
+        max_instances=1,
+        coalesce=True,
+    )
+
+    scheduler.add_job(
+        _job(app, purge_expired_data),
+        "cron",
+        hour=RETENTION_PURGE_HOUR,
+        minute=RETENTION_PURGE_MINUTE,
+        id="purge_expired_data",
         max_instances=1,
         coalesce=True,
     )

@@ -18,6 +18,7 @@ def init_admin(app: Flask) -> None:
         audit_log,
         auth,
         dashboard,
+        delivery,
         feeds,
         runs,
         subscribers,

@@ -36,7 +36,7 @@ def api_tokens_create_command(name: str, scopes: tuple[str, ...]) -> None:
     try:
         with transaction():
             row, token = tokens.create_api_token(name, scopes or ("articles:write",))
-            record_audit("token.create", f"token {row.name}", {"scopes": row.scopes})
+            record_audit("token.create", f"token {row.name}", {"scopes": row.scopes.split()})
     except tokens.TokenError as error:
         raise click.ClickException(str(error)) from error
     click.echo(token)

@@ -19,6 +19,7 @@ from marshmallow import ValidationError
 from alertsvc.articles import feeds, jobs, parsing, services
 from alertsvc.articles.fetching import FeedError
 from alertsvc.articles.schemas import ArticleInSchema
+from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import ArticleSource, Feed, utcnow
@@ -59,6 +60,9 @@ def feeds_add_command(url: str, topics: Sequence[str], title: str) -> None:
     try:
         with transaction():
             feed = feeds.add_feed(url, topics, title)
+            record_audit(
+                "feed.create", f"feed {feed.id}", {"url": feed.url, "topics": list(topics)}
+            )
     except FeedError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Added feed {feed.id}: {feed.url}")
@@ -109,7 +113,14 @@ def feeds_poll_command(feed_id: int | None, poll_all: bool) -> None:
         results = jobs.poll_feeds([feed.id for feed in feeds.list_feeds()], due_only=False)
     else:
         results = jobs.poll_feeds()
-    if not results:
+    if results:
+        with transaction():
+            record_audit(
+                "feed.poll",
+                f"feed {feed_id}" if feed_id is not None else "feeds",
+                {"feeds": [r.feed_id for r in results], "results": [r.status for r in results]},
+            )
+    else:
         click.echo("No feeds are due.")
     for result in results:
         click.echo(f"feed {result.feed_id} {result.url}: {result.describe()}")
@@ -126,6 +137,8 @@ def feeds_retry_command(feed_id: int) -> None:
         result = jobs.retry_feed(feed_id)
     except FeedError as error:
         raise click.ClickException(str(error)) from error
+    with transaction():
+        record_audit("feed.retry", f"feed {feed_id}", {"result": result.status})
     click.echo(f"feed {result.feed_id} {result.url}: {result.describe()}")
     if result.status == feeds.PollStatus.FAILED:
         raise SystemExit(1)
@@ -183,6 +196,10 @@ def articles_add_command(
     try:
         with transaction():
             result = services.ingest_articles([item], ArticleSource.CLI)
+            [stored] = result.outcomes
+            record_audit(
+                "article.create", f"article {stored.article_id}", {"status": stored.status}
+            )
     except services.UnknownTopics as error:
         raise click.ClickException(str(error)) from error
     [outcome] = result.outcomes
@@ -245,6 +262,11 @@ def articles_import_command(file: Path, topics: Sequence[str], backfill: bool) -
             try:
                 with transaction():
                     result = services.ingest_articles(chunk, ArticleSource.CLI, alert=not backfill)
+                    record_audit(
+                        "article.import",
+                        f"file {file.name}",
+                        {"articles": len(chunk), "backfill": backfill},
+                    )
             except services.UnknownTopics as error:
                 raise click.ClickException(str(error)) from error
             total.outcomes.extend(result.outcomes)

@@ -26,6 +26,7 @@ from alertsvc.articles.feeds import (
 )
 from alertsvc.articles.fetching import FeedError, FetchSettings, fetch_feed
 from alertsvc.database import transaction
+from alertsvc.metrics import FEED_POLL_ERRORS
 from alertsvc.models import utcnow
 from alertsvc.retries import describe_error
 
@@ -85,6 +86,7 @@ def _poll_one(
         with transaction():
             return record_poll_success(claimed, fetched, now=utcnow(), interval=interval)
     except Exception as error:
+        FEED_POLL_ERRORS.inc()
         if isinstance(error, FeedError):
             message = str(error)
             log.info("feed %s (%s) failed: %s", feed_id, claimed.url, message)

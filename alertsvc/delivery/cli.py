@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from alertsvc.addresses import InvalidAddress, normalise_email
+from alertsvc.audit import record_audit
 from alertsvc.config import ConfigurationError
 from alertsvc.database import schema_problem, transaction
 from alertsvc.delivery import suppressions
@@ -145,6 +146,7 @@ def sending_pause_command(all_sending: bool, reason: str) -> None:
     with transaction():
         if pause(scope, reason, PAUSED_BY_OPERATOR, utcnow()):
             line = f"Paused {SCOPE_WORDS[scope]}: {reason}"
+            record_audit("sending.pause", f"sending: {scope.value}", {"reason": reason})
         else:
             [existing] = [p for p in pauses_in_force() if p.scope == scope.value]
             line = f"Already paused, nothing changed: {describe_pause(existing)}"
@@ -173,7 +175,8 @@ def sending_resume_command(scope: str | None) -> None:
             for p in pauses_in_force()
             if chosen is None or p.scope == chosen.value
         ]
-        resume(chosen, PAUSED_BY_OPERATOR, utcnow())
+        if resume(chosen, PAUSED_BY_OPERATOR, utcnow()):
+            record_audit("sending.resume", f"sending: {chosen.value if chosen else 'every pause'}")
         lines += [f"Still paused: {describe_pause(p)}" for p in pauses_in_force()]
     if not any(line.startswith("Resumed") for line in lines):
         what = f"no pause of {SCOPE_WORDS[chosen]}" if chosen else "no pause"
@@ -271,6 +274,9 @@ def add_suppression_command(email: str, reason: str, detail: str | None) -> None
             utcnow(),
         )
         existing = suppressions.suppression_of(address)
+        if added and existing is not None:
+            # The row's id, never the address: the audit log outlives an erasure.
+            record_audit("suppression.add", f"suppression {existing.id}", {"reason": reason})
     if added or existing is None:
         click.echo(f"Suppressed {address}")
         return
@@ -287,7 +293,12 @@ def remove_suppression_command(email: str) -> None:
     """Allow mail to EMAIL again. Its ended subscriptions stay ended."""
     address = _address(email)
     with transaction():
+        existing = suppressions.suppression_of(address)
         removed = suppressions.unsuppress(address)
+        if removed and existing is not None:
+            record_audit(
+                "suppression.remove", f"suppression {existing.id}", {"reason": existing.reason}
+            )
     if not removed:
         raise click.ClickException(f"{address} is not suppressed")
     click.echo(f"Removed {address} from the suppression list")

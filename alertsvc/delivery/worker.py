@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import signal
@@ -41,6 +42,8 @@ from alertsvc.delivery.reputation import check_reputation
 from alertsvc.delivery.transports import SendError, SendingPausedError, Transport, make_transport
 from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, Wakeup
 from alertsvc.extensions import db
+from alertsvc.logs import job_context
+from alertsvc.metrics import SEND_SECONDS, count_emails
 from alertsvc.models import (
     EmailBody,
     OutboxEmail,
@@ -335,6 +338,7 @@ def _send(
     # Its turn within the fleet's rate; a worker stopping meanwhile puts it back untried.
     if rate is not None and (not rate.acquire() or paused.is_set()):
         return SKIPPED
+    started = time.monotonic()
     try:
         return SendOutcome(provider_message_id=transport.send(message))
     except SendingPausedError as error:
@@ -345,6 +349,8 @@ def _send(
     except Exception as error:
         log.exception("transport raised an unexpected error")
         return SendOutcome(error=SendError(f"{type(error).__name__}: {error}"))
+    finally:
+        SEND_SECONDS.observe(time.monotonic() - started)
 
 
 class LeaseHeartbeat:
@@ -451,6 +457,7 @@ def send_outbox_batch(
         session.expunge_all()
     result = BatchResult(failed=len(given_up), suppressed=len(suppressed), paused=paused)
     if not rows:
+        count_emails(failed=result.failed, suppressed=result.suppressed)
         return result
 
     outcomes: dict[int, SendOutcome] = {}
@@ -472,7 +479,10 @@ def send_outbox_batch(
                 log.exception("could not build outbox email %s", row.id)
                 outcomes[row.id] = SendOutcome(error=SendError(f"could not build message: {error}"))
                 continue
-            futures[row.id] = pool.submit(_send, transport, message, provider_paused, rate)
+            # In the batch's log context (its job id), which threads do not inherit.
+            futures[row.id] = pool.submit(
+                contextvars.copy_context().run, _send, transport, message, provider_paused, rate
+            )
         for row_id, future in futures.items():
             outcomes[row_id] = future.result()
 
@@ -532,6 +542,9 @@ def send_outbox_batch(
             record_provider_pause(pause_error, result.held, now)
             result.paused = result.paused | {PauseScope.ALL}
         record_outbox_results(changes)
+    count_emails(
+        sent=result.sent, failed=result.failed, suppressed=result.suppressed, retried=result.retried
+    )
     return result
 
 
@@ -644,7 +657,7 @@ class Worker:
                 if time.monotonic() >= next_reputation_check:
                     self.guard_reputation()
                     next_reputation_check = time.monotonic() + config["REPUTATION_CHECK_SECONDS"]
-                with self.app.app_context():
+                with job_context("send_outbox_batch"), self.app.app_context():
                     result = send_outbox_batch(transport, pool, rate)
                 totals.paused = result.paused
                 if result.claimed:

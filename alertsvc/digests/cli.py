@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import click
 from flask.cli import with_appcontext
 
+from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.digests import alerts, jobs, runs
 from alertsvc.digests.planning import DIGEST_FREQUENCIES, RunRefused, check_window_end
@@ -67,6 +68,18 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
             bar.update(done)
 
         result = jobs.plan_run(frequency, window_end, trigger="cli", progress=progress)
+    # Planning commits in chunks of its own; the entry follows the run it records.
+    with transaction():
+        record_audit(
+            "run.trigger",
+            f"run {result.run_id}",
+            {
+                "frequency": frequency,
+                "window_end": window_end.isoformat(),
+                "emails": result.emails,
+                "already_planned": result.already_planned,
+            },
+        )
     if result.already_planned:
         click.echo(
             f"The {frequency} run ending {window_end:%Y-%m-%d %H:%M} UTC was already planned: "
@@ -150,6 +163,8 @@ def alerts_retry_command(article_id: int) -> None:
         raise click.ClickException(
             f"Article {article_id} failed again: {describe_error(error)}"
         ) from error
+    with transaction():
+        record_audit("article.alerts_retry", f"article {article_id}", {"emails": result.emails})
     click.echo(
         f"Article {article_id}: {plural(result.emails, 'email')} queued, "
         f"{result.carried_over} held for the daily digest (cap reached)"
@@ -191,6 +206,8 @@ def digest_retry_command(run_id: int) -> None:
         raise click.ClickException(
             f"Digest run {run_id} failed again: {describe_error(error)}"
         ) from error
+    with transaction():
+        record_audit("run.retry", f"run {run_id}", {"emails": result.emails})
     click.echo(
         f"Digest run {run_id} ({result.frequency} ending {_when(result.window_end)}): "
         f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} queued"

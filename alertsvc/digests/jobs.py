@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
+from structlog.contextvars import bound_contextvars
 
 from alertsvc.database import transaction
 from alertsvc.digests import alerts, runs
@@ -65,6 +66,7 @@ def plan_run(
     with transaction():
         run = start_digest_run(frequency, window_end, trigger)
     with transaction(), ExitStack() as stack:
+        stack.enter_context(bound_contextvars(run_id=run.id, frequency=frequency))
         connections = [
             stack.enter_context(db.engine.connect()) for _ in range(planning_connection_count())
         ]

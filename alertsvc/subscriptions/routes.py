@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -37,6 +38,8 @@ from alertsvc.subscriptions.forms import (
 )
 from alertsvc.tokens import ExpiredToken, InvalidToken, TokenPurpose, make_token, read_token
 from alertsvc.topics.services import active_topics, list_topics
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("subscriptions", __name__)
 bp.add_app_template_filter(display_email, "display_email")
@@ -101,6 +104,13 @@ def signup() -> str | tuple[str, int] | Response:
     if form.validate_on_submit():
         if not form.is_bot:
             wanted = set(form.topics.data)
+            # The address is hashed by the log's redaction (alertsvc.logs), never kept.
+            log.info(
+                "signup from %s for %s (%s)",
+                form.email.data,
+                ", ".join(sorted(wanted)),
+                form.frequency.data,
+            )
             with transaction():
                 services.sign_up(
                     form.email.data,

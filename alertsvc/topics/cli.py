@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.text import plural
 from alertsvc.topics import services
@@ -27,6 +28,7 @@ def add_command(slug: str, name: str, description: str) -> None:
     try:
         with transaction():
             topic = services.add_topic(slug, name, description)
+            record_audit("topic.create", f"topic {topic.slug}", {"name": topic.name})
     except services.TopicError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Added topic {topic.slug}: {topic.name}")
@@ -52,6 +54,8 @@ def seed_demo_command() -> None:
     """Create the demo topics (safe to run again)."""
     with transaction():
         created = services.seed_demo_topics()
+        if created:
+            record_audit("topic.seed_demo", "demo topics", {"created": created})
     click.echo(
         f"Demo topics: {created} created, {len(services.DEMO_TOPICS) - created} already there"
     )
@@ -73,6 +77,9 @@ def add_keyword_command(slug: str, name: str, query: str, description: str) -> N
     try:
         with transaction():
             topic = services.add_topic(slug, name, description, query=query)
+            record_audit(
+                "topic.create", f"topic {topic.slug}", {"name": topic.name, "query": topic.query}
+            )
     except services.TopicError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Added keyword topic {topic.slug}: {topic.name} (query: {topic.query})")
@@ -114,6 +121,11 @@ def feeds_map_category_command(category: str, topic: str, feed_id: int | None) -
     try:
         with transaction():
             mapping = services.map_category(category, topic, feed_id)
+            record_audit(
+                "category.map",
+                f"category {mapping.category}",
+                {"topic": topic, "feed_id": feed_id},
+            )
     except services.TopicError as error:
         raise click.ClickException(str(error)) from error
     where = f"feed {feed_id}" if feed_id else "every feed"

@@ -1,0 +1,160 @@
+"""Logs: one line per event, JSON in production and readable text in development, each
+with the request or job it belongs to and never an email address in clear.
+
+Both ``structlog`` loggers and the standard library's ``logging.getLogger(__name__)`` (most
+of the code) go through one handler on the root logger, whose ``ProcessorFormatter`` runs
+the same processors for both: the context (``request_id``, or ``job`` and its ids, bound
+with ``structlog.contextvars``), level, time, the traceback as text, then the redaction,
+last of all, so nothing added before it escapes it.
+
+Addresses are replaced by ``email:`` and a keyed hash (HMAC-SHA256 under the secret key,
+10 hex digits): the same address gives the same mark in every process, so a person can
+follow one reader through the log, but nobody can read the address back or test guesses
+against it without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from flask import Flask, Response, g, request
+from structlog.types import EventDict, Processor
+
+from alertsvc.config import ConfigurationError
+
+LOG_FORMATS = ("json", "text")
+REQUEST_ID_HEADER = "X-Request-ID"
+# A request id from a proxy is kept when it is short and plain; anything else could forge
+# log lines or carry data, and is replaced.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Anything that looks like an address, plain or percent-encoded (in a logged URL).
+_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+_HANDLER_NAME = "alertsvc"
+
+
+class EmailRedactor:
+    """A structlog processor replacing every address in every value of the event."""
+
+    def __init__(self, key: str | bytes) -> None:
+        self.key = key.encode() if isinstance(key, str) else key
+
+    def mark(self, address: str) -> str:
+        normal = address.replace("%40", "@").lower()
+        digest = hmac.new(self.key, normal.encode(), hashlib.sha256).hexdigest()
+        return f"email:{digest[:10]}"
+
+    def redact(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return _ADDRESS.sub(lambda match: self.mark(match.group(0)), value)
+        if isinstance(value, Mapping):
+            return {self.redact(k): self.redact(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.redact(item) for item in value]
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self.redact(str(value))
+
+    def __call__(self, logger: Any, method: str, event_dict: EventDict) -> EventDict:
+        return {key: self.redact(value) for key, value in event_dict.items()}
+
+
+def log_format(config: Mapping[str, Any]) -> str:
+    chosen = config.get("LOG_FORMAT") or ("json" if config["ENV"] == "production" else "text")
+    if chosen not in LOG_FORMATS:
+        raise ConfigurationError(
+            f"ALERTSVC_LOG_FORMAT must be json or text, not {chosen!r}; "
+            f"leave it unset for json in production and text elsewhere"
+        )
+    return str(chosen)
+
+
+def configure_logging(config: Mapping[str, Any]) -> None:
+    """Send every log line, structlog's and the standard library's, through one handler.
+
+    Called by each app the process makes; the handler is replaced, never added twice.
+    """
+    redactor = EmailRedactor(str(config["SECRET_KEY"]))
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format(config) == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def request_id_from(value: str | None) -> str:
+    """The caller's ``X-Request-ID`` when it is sane, else a new one."""
+    if value and _SANE_REQUEST_ID.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def register_request_ids(app: Flask) -> None:
+    """Each request's log lines carry its id, echoed in the response for the caller."""
+
+    @app.before_request
+    def _bind_request_id() -> None:
+        structlog.contextvars.clear_contextvars()
+        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers[REQUEST_ID_HEADER] = g.request_id
+        return response
+
+    @app.teardown_request
+    def _unbind(_: BaseException | None) -> None:
+        structlog.contextvars.clear_contextvars()
+
+
+@contextmanager
+def job_context(job: str, **ids: Any) -> Iterator[None]:
+    """Bind ``job`` (and ids such as ``run_id``) to every line logged inside, with an id
+    for this one execution of it."""
+    with structlog.contextvars.bound_contextvars(job=job, job_id=uuid.uuid4().hex[:12], **ids):
+        yield

@@ -1,0 +1,126 @@
+"""Logs: JSON lines (or text), a request id on each, no email address in clear."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+
+import pytest
+import structlog
+from flask import Flask
+
+from alertsvc.config import ConfigurationError
+from alertsvc.logs import EmailRedactor, job_context
+from tests.factories import seed_topics
+from tests.subscriptions.helpers import post_signup
+
+
+@pytest.fixture
+def logging_app(
+    app_with: Callable[..., Flask],
+) -> Iterator[Callable[..., tuple[Flask, io.StringIO]]]:
+    """An app with these settings, and what its log handler writes while the test runs.
+
+    Logging is the process's: the latest app made sets it up.
+    """
+    swapped: list[tuple[logging.Handler, object]] = []
+
+    def make(**settings: object) -> tuple[Flask, io.StringIO]:
+        made = app_with(**settings)
+        handler = next(h for h in logging.getLogger().handlers if h.get_name() == "alertsvc")
+        stream = io.StringIO()
+        swapped.append((handler, handler.setStream(stream)))
+        return made, stream
+
+    yield make
+    for handler, previous in swapped:
+        handler.setStream(previous)
+
+
+def json_lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def test_a_signup_logs_json_with_a_request_id_and_no_address(logging_app) -> None:
+    app, log_output = logging_app(LOG_FORMAT="json")
+    seed_topics(app)
+    client = app.test_client()
+
+    response = post_signup(
+        client, "Jo.Reader+alerts@Example.org", follow_redirects=False, topics=["data"]
+    )
+    assert response.status_code == 303
+    request_id = response.headers["X-Request-ID"]
+
+    lines = json_lines(log_output)
+    signups = [line for line in lines if line["event"].startswith("signup from")]
+    assert len(signups) == 1, lines
+    line = signups[0]
+    assert line["request_id"] == request_id
+    assert line["level"] == "info"
+    assert line["logger"] == "alertsvc.subscriptions.routes"
+    assert "timestamp" in line
+    assert "@" not in log_output.getvalue()
+    assert "reader" not in log_output.getvalue().lower()
+    assert "signup from email:" in line["event"]
+
+
+def test_a_sane_request_id_is_kept_and_a_strange_one_replaced(app: Flask) -> None:
+    client = app.test_client()
+    kept = client.get("/healthz", headers={"X-Request-ID": "lb-1234.abc"})
+    assert kept.headers["X-Request-ID"] == "lb-1234.abc"
+    replaced = client.get("/healthz", headers={"X-Request-ID": 'x" {"level":"error"}'})
+    assert replaced.headers["X-Request-ID"] != 'x" {"level":"error"}'
+    assert len(replaced.headers["X-Request-ID"]) == 32
+    fresh = client.get("/healthz")
+    assert fresh.headers["X-Request-ID"] not in (replaced.headers["X-Request-ID"], "lb-1234.abc")
+
+
+def test_every_field_is_redacted_and_an_address_keeps_one_mark() -> None:
+    redact = EmailRedactor("key")
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "bounce for a@example.org",
+            "to": ["A@Example.org", {"cc": "b%40example.net"}],
+            "count": 3,
+            "error": ValueError("550 <c@example.com> rejected"),
+        },
+    )
+    text = json.dumps(event)
+    assert "@" not in text and "%40" not in text
+    assert event["event"].split()[-1] == event["to"][0]  # the same address, the same mark
+    assert event["count"] == 3
+    assert event["to"][1]["cc"].startswith("email:")
+
+
+def test_text_logs_outside_production_and_jobs_carry_their_name(logging_app) -> None:
+    _, log_output = logging_app()
+    with job_context("digest_run", run_id=12):
+        logging.getLogger("alertsvc.test").warning("planned for x@example.org")
+        structlog.get_logger("alertsvc.test").info("structured", reader="y@example.org")
+    text = log_output.getvalue()
+    assert "job=digest_run" in text and "run_id=12" in text
+    assert "planned for email:" in text
+    assert "reader=email:" in text
+    assert "@" not in text
+    assert not text.lstrip().startswith("{")
+
+
+def test_tracebacks_are_redacted_too(logging_app) -> None:
+    _, stream = logging_app(LOG_FORMAT="json")
+    try:
+        raise RuntimeError("could not send to z@example.org")
+    except RuntimeError:
+        logging.getLogger("alertsvc.test").exception("send failed")
+    (line,) = json_lines(stream)
+    assert "RuntimeError" in line["exception"]
+    assert "@" not in stream.getvalue()
+
+
+def test_an_unknown_log_format_is_refused(app_with: Callable[..., Flask]) -> None:
+    with pytest.raises(ConfigurationError, match="ALERTSVC_LOG_FORMAT"):
+        app_with(LOG_FORMAT="xml")

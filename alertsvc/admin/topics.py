@@ -17,6 +17,7 @@ from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Topic, utcnow
+from alertsvc.subscriptions.stats import confirmed_subscription_counts
 from alertsvc.topics import services
 from alertsvc.topics.keywords import QueryError
 
@@ -64,7 +65,7 @@ def _preview(query: str) -> tuple[list[Any] | None, str | None]:
 
 @bp.get("/topics")
 def topics() -> ResponseReturnValue:
-    counts = stats.confirmed_subscription_counts()
+    counts = confirmed_subscription_counts()
     return render_template(
         "web/admin/topics.html",
         topics=services.list_topics(),
@@ -167,7 +168,7 @@ def topics_edit(topic_id: int) -> ResponseReturnValue:
         "web/admin/topic_form.html",
         form=form,
         topic=topic,
-        counts=stats.confirmed_subscription_counts().get(topic.id, {}),
+        counts=confirmed_subscription_counts().get(topic.id, {}),
         frequencies=stats.FREQUENCIES,
         preview=preview,
         preview_query=preview_query,

@@ -216,14 +216,8 @@ def runs_start() -> ResponseReturnValue:
                     DigestRun.frequency == frequency, DigestRun.window_end == window_end
                 )
             )
-            record_audit(
-                "run.trigger",
-                f"run {run.id}" if run else f"{frequency} run",
-                {
-                    "frequency": frequency,
-                    "window_end": window_end.isoformat(),
-                    "error": describe_error(error),
-                },
+            runs.record_run_trigger(
+                frequency, window_end, run.id if run else None, error=describe_error(error)
             )
         flash(f"The run failed: {describe_error(error)}")
         if run is None:
@@ -232,17 +226,7 @@ def runs_start() -> ResponseReturnValue:
     # Planning commits in steps of its own (the run row first, then chunks of
     # subscribers): the entry is written when it is done, with what it queued.
     with transaction():
-        record_audit(
-            "run.trigger",
-            f"run {result.run_id}",
-            {
-                "frequency": frequency,
-                "window_end": window_end.isoformat(),
-                "subscribers": result.subscribers,
-                "emails": result.emails,
-                "already_planned": result.already_planned,
-            },
-        )
+        runs.record_run_trigger(frequency, window_end, result.run_id, result=result)
     if result.already_planned:
         flash(f"That {frequency} run was already planned: nothing more was queued.")
     else:

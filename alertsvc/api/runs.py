@@ -23,7 +23,6 @@ from alertsvc.api.schemas import (
     RunSchema,
     RunTriggerResultSchema,
 )
-from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.digests import jobs
 from alertsvc.digests.planning import (
@@ -33,6 +32,7 @@ from alertsvc.digests.planning import (
     start_digest_run,
 )
 from alertsvc.digests.progress import list_runs, run_email_counts
+from alertsvc.digests.runs import record_run_trigger
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, RunStatus, utcnow
@@ -115,14 +115,8 @@ def post_runs() -> Any:
         # planning, and the sweeper finishes it as it would a scheduled one.
         run = start_digest_run(frequency, window_end, trigger="api")
         run_id = run.id
-        record_audit(
-            "run.trigger",
-            f"run {run.id}",
-            {
-                "frequency": frequency,
-                "window_end": run.window_end.isoformat(),
-                "already_planned": run.status == RunStatus.PLANNED,
-            },
+        record_run_trigger(
+            frequency, run.window_end, run.id, already_planned=run.status == RunStatus.PLANNED
         )
     result = jobs.plan_run(frequency, window_end, trigger="api")
     with transaction():

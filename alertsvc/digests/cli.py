@@ -70,16 +70,7 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
         result = jobs.plan_run(frequency, window_end, trigger="cli", progress=progress)
     # Planning commits in chunks of its own; the entry follows the run it records.
     with transaction():
-        record_audit(
-            "run.trigger",
-            f"run {result.run_id}",
-            {
-                "frequency": frequency,
-                "window_end": window_end.isoformat(),
-                "emails": result.emails,
-                "already_planned": result.already_planned,
-            },
-        )
+        runs.record_run_trigger(frequency, window_end, result.run_id, result=result)
     if result.already_planned:
         click.echo(
             f"The {frequency} run ending {window_end:%Y-%m-%d %H:%M} UTC was already planned: "

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
-from alertsvc.digests.planning import find_or_create_digest_run
+from alertsvc.audit import record_audit
+from alertsvc.digests.planning import PlanResult, find_or_create_digest_run
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, OutboxEmail, OutboxStatus, RunStatus, Subscriber
 from alertsvc.retries import Failure, RetryPolicy
@@ -41,6 +43,35 @@ def record_run_failure(
     run.next_attempt_at = None if failure.parked_at else failure.next_attempt_at
     run.parked_at = failure.parked_at
     return failure
+
+
+def record_run_trigger(
+    frequency: str,
+    window_end: datetime,
+    run_id: int | None,
+    *,
+    result: PlanResult | None = None,
+    already_planned: bool | None = None,
+    error: str | None = None,
+) -> None:
+    """Audit a run started by hand (the runs page, ``alertsvc digest run``, the API) as
+    ``run.trigger`` on ``run N`` (``<frequency> run`` if it never got a row): its window
+    end, and what came of it as far as the caller knows, what planning queued
+    (``result``), only whether it was planned before, or the error. In the caller's
+    transaction, as every audit entry is."""
+    details: dict[str, Any] = {"frequency": frequency, "window_end": window_end.isoformat()}
+    if result is not None:
+        details.update(
+            subscribers=result.subscribers,
+            emails=result.emails,
+            already_planned=result.already_planned,
+        )
+    elif already_planned is not None:
+        details["already_planned"] = already_planned
+    if error is not None:
+        details["error"] = error
+    target = f"run {run_id}" if run_id is not None else f"{frequency} run"
+    record_audit("run.trigger", target, details)
 
 
 def runs_to_resume(since: datetime, now: datetime) -> list[tuple[str, datetime]]:

@@ -13,7 +13,14 @@ from typing import Any
 from flask import Response
 from marshmallow import RAISE
 
-from alertsvc.api.blueprint import bp, invalid, load_json_object, not_found, requires
+from alertsvc.api.blueprint import (
+    bp,
+    invalid,
+    json_body_errors,
+    load_json_object,
+    not_found,
+    requires,
+)
 from alertsvc.api.schemas import (
     MAX_ID,
     ErrorSchema,
@@ -91,9 +98,7 @@ def _window_end(at: datetime | None) -> datetime | Response:
 @bp.alt_response(
     200, schema=RunTriggerResultSchema, description="A dry run, or a run planned before."
 )
-@bp.alt_response(400, schema=ErrorSchema, description="The body is not JSON.")
-@bp.alt_response(413, schema=ErrorSchema, description="The body is too large.")
-@bp.alt_response(415, schema=ErrorSchema, description="The body is not `application/json`.")
+@json_body_errors
 @bp.alt_response(
     422, schema=ErrorSchema, description="Invalid, or `at` is in the future: see `errors`."
 )

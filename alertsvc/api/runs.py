@@ -38,15 +38,14 @@ from alertsvc.digests.planning import (
     check_window_end,
     start_digest_run,
 )
-from alertsvc.digests.progress import list_runs, run_email_counts
-from alertsvc.digests.runs import record_run_trigger
+from alertsvc.digests.runs import list_runs, record_run_trigger, run_emails
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, RunStatus, utcnow
 
 
 def _runs(runs: list[DigestRun]) -> list[dict[str, Any]]:
-    emails = run_email_counts([run.id for run in runs])
+    emails = run_emails([run.id for run in runs])
     return [
         {
             "id": run.id,
@@ -62,7 +61,7 @@ def _runs(runs: list[DigestRun]) -> list[dict[str, Any]]:
             "attempts": run.attempts,
             "last_error": run.last_error,
             "parked_at": run.parked_at,
-            "emails": emails[run.id],
+            "emails": emails[run.id].every_status(),
         }
         for run in runs
     ]

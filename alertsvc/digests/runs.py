@@ -143,12 +143,21 @@ class RunEmails:
     def sent(self) -> int:
         return self.count(OutboxStatus.SENT, OutboxStatus.DELIVERED)
 
+    def every_status(self) -> dict[str, int]:
+        """By status, every status present (0 if none)."""
+        return {str(status): self.by_status.get(status, 0) for status in OutboxStatus}
 
-def list_runs(limit: int, before_id: int | None = None) -> list[DigestRun]:
-    """Runs newest first (by id: the order they were started in), ``before_id`` pages back."""
+
+def list_runs(
+    limit: int, before_id: int | None = None, frequency: str | None = None
+) -> list[DigestRun]:
+    """Runs newest first (by id: the order they were started in), ``before_id`` pages back,
+    of one ``frequency`` if given."""
     statement = select(DigestRun).order_by(DigestRun.id.desc()).limit(limit)
     if before_id is not None:
         statement = statement.where(DigestRun.id < before_id)
+    if frequency is not None:
+        statement = statement.where(DigestRun.frequency == frequency)
     return list(db.session.scalars(statement))
 
 

@@ -17,6 +17,7 @@ from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Feed, utcnow
+from alertsvc.text import sentence
 from alertsvc.topics.services import list_topics
 
 
@@ -25,10 +26,6 @@ def _feed(feed_id: int) -> Feed:
     if feed is None:
         abort(404)
     return feed
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
 
 
 def _topic_choices(feed: Feed | None = None) -> list[tuple[str, str]]:
@@ -75,7 +72,7 @@ def feeds_new() -> ResponseReturnValue:
         except FeedError as error:
             message = str(error)
             field = form.topics if message.startswith("no such topic") else form.url
-            field.errors = [*field.errors, _sentence(message)]
+            field.errors = [*field.errors, sentence(message)]
         except IntegrityError:
             form.url.errors = ["This feed is already added"]
         else:
@@ -105,7 +102,7 @@ def feeds_edit(feed_id: int) -> ResponseReturnValue:
                 if changed:
                     record_audit("feed.update", f"feed {feed.id}", changed)
         except FeedError as error:
-            form.topics.errors = [*form.topics.errors, _sentence(str(error))]
+            form.topics.errors = [*form.topics.errors, sentence(str(error))]
         else:
             flash("Your changes have been saved." if changed else "Nothing was changed.")
             return redirect(url_for("admin.feeds_edit", feed_id=feed.id), 303)

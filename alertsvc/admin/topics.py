@@ -18,6 +18,7 @@ from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Topic, utcnow
 from alertsvc.subscriptions.stats import confirmed_subscription_counts
+from alertsvc.text import sentence
 from alertsvc.topics import services
 from alertsvc.topics.keywords import QueryError
 
@@ -30,10 +31,6 @@ def _topic(topic_id: int) -> Topic:
     if topic is None:
         abort(404)
     return topic
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
 
 
 def _field_for(message: str) -> str:
@@ -52,7 +49,7 @@ def _field_for(message: str) -> str:
 def _refuse(form: TopicForm, error: Exception) -> None:
     name = _field_for(str(error))
     field = getattr(form, name, None) or form.name
-    field.errors = [*field.errors, _sentence(str(error))]
+    field.errors = [*field.errors, sentence(str(error))]
 
 
 def _preview(query: str) -> tuple[list[Any] | None, str | None]:
@@ -60,7 +57,7 @@ def _preview(query: str) -> tuple[list[Any] | None, str | None]:
     try:
         return services.preview_query(query, days=PREVIEW_DAYS, limit=PREVIEW_LIMIT), None
     except QueryError as error:
-        return None, _sentence(str(error))
+        return None, sentence(str(error))
 
 
 @bp.get("/topics")

@@ -42,6 +42,7 @@ from alertsvc.digests.runs import list_runs, record_run_trigger, run_emails
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, RunStatus, utcnow
+from alertsvc.text import sentence
 
 
 def _runs(runs: list[DigestRun]) -> list[dict[str, Any]]:
@@ -73,7 +74,7 @@ def _window_end(at: datetime | None) -> datetime | Response:
     try:
         return check_window_end(at)
     except RunRefused as error:
-        return invalid({"at": [f"{str(error)[:1].upper()}{str(error)[1:]}."]})
+        return invalid({"at": [f"{sentence(str(error))}."]})
     except (ValueError, OverflowError):
         return invalid({"at": ["Not a time this service can plan a run for."]})
 

@@ -25,7 +25,7 @@ from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, OutboxStatus, RunStatus, utcnow
 from alertsvc.retries import describe_error
-from alertsvc.text import plural
+from alertsvc.text import plural, sentence
 
 PAGE_SIZE = 50
 # Seconds between reloads of a run's page, when the operator chose to watch its progress,
@@ -72,7 +72,7 @@ def parse_window_end(value: str, now: datetime | None = None) -> datetime:
     try:
         return check_window_end(moment, now)
     except (RunRefused, OverflowError) as error:
-        raise ValidationError(str(error).capitalize()) from None
+        raise ValidationError(sentence(str(error))) from None
 
 
 def _get_run(run_id: int) -> DigestRun:

@@ -60,6 +60,18 @@ def _preview(query: str) -> tuple[list[Any] | None, str | None]:
         return None, sentence(str(error))
 
 
+def _preview_form_query(form: TopicForm, query: str) -> list[Any] | None:
+    """The "Preview matching articles" button: the articles, or None with the reason on
+    the form's query field."""
+    if not query:
+        form.query.errors = ["Enter a query to preview"]
+        return None
+    preview, problem = _preview(query)
+    if problem:
+        form.query.errors = [problem]
+    return preview
+
+
 @bp.get("/topics")
 def topics() -> ResponseReturnValue:
     counts = confirmed_subscription_counts()
@@ -74,16 +86,11 @@ def topics() -> ResponseReturnValue:
 @bp.route("/topics/new", methods=["GET", "POST"])
 def topics_new() -> ResponseReturnValue:
     form = TopicForm()
-    preview = preview_problem = None
+    preview = None
     if form.validate_on_submit():
         query = (form.query.data or "").strip()
         if request.form.get("action") == "preview":
-            if query:
-                preview, preview_problem = _preview(query)
-                if preview_problem:
-                    form.query.errors = [preview_problem]
-            else:
-                form.query.errors = ["Enter a query to preview"]
+            preview = _preview_form_query(form, query)
         else:
             try:
                 with transaction():
@@ -133,12 +140,8 @@ def topics_edit(topic_id: int) -> ResponseReturnValue:
             preview_query = query
             if not topic.query:
                 form.query.errors = ["Only a keyword topic has a query to preview"]
-            elif query:
-                preview, problem = _preview(query)
-                if problem:
-                    form.query.errors = [problem]
             else:
-                form.query.errors = ["Enter a query to preview"]
+                preview = _preview_form_query(form, query)
         else:
             before = {"name": topic.name, "description": topic.description, "query": topic.query}
             try:

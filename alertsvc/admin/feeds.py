@@ -13,7 +13,7 @@ from alertsvc.articles import feeds as feed_services
 from alertsvc.articles import jobs
 from alertsvc.articles.feeds import HealthRules, PollStatus
 from alertsvc.articles.fetching import FeedError
-from alertsvc.audit import record_audit
+from alertsvc.audit import record_audit, record_changes
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Feed, utcnow
@@ -98,9 +98,7 @@ def feeds_edit(feed_id: int) -> ResponseReturnValue:
             with transaction():
                 feed_services.update_feed(feed, form.title.data or "", form.topics.data or [])
                 after = {"title": feed.title, "topics": sorted(topic.slug for topic in feed.topics)}
-                changed = {k: after[k] for k in after if after[k] != before[k]}
-                if changed:
-                    record_audit("feed.update", f"feed {feed.id}", changed)
+                changed = record_changes("feed.update", f"feed {feed.id}", before, after)
         except FeedError as error:
             form.topics.errors = [*form.topics.errors, sentence(str(error))]
         else:

@@ -13,7 +13,7 @@ from alertsvc.admin import stats
 from alertsvc.admin.blueprint import bp
 from alertsvc.admin.content_forms import EditTopicForm, TopicForm
 from alertsvc.admin.forms import ConfirmForm
-from alertsvc.audit import record_audit
+from alertsvc.audit import record_audit, record_changes
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Topic, utcnow
@@ -154,9 +154,7 @@ def topics_edit(topic_id: int) -> ResponseReturnValue:
                         "description": topic.description,
                         "query": topic.query,
                     }
-                    changed = {k: after[k] for k in after if after[k] != before[k]}
-                    if changed:
-                        record_audit("topic.update", f"topic {topic.slug}", changed)
+                    changed = record_changes("topic.update", f"topic {topic.slug}", before, after)
             except services.TopicError as error:
                 db.session.expire(topic)
                 _refuse(form, error)

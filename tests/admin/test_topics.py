@@ -140,6 +140,12 @@ def test_edit_changes_name_description_and_query_but_not_the_slug(app: Flask, ad
         "topic nhs",
         {"name": "NHS and care", "description": "Health.", "query": "NHS OR care"},
     )
+    unchanged = {"name": "NHS and care", "description": "Health.", "query": "NHS OR care"}
+    again = post_form(admin_client, path, unchanged, csrf_from=path)
+    assert "Nothing was changed." in admin_client.get(again.headers["Location"]).get_data(
+        as_text=True
+    )
+    assert [entry[1] for entry in _audit(app)] == ["topic.create", "topic.update"]
     bad = post_form(admin_client, path, {"name": "NHS", "query": '"x'}, csrf_from=path)
     assert bad.status_code == 400 and "a quote is not closed" in bad.get_data(as_text=True)
     assert _topics(app) == [("nhs", "NHS and care", "Health.", "NHS OR care")]

@@ -271,14 +271,10 @@ def runs_retry(run_id: int) -> ResponseReturnValue:
     except Exception as error:
         db.session.rollback()
         with transaction():
-            record_audit("run.retry", f"run {run_id}", {"error": describe_error(error)})
+            runs.record_run_retry(run_id, error=describe_error(error))
         flash(f"The run failed again: {describe_error(error)}")
         return redirect(url_for("admin.runs_show", run_id=run_id))
     with transaction():
-        record_audit(
-            "run.retry",
-            f"run {run_id}",
-            {"subscribers": result.subscribers, "emails": result.emails},
-        )
+        runs.record_run_retry(run_id, result=result)
     flash(f"The run was planned: {plural(result.emails, 'email')} queued.")
     return redirect(url_for("admin.runs_show", run_id=run_id))

@@ -198,7 +198,7 @@ def digest_retry_command(run_id: int) -> None:
             f"Digest run {run_id} failed again: {describe_error(error)}"
         ) from error
     with transaction():
-        record_audit("run.retry", f"run {run_id}", {"emails": result.emails})
+        runs.record_run_retry(run_id, result=result)
     click.echo(
         f"Digest run {run_id} ({result.frequency} ending {_when(result.window_end)}): "
         f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} queued"

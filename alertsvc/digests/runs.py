@@ -74,6 +74,19 @@ def record_run_trigger(
     record_audit("run.trigger", target, details)
 
 
+def record_run_retry(
+    run_id: int, *, result: PlanResult | None = None, error: str | None = None
+) -> None:
+    """Audit a parked or failing run planned again by hand (the run's page, ``alertsvc
+    digest retry``) as ``run.retry``: what planning queued, or the error."""
+    details: dict[str, Any] = {}
+    if result is not None:
+        details.update(subscribers=result.subscribers, emails=result.emails)
+    if error is not None:
+        details["error"] = error
+    record_audit("run.retry", f"run {run_id}", details)
+
+
 def runs_to_resume(since: datetime, now: datetime) -> list[tuple[str, datetime]]:
     """Runs still planning whose window ended at or after ``since``, not parked and not
     waiting for their next attempt, oldest first."""

@@ -75,6 +75,17 @@ def record_audit(action: str, target: str = "", details: dict[str, Any] | None =
     )
 
 
+def record_changes(
+    action: str, target: str, before: dict[str, Any], after: dict[str, Any]
+) -> dict[str, Any]:
+    """Audit an edit as the fields it changed, with their new values, and return those;
+    no entry when nothing changed (a form saved as it was is not a change)."""
+    changed = {key: value for key, value in after.items() if value != before.get(key)}
+    if changed:
+        record_audit(action, target, changed)
+    return changed
+
+
 def audit_entries(
     *, limit: int = 50, before_id: int | None = None, action: str | None = None
 ) -> list[AuditEntry]:

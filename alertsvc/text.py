@@ -6,3 +6,9 @@ from __future__ import annotations
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``1 article``, ``2 articles``: every count printed agrees with its noun."""
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def sentence(message: str) -> str:
+    """A service's refusal (``the slug …``, written to follow a colon) as a sentence that
+    starts a form error or a JSON error: its first letter capitalised."""
+    return message[:1].upper() + message[1:]

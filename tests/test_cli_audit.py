@@ -68,7 +68,14 @@ def test_a_digest_run_is_audited_and_a_dry_run_is_not(app: Flask) -> None:
     assert real.exit_code == 0, real.output
     [(action, target, details)] = entries(app)
     assert action == "run.trigger" and target.startswith("run ")
-    assert details["emails"] == 1 and details["frequency"] == "daily"
+    # The same entry as the runs page and the API write (digests.runs.record_run_trigger).
+    assert details == {
+        "frequency": "daily",
+        "window_end": "2026-11-25T07:00:00+00:00",
+        "subscribers": 1,
+        "emails": 1,
+        "already_planned": False,
+    }
 
 
 def test_feeds_and_articles_added_are_audited(app_with) -> None:

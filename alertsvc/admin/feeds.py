@@ -13,10 +13,11 @@ from alertsvc.articles import feeds as feed_services
 from alertsvc.articles import jobs
 from alertsvc.articles.feeds import HealthRules, PollStatus
 from alertsvc.articles.fetching import FeedError
-from alertsvc.audit import record_audit
+from alertsvc.audit import record_audit, record_changes
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Feed, utcnow
+from alertsvc.text import sentence
 from alertsvc.topics.services import list_topics
 
 
@@ -25,10 +26,6 @@ def _feed(feed_id: int) -> Feed:
     if feed is None:
         abort(404)
     return feed
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
 
 
 def _topic_choices(feed: Feed | None = None) -> list[tuple[str, str]]:
@@ -75,7 +72,7 @@ def feeds_new() -> ResponseReturnValue:
         except FeedError as error:
             message = str(error)
             field = form.topics if message.startswith("no such topic") else form.url
-            field.errors = [*field.errors, _sentence(message)]
+            field.errors = [*field.errors, sentence(message)]
         except IntegrityError:
             form.url.errors = ["This feed is already added"]
         else:
@@ -101,11 +98,9 @@ def feeds_edit(feed_id: int) -> ResponseReturnValue:
             with transaction():
                 feed_services.update_feed(feed, form.title.data or "", form.topics.data or [])
                 after = {"title": feed.title, "topics": sorted(topic.slug for topic in feed.topics)}
-                changed = {k: after[k] for k in after if after[k] != before[k]}
-                if changed:
-                    record_audit("feed.update", f"feed {feed.id}", changed)
+                changed = record_changes("feed.update", f"feed {feed.id}", before, after)
         except FeedError as error:
-            form.topics.errors = [*form.topics.errors, _sentence(str(error))]
+            form.topics.errors = [*form.topics.errors, sentence(str(error))]
         else:
             flash("Your changes have been saved." if changed else "Nothing was changed.")
             return redirect(url_for("admin.feeds_edit", feed_id=feed.id), 303)

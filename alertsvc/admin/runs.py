@@ -25,7 +25,7 @@ from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, OutboxStatus, RunStatus, utcnow
 from alertsvc.retries import describe_error
-from alertsvc.text import plural
+from alertsvc.text import plural, sentence
 
 PAGE_SIZE = 50
 # Seconds between reloads of a run's page, when the operator chose to watch its progress,
@@ -72,7 +72,7 @@ def parse_window_end(value: str, now: datetime | None = None) -> datetime:
     try:
         return check_window_end(moment, now)
     except (RunRefused, OverflowError) as error:
-        raise ValidationError(str(error).capitalize()) from None
+        raise ValidationError(sentence(str(error))) from None
 
 
 def _get_run(run_id: int) -> DigestRun:
@@ -216,14 +216,8 @@ def runs_start() -> ResponseReturnValue:
                     DigestRun.frequency == frequency, DigestRun.window_end == window_end
                 )
             )
-            record_audit(
-                "run.trigger",
-                f"run {run.id}" if run else f"{frequency} run",
-                {
-                    "frequency": frequency,
-                    "window_end": window_end.isoformat(),
-                    "error": describe_error(error),
-                },
+            runs.record_run_trigger(
+                frequency, window_end, run.id if run else None, error=describe_error(error)
             )
         flash(f"The run failed: {describe_error(error)}")
         if run is None:
@@ -232,17 +226,7 @@ def runs_start() -> ResponseReturnValue:
     # Planning commits in steps of its own (the run row first, then chunks of
     # subscribers): the entry is written when it is done, with what it queued.
     with transaction():
-        record_audit(
-            "run.trigger",
-            f"run {result.run_id}",
-            {
-                "frequency": frequency,
-                "window_end": window_end.isoformat(),
-                "subscribers": result.subscribers,
-                "emails": result.emails,
-                "already_planned": result.already_planned,
-            },
-        )
+        runs.record_run_trigger(frequency, window_end, result.run_id, result=result)
     if result.already_planned:
         flash(f"That {frequency} run was already planned: nothing more was queued.")
     else:
@@ -287,14 +271,10 @@ def runs_retry(run_id: int) -> ResponseReturnValue:
     except Exception as error:
         db.session.rollback()
         with transaction():
-            record_audit("run.retry", f"run {run_id}", {"error": describe_error(error)})
+            runs.record_run_retry(run_id, error=describe_error(error))
         flash(f"The run failed again: {describe_error(error)}")
         return redirect(url_for("admin.runs_show", run_id=run_id))
     with transaction():
-        record_audit(
-            "run.retry",
-            f"run {run_id}",
-            {"subscribers": result.subscribers, "emails": result.emails},
-        )
+        runs.record_run_retry(run_id, result=result)
     flash(f"The run was planned: {plural(result.emails, 'email')} queued.")
     return redirect(url_for("admin.runs_show", run_id=run_id))

@@ -1,35 +1,23 @@
-"""Figures for the dashboard (and the JSON API's ``stats``): plain functions returning
-dataclasses, each figure one set-based query (GROUP BY), never a query per row.
-
-Days are UTC calendar days. An email counts as queued on the day its row was written, as
-sent on the day it was sent (``sent`` or ``delivered``), and as failed or suppressed on
-the day it was last due to be tried (``next_attempt_at``: the outbox keeps no separate
-time of failure, and a failed or suppressed row is not tried again after that).
+"""The dashboard's composition, and figures only operators' pages show (parked jobs,
+failing and stale feeds, an article's alerts). Subscriber figures come from
+``subscriptions.stats`` and outbox figures from ``delivery.stats``, the one home of each
+(where their rules are written down), which the JSON API's ``stats`` reads too. Each
+figure is one set-based query (GROUP BY), never a query per row.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy import func, or_, select, text
 
 from alertsvc.delivery.pauses import describe_pause, pauses_in_force
+from alertsvc.delivery.stats import DayCount, OutboxDepth, emails_per_day, outbox_depth
 from alertsvc.extensions import db
-from alertsvc.models import (
-    Article,
-    DigestRun,
-    Feed,
-    Frequency,
-    OutboxEmail,
-    OutboxStatus,
-    SignupRequest,
-    Subscriber,
-    Subscription,
-    Topic,
-)
+from alertsvc.models import Article, DigestRun, Feed, Frequency, OutboxEmail, Topic
+from alertsvc.subscriptions.stats import confirmed_subscription_counts, pending_signup_counts
 
 FREQUENCIES = [frequency.value for frequency in Frequency]
 PARKED_SHOWN = 20
@@ -56,49 +44,6 @@ class TopicSubscribers:
         return sum(self.pending.values())
 
 
-def _utc_day(column: Any) -> ColumnElement[str]:
-    """``YYYY-MM-DD`` of a timestamp, in UTC, on PostgreSQL (timestamptz) or SQLite (UTC
-    text, as ``UTCDateTime`` stores it)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    return func.substr(column, 1, 10)
-
-
-def confirmed_subscription_counts() -> dict[int, dict[str, int]]:
-    """topic id -> frequency -> live subscriptions of confirmed, not erased subscribers."""
-    counts: dict[int, dict[str, int]] = {}
-    for topic_id, frequency, number in db.session.execute(
-        select(Subscription.topic_id, Subscription.frequency, func.count())
-        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-        .where(
-            Subscription.ended_at.is_(None),
-            Subscriber.confirmed_at.is_not(None),
-            Subscriber.erased_at.is_(None),
-        )
-        .group_by(Subscription.topic_id, Subscription.frequency)
-    ):
-        counts.setdefault(topic_id, {})[frequency] = number
-    return counts
-
-
-def pending_signup_counts() -> dict[int, dict[str, int]]:
-    """topic id -> frequency -> signups waiting for their confirm link to be clicked.
-
-    A signup's topics are a JSON list, which the two databases expand differently; the
-    rows are read in one query and counted here. Unconfirmed signups are deleted after a
-    few days, so they stay few.
-    """
-    counts: dict[int, Counter[str]] = {}
-    for topic_ids, frequency in db.session.execute(
-        select(SignupRequest.topic_ids, SignupRequest.frequency)
-        .join(Subscriber, Subscriber.id == SignupRequest.subscriber_id)
-        .where(SignupRequest.confirmed_at.is_(None), Subscriber.erased_at.is_(None))
-    ):
-        for topic_id in set(topic_ids or []):
-            counts.setdefault(topic_id, Counter())[frequency] += 1
-    return {topic_id: dict(counter) for topic_id, counter in counts.items()}
-
-
 def subscribers_by_topic() -> list[TopicSubscribers]:
     confirmed = confirmed_subscription_counts()
     pending = pending_signup_counts()
@@ -115,77 +60,6 @@ def subscribers_by_topic() -> list[TopicSubscribers]:
             select(Topic.id, Topic.slug, Topic.name, Topic.retired_at).order_by(Topic.name)
         )
     ]
-
-
-@dataclass(frozen=True)
-class DayEmails:
-    day: date
-    queued: int
-    sent: int
-    failed: int
-    suppressed: int
-
-
-def emails_per_day(now: datetime, days: int = 30) -> list[DayEmails]:
-    """The last ``days`` UTC days, oldest first, today included, zeros where nothing
-    happened."""
-    first = now.date() - timedelta(days=days - 1)
-    since = datetime.combine(first, datetime.min.time(), tzinfo=now.tzinfo)
-
-    def per_day(column: Any, *where: ColumnElement[bool]) -> dict[str, int]:
-        day = _utc_day(column)
-        return dict(
-            db.session.execute(
-                select(day, func.count())
-                .where(column >= since, column <= now, *where)
-                .group_by(day)
-            ).all()
-        )
-
-    queued = per_day(OutboxEmail.created_at)
-    sent = per_day(
-        OutboxEmail.sent_at,
-        OutboxEmail.status.in_([OutboxStatus.SENT.value, OutboxStatus.DELIVERED.value]),
-    )
-    failed = per_day(OutboxEmail.next_attempt_at, OutboxEmail.status == OutboxStatus.FAILED.value)
-    suppressed = per_day(
-        OutboxEmail.next_attempt_at, OutboxEmail.status == OutboxStatus.SUPPRESSED.value
-    )
-    result = []
-    for offset in range(days):
-        day = first + timedelta(days=offset)
-        key = day.isoformat()
-        result.append(
-            DayEmails(
-                day,
-                queued.get(key, 0),
-                sent.get(key, 0),
-                failed.get(key, 0),
-                suppressed.get(key, 0),
-            )
-        )
-    return result
-
-
-@dataclass(frozen=True)
-class OutboxDepth:
-    queued: int
-    oldest_queued_at: datetime | None
-    now: datetime
-
-    @property
-    def oldest_age(self) -> timedelta | None:
-        return None if self.oldest_queued_at is None else self.now - self.oldest_queued_at
-
-
-def outbox_depth(now: datetime) -> OutboxDepth:
-    """Emails waiting to be sent (``queued``, including those waiting for a retry)."""
-    queued, oldest = db.session.execute(
-        select(func.count(), func.min(OutboxEmail.created_at)).where(
-            OutboxEmail.status == OutboxStatus.QUEUED.value
-        )
-    ).one()
-    return OutboxDepth(queued or 0, oldest, now)
 
 
 def failing_feeds() -> list[Feed]:
@@ -287,7 +161,7 @@ def sending_paused() -> list[str]:
 class Dashboard:
     now: datetime
     topics: list[TopicSubscribers]
-    days: list[DayEmails]
+    days: list[DayCount]
     outbox: OutboxDepth
     failing_feeds: list[Feed]
     stale_feeds: list[Feed]
@@ -299,7 +173,7 @@ def dashboard(now: datetime, stale_days: int) -> Dashboard:
     return Dashboard(
         now=now,
         topics=subscribers_by_topic(),
-        days=emails_per_day(now),
+        days=emails_per_day(now.date()),
         outbox=outbox_depth(now),
         failing_feeds=failing_feeds(),
         stale_feeds=stale_feeds(now, stale_days),

@@ -13,10 +13,12 @@ from alertsvc.admin import stats
 from alertsvc.admin.blueprint import bp
 from alertsvc.admin.content_forms import EditTopicForm, TopicForm
 from alertsvc.admin.forms import ConfirmForm
-from alertsvc.audit import record_audit
+from alertsvc.audit import record_audit, record_changes
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Topic, utcnow
+from alertsvc.subscriptions.stats import confirmed_subscription_counts
+from alertsvc.text import sentence
 from alertsvc.topics import services
 from alertsvc.topics.keywords import QueryError
 
@@ -29,10 +31,6 @@ def _topic(topic_id: int) -> Topic:
     if topic is None:
         abort(404)
     return topic
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
 
 
 def _field_for(message: str) -> str:
@@ -51,7 +49,7 @@ def _field_for(message: str) -> str:
 def _refuse(form: TopicForm, error: Exception) -> None:
     name = _field_for(str(error))
     field = getattr(form, name, None) or form.name
-    field.errors = [*field.errors, _sentence(str(error))]
+    field.errors = [*field.errors, sentence(str(error))]
 
 
 def _preview(query: str) -> tuple[list[Any] | None, str | None]:
@@ -59,12 +57,24 @@ def _preview(query: str) -> tuple[list[Any] | None, str | None]:
     try:
         return services.preview_query(query, days=PREVIEW_DAYS, limit=PREVIEW_LIMIT), None
     except QueryError as error:
-        return None, _sentence(str(error))
+        return None, sentence(str(error))
+
+
+def _preview_form_query(form: TopicForm, query: str) -> list[Any] | None:
+    """The "Preview matching articles" button: the articles, or None with the reason on
+    the form's query field."""
+    if not query:
+        form.query.errors = ["Enter a query to preview"]
+        return None
+    preview, problem = _preview(query)
+    if problem:
+        form.query.errors = [problem]
+    return preview
 
 
 @bp.get("/topics")
 def topics() -> ResponseReturnValue:
-    counts = stats.confirmed_subscription_counts()
+    counts = confirmed_subscription_counts()
     return render_template(
         "web/admin/topics.html",
         topics=services.list_topics(),
@@ -76,16 +86,11 @@ def topics() -> ResponseReturnValue:
 @bp.route("/topics/new", methods=["GET", "POST"])
 def topics_new() -> ResponseReturnValue:
     form = TopicForm()
-    preview = preview_problem = None
+    preview = None
     if form.validate_on_submit():
         query = (form.query.data or "").strip()
         if request.form.get("action") == "preview":
-            if query:
-                preview, preview_problem = _preview(query)
-                if preview_problem:
-                    form.query.errors = [preview_problem]
-            else:
-                form.query.errors = ["Enter a query to preview"]
+            preview = _preview_form_query(form, query)
         else:
             try:
                 with transaction():
@@ -135,12 +140,8 @@ def topics_edit(topic_id: int) -> ResponseReturnValue:
             preview_query = query
             if not topic.query:
                 form.query.errors = ["Only a keyword topic has a query to preview"]
-            elif query:
-                preview, problem = _preview(query)
-                if problem:
-                    form.query.errors = [problem]
             else:
-                form.query.errors = ["Enter a query to preview"]
+                preview = _preview_form_query(form, query)
         else:
             before = {"name": topic.name, "description": topic.description, "query": topic.query}
             try:
@@ -153,9 +154,7 @@ def topics_edit(topic_id: int) -> ResponseReturnValue:
                         "description": topic.description,
                         "query": topic.query,
                     }
-                    changed = {k: after[k] for k in after if after[k] != before[k]}
-                    if changed:
-                        record_audit("topic.update", f"topic {topic.slug}", changed)
+                    changed = record_changes("topic.update", f"topic {topic.slug}", before, after)
             except services.TopicError as error:
                 db.session.expire(topic)
                 _refuse(form, error)
@@ -167,7 +166,7 @@ def topics_edit(topic_id: int) -> ResponseReturnValue:
         "web/admin/topic_form.html",
         form=form,
         topic=topic,
-        counts=stats.confirmed_subscription_counts().get(topic.id, {}),
+        counts=confirmed_subscription_counts().get(topic.id, {}),
         frequencies=stats.FREQUENCIES,
         preview=preview,
         preview_query=preview_query,

@@ -241,6 +241,23 @@ def json_body(what: str = "the request") -> Any:
         return bad_request(f"The body is not valid JSON: {error}.")
 
 
+JSON_BODY_ERRORS = {
+    400: "The body is not JSON: not UTF-8, not well formed, nested too deeply, with a "
+    f"repeated key, or with a number that is not finite or over {NUMBER_MAX_CHARACTERS} "
+    "characters long.",
+    413: "The body is too large.",
+    415: "The body is not `application/json`.",
+}
+
+
+def json_body_errors(view: View) -> View:
+    """Document, on a route that reads a JSON body, the answers ``json_body`` (and the
+    body size limit) give a body it cannot take: written once, for every such route."""
+    for status, description in JSON_BODY_ERRORS.items():
+        view = bp.alt_response(status, schema=ErrorSchema, description=description)(view)
+    return view
+
+
 def load_json_object(schema: ma.Schema, what: str) -> dict[str, Any] | Response:
     """A JSON object body loaded through ``schema``, or the 4xx answer."""
     payload = json_body(what)

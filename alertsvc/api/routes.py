@@ -12,10 +12,10 @@ from marshmallow import RAISE, ValidationError
 from sqlalchemy import select
 
 from alertsvc.api.blueprint import (
-    NUMBER_MAX_CHARACTERS,
     bp,
     invalid,
     json_body,
+    json_body_errors,
     not_found,
     requires,
 )
@@ -88,15 +88,7 @@ def _load(payload: Any) -> tuple[list[ArticleInput], bool] | Response:
 )
 @bp.response(201, IngestResultSchema, description="At least one article was new.")
 @bp.alt_response(200, schema=IngestResultSchema, description="Every article was already known.")
-@bp.alt_response(
-    400,
-    schema=ErrorSchema,
-    description="The body is not JSON: not UTF-8, not well formed, nested too deeply, "
-    f"with a repeated key, or with a number that is not finite or over "
-    f"{NUMBER_MAX_CHARACTERS} characters long.",
-)
-@bp.alt_response(413, schema=ErrorSchema, description="The body is too large.")
-@bp.alt_response(415, schema=ErrorSchema, description="The body is not `application/json`.")
+@json_body_errors
 @bp.alt_response(422, schema=ErrorSchema, description="Invalid articles: see `errors`.")
 @requires("articles:write")
 def post_articles() -> Any:

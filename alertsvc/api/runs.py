@@ -13,7 +13,14 @@ from typing import Any
 from flask import Response
 from marshmallow import RAISE
 
-from alertsvc.api.blueprint import bp, invalid, load_json_object, not_found, requires
+from alertsvc.api.blueprint import (
+    bp,
+    invalid,
+    json_body_errors,
+    load_json_object,
+    not_found,
+    requires,
+)
 from alertsvc.api.schemas import (
     MAX_ID,
     ErrorSchema,
@@ -23,7 +30,6 @@ from alertsvc.api.schemas import (
     RunSchema,
     RunTriggerResultSchema,
 )
-from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.digests import jobs
 from alertsvc.digests.planning import (
@@ -32,14 +38,15 @@ from alertsvc.digests.planning import (
     check_window_end,
     start_digest_run,
 )
-from alertsvc.digests.progress import list_runs, run_email_counts
+from alertsvc.digests.runs import list_runs, record_run_trigger, run_emails
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, RunStatus, utcnow
+from alertsvc.text import sentence
 
 
 def _runs(runs: list[DigestRun]) -> list[dict[str, Any]]:
-    emails = run_email_counts([run.id for run in runs])
+    emails = run_emails([run.id for run in runs])
     return [
         {
             "id": run.id,
@@ -55,7 +62,7 @@ def _runs(runs: list[DigestRun]) -> list[dict[str, Any]]:
             "attempts": run.attempts,
             "last_error": run.last_error,
             "parked_at": run.parked_at,
-            "emails": emails[run.id],
+            "emails": emails[run.id].every_status(),
         }
         for run in runs
     ]
@@ -67,7 +74,7 @@ def _window_end(at: datetime | None) -> datetime | Response:
     try:
         return check_window_end(at)
     except RunRefused as error:
-        return invalid({"at": [f"{str(error)[:1].upper()}{str(error)[1:]}."]})
+        return invalid({"at": [f"{sentence(str(error))}."]})
     except (ValueError, OverflowError):
         return invalid({"at": ["Not a time this service can plan a run for."]})
 
@@ -91,9 +98,7 @@ def _window_end(at: datetime | None) -> datetime | Response:
 @bp.alt_response(
     200, schema=RunTriggerResultSchema, description="A dry run, or a run planned before."
 )
-@bp.alt_response(400, schema=ErrorSchema, description="The body is not JSON.")
-@bp.alt_response(413, schema=ErrorSchema, description="The body is too large.")
-@bp.alt_response(415, schema=ErrorSchema, description="The body is not `application/json`.")
+@json_body_errors
 @bp.alt_response(
     422, schema=ErrorSchema, description="Invalid, or `at` is in the future: see `errors`."
 )
@@ -115,14 +120,8 @@ def post_runs() -> Any:
         # planning, and the sweeper finishes it as it would a scheduled one.
         run = start_digest_run(frequency, window_end, trigger="api")
         run_id = run.id
-        record_audit(
-            "run.trigger",
-            f"run {run.id}",
-            {
-                "frequency": frequency,
-                "window_end": run.window_end.isoformat(),
-                "already_planned": run.status == RunStatus.PLANNED,
-            },
+        record_run_trigger(
+            frequency, run.window_end, run.id, already_planned=run.status == RunStatus.PLANNED
         )
     result = jobs.plan_run(frequency, window_end, trigger="api")
     with transaction():

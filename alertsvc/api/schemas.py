@@ -237,16 +237,27 @@ class ErasedSchema(ma.Schema):
 class SubscriberCountSchema(ma.Schema):
     topic = fields.String(metadata={"description": "Topic slug."})
     frequency = fields.String()
-    confirmed = fields.Integer(metadata={"description": "Live subscriptions."})
-    pending = fields.Integer(metadata={"description": "Signups waiting for confirmation."})
+    confirmed = fields.Integer(
+        metadata={"description": "Confirmed subscribers (not erased) with a live subscription."}
+    )
+    pending = fields.Integer(
+        metadata={
+            "description": "Subscribers (not erased) with a signup asking for it that waits "
+            "for its confirm link; one who asked twice counts once."
+        }
+    )
 
 
 class DayCountSchema(ma.Schema):
     day = fields.String(metadata={"description": "UTC date, YYYY-MM-DD."})
     queued = fields.Integer(metadata={"description": "Emails queued that day."})
-    sent = fields.Integer(metadata={"description": "Of those, sent (or delivered)."})
-    failed = fields.Integer(metadata={"description": "Of those, failed."})
-    suppressed = fields.Integer(metadata={"description": "Of those, suppressed."})
+    sent = fields.Integer(metadata={"description": "Emails sent (or delivered) that day."})
+    failed = fields.Integer(
+        metadata={"description": "Of the emails queued that day, those that failed."}
+    )
+    suppressed = fields.Integer(
+        metadata={"description": "Of the emails queued that day, those suppressed."}
+    )
 
 
 class StatsSchema(ma.Schema):

@@ -12,7 +12,15 @@ from typing import Any
 from flask import Response
 
 from alertsvc.addresses import InvalidAddress, normalise_email
-from alertsvc.api.blueprint import bp, invalid, load_json_object, not_found, requires
+from alertsvc.api.blueprint import (
+    View,
+    bp,
+    invalid,
+    json_body_errors,
+    load_json_object,
+    not_found,
+    requires,
+)
 from alertsvc.api.schemas import (
     ErasedSchema,
     ErrorSchema,
@@ -46,6 +54,13 @@ def _subscriber() -> Subscriber | Response:
     return subscriber
 
 
+def _by_address(view: View) -> View:
+    """Document the answers both routes give before they act: ``_subscriber``'s."""
+    for status, description in ((404, NO_SUBSCRIBER), (422, "Not an address: see `errors`.")):
+        view = bp.alt_response(status, schema=ErrorSchema, description=description)(view)
+    return json_body_errors(view)
+
+
 @bp.route("/subscribers/export", methods=["POST"])
 @bp.doc(
     summary="Export everything stored about a subscriber",
@@ -53,11 +68,7 @@ def _subscriber() -> Subscriber | Response:
     requestBody=_BODY,
 )
 @bp.alt_response(200, schema=SubscriberExportSchema, description="The data.", success=True)
-@bp.alt_response(400, schema=ErrorSchema, description="The body is not JSON.")
-@bp.alt_response(404, schema=ErrorSchema, description=NO_SUBSCRIBER)
-@bp.alt_response(413, schema=ErrorSchema, description="The body is too large.")
-@bp.alt_response(415, schema=ErrorSchema, description="The body is not `application/json`.")
-@bp.alt_response(422, schema=ErrorSchema, description="Not an address: see `errors`.")
+@_by_address
 @requires("subscribers:admin")
 def export() -> Any:
     with transaction():
@@ -79,11 +90,7 @@ def export() -> Any:
     requestBody=_BODY,
 )
 @bp.response(200, ErasedSchema)
-@bp.alt_response(400, schema=ErrorSchema, description="The body is not JSON.")
-@bp.alt_response(404, schema=ErrorSchema, description=NO_SUBSCRIBER)
-@bp.alt_response(413, schema=ErrorSchema, description="The body is too large.")
-@bp.alt_response(415, schema=ErrorSchema, description="The body is not `application/json`.")
-@bp.alt_response(422, schema=ErrorSchema, description="Not an address: see `errors`.")
+@_by_address
 @requires("subscribers:admin")
 def erase() -> Any:
     with transaction():

@@ -1,14 +1,26 @@
-"""Outbox figures for operators: every row by status, and emails per day."""
+"""Outbox figures for operators, the one home of each: every row by status, the queue's
+depth and its oldest email, and emails per day. The dashboard, the JSON API's ``stats``
+and ``alertsvc sending status`` all read them here. Set-based: one grouped query each.
+
+Days are UTC calendar days. An email counts as queued on the day its row was written, as
+sent on the day it was sent (``sent`` or ``delivered``), and as failed or suppressed on the
+day it was queued. The outbox keeps no time of failure: ``next_attempt_at`` is when a row
+was last due, which for one held by a pause or a backlog can be days before it was tried,
+and the worker does not move it when it gives up.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, String, case, func, select
 
 from alertsvc.extensions import db
 from alertsvc.models import OutboxEmail, OutboxStatus
+
+_SENT = (OutboxStatus.SENT, OutboxStatus.DELIVERED)
 
 
 def outbox_by_status() -> dict[str, int]:
@@ -23,6 +35,29 @@ def outbox_by_status() -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class OutboxDepth:
+    """Emails waiting to be sent (``queued``, those waiting for a retry included)."""
+
+    queued: int
+    oldest_queued_at: datetime | None
+    now: datetime
+
+    @property
+    def oldest_age(self) -> timedelta | None:
+        """How long the oldest queued email has waited since it was queued."""
+        return None if self.oldest_queued_at is None else self.now - self.oldest_queued_at
+
+
+def outbox_depth(now: datetime) -> OutboxDepth:
+    queued, oldest = db.session.execute(
+        select(func.count(), func.min(OutboxEmail.created_at)).where(
+            OutboxEmail.status == OutboxStatus.QUEUED
+        )
+    ).one()
+    return OutboxDepth(queued or 0, oldest, now)
+
+
+@dataclass(frozen=True)
 class DayCount:
     day: date
     queued: int = 0
@@ -31,45 +66,55 @@ class DayCount:
     suppressed: int = 0
 
 
-_SENT = (OutboxStatus.SENT, OutboxStatus.DELIVERED)
+def _utc_day(column: Any) -> ColumnElement[str]:
+    """``YYYY-MM-DD`` of a timestamp, in UTC, on PostgreSQL (timestamptz) or SQLite (UTC
+    text, as ``UTCDateTime`` stores it)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.substr(column, 1, 10, type_=String)
 
 
 def emails_per_day(today: date, days: int = 30) -> list[DayCount]:
-    """For each of the ``days`` UTC days up to ``today``, oldest first: the emails queued
-    that day, and how many of those have been sent, have failed or were suppressed.
-
-    Counted by the day each email was queued: an outbox row records when it was sent but
-    not when it failed or was suppressed. One grouped query; days with none are zeros.
-    """
+    """The ``days`` UTC days up to ``today``, oldest first, zeros where nothing happened:
+    by the rules in this module's docstring. Two grouped queries: by the day queued, and by
+    the day sent."""
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, time(0), tzinfo=UTC)
-    created = OutboxEmail.created_at
-    day = (
-        func.to_char(func.timezone("UTC", created), "YYYY-MM-DD")
-        if db.session.get_bind().dialect.name == "postgresql"
-        else func.substr(created, 1, 10, type_=String)
-    )
+    end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=UTC)
 
     def having(*statuses: OutboxStatus) -> ColumnElement[int]:
         return func.sum(case((OutboxEmail.status.in_(statuses), 1), else_=0))
 
-    rows = db.session.execute(
-        select(
-            day,
-            func.count(),
-            having(*_SENT),
-            having(OutboxStatus.FAILED),
-            having(OutboxStatus.SUPPRESSED),
+    queued_day = _utc_day(OutboxEmail.created_at)
+    by_queued = {
+        day: (int(queued), int(failed), int(suppressed))
+        for day, queued, failed, suppressed in db.session.execute(
+            select(
+                queued_day,
+                func.count(),
+                having(OutboxStatus.FAILED),
+                having(OutboxStatus.SUPPRESSED),
+            )
+            .where(OutboxEmail.created_at >= start, OutboxEmail.created_at < end)
+            .group_by(queued_day)
         )
-        .where(created >= start)
-        .group_by(day)
-    )
-    found = {
-        day_text: DayCount(date.fromisoformat(day_text), int(q), int(s), int(f), int(u))
-        for day_text, q, s, f, u in rows
     }
+    sent_day = _utc_day(OutboxEmail.sent_at)
+    by_sent = dict(
+        db.session.execute(
+            select(sent_day, func.count())
+            .where(
+                OutboxEmail.sent_at >= start,
+                OutboxEmail.sent_at < end,
+                OutboxEmail.status.in_(_SENT),
+            )
+            .group_by(sent_day)
+        ).all()
+    )
     result = []
     for offset in range(days):
-        moment = first + timedelta(days=offset)
-        result.append(found.get(moment.isoformat(), DayCount(moment)))
+        day = first + timedelta(days=offset)
+        queued, failed, suppressed = by_queued.get(day.isoformat(), (0, 0, 0))
+        sent = int(by_sent.get(day.isoformat(), 0))
+        result.append(DayCount(day, queued, sent, failed, suppressed))
     return result

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
+from alertsvc.delivery.stats import outbox_depth
 from alertsvc.extensions import db
 from alertsvc.models import OutboxEmail, OutboxStatus
 from alertsvc.text import plural
@@ -36,7 +37,6 @@ def outbox_summary(now: datetime) -> OutboxSummary:
     """Counts of the outbox rows still in play or given up on, and the oldest queued row's
     age. Sent and delivered rows are left out: they are the bulk and need no one."""
     counted = (
-        OutboxStatus.QUEUED,
         OutboxStatus.SENDING,
         OutboxStatus.FAILED,
         OutboxStatus.SUPPRESSED,
@@ -48,13 +48,11 @@ def outbox_summary(now: datetime) -> OutboxSummary:
             .group_by(OutboxEmail.status)
         ).all()
     )
-    oldest = db.session.scalar(
-        select(func.min(OutboxEmail.created_at)).where(OutboxEmail.status == OutboxStatus.QUEUED)
-    )
+    depth = outbox_depth(now)
     return OutboxSummary(
-        queued=counts.get(OutboxStatus.QUEUED, 0),
+        queued=depth.queued,
         sending=counts.get(OutboxStatus.SENDING, 0),
         failed=counts.get(OutboxStatus.FAILED, 0),
         suppressed=counts.get(OutboxStatus.SUPPRESSED, 0),
-        oldest_queued=now - oldest if oldest is not None else None,
+        oldest_queued=depth.oldest_age,
     )

@@ -70,16 +70,7 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
         result = jobs.plan_run(frequency, window_end, trigger="cli", progress=progress)
     # Planning commits in chunks of its own; the entry follows the run it records.
     with transaction():
-        record_audit(
-            "run.trigger",
-            f"run {result.run_id}",
-            {
-                "frequency": frequency,
-                "window_end": window_end.isoformat(),
-                "emails": result.emails,
-                "already_planned": result.already_planned,
-            },
-        )
+        runs.record_run_trigger(frequency, window_end, result.run_id, result=result)
     if result.already_planned:
         click.echo(
             f"The {frequency} run ending {window_end:%Y-%m-%d %H:%M} UTC was already planned: "
@@ -207,7 +198,7 @@ def digest_retry_command(run_id: int) -> None:
             f"Digest run {run_id} failed again: {describe_error(error)}"
         ) from error
     with transaction():
-        record_audit("run.retry", f"run {run_id}", {"emails": result.emails})
+        runs.record_run_retry(run_id, result=result)
     click.echo(
         f"Digest run {run_id} ({result.frequency} ending {_when(result.window_end)}): "
         f"{plural(result.subscribers, 'subscriber')}, {plural(result.emails, 'email')} queued"

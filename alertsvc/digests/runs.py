@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
-from alertsvc.digests.planning import find_or_create_digest_run
+from alertsvc.audit import record_audit
+from alertsvc.digests.planning import PlanResult, find_or_create_digest_run
 from alertsvc.extensions import db
 from alertsvc.models import DigestRun, OutboxEmail, OutboxStatus, RunStatus, Subscriber
 from alertsvc.retries import Failure, RetryPolicy
@@ -41,6 +43,48 @@ def record_run_failure(
     run.next_attempt_at = None if failure.parked_at else failure.next_attempt_at
     run.parked_at = failure.parked_at
     return failure
+
+
+def record_run_trigger(
+    frequency: str,
+    window_end: datetime,
+    run_id: int | None,
+    *,
+    result: PlanResult | None = None,
+    already_planned: bool | None = None,
+    error: str | None = None,
+) -> None:
+    """Audit a run started by hand (the runs page, ``alertsvc digest run``, the API) as
+    ``run.trigger`` on ``run N`` (``<frequency> run`` if it never got a row): its window
+    end, and what came of it as far as the caller knows, what planning queued
+    (``result``), only whether it was planned before, or the error. In the caller's
+    transaction, as every audit entry is."""
+    details: dict[str, Any] = {"frequency": frequency, "window_end": window_end.isoformat()}
+    if result is not None:
+        details.update(
+            subscribers=result.subscribers,
+            emails=result.emails,
+            already_planned=result.already_planned,
+        )
+    elif already_planned is not None:
+        details["already_planned"] = already_planned
+    if error is not None:
+        details["error"] = error
+    target = f"run {run_id}" if run_id is not None else f"{frequency} run"
+    record_audit("run.trigger", target, details)
+
+
+def record_run_retry(
+    run_id: int, *, result: PlanResult | None = None, error: str | None = None
+) -> None:
+    """Audit a parked or failing run planned again by hand (the run's page, ``alertsvc
+    digest retry``) as ``run.retry``: what planning queued, or the error."""
+    details: dict[str, Any] = {}
+    if result is not None:
+        details.update(subscribers=result.subscribers, emails=result.emails)
+    if error is not None:
+        details["error"] = error
+    record_audit("run.retry", f"run {run_id}", details)
 
 
 def runs_to_resume(since: datetime, now: datetime) -> list[tuple[str, datetime]]:
@@ -112,12 +156,21 @@ class RunEmails:
     def sent(self) -> int:
         return self.count(OutboxStatus.SENT, OutboxStatus.DELIVERED)
 
+    def every_status(self) -> dict[str, int]:
+        """By status, every status present (0 if none)."""
+        return {str(status): self.by_status.get(status, 0) for status in OutboxStatus}
 
-def list_runs(limit: int, before_id: int | None = None) -> list[DigestRun]:
-    """Runs newest first (by id: the order they were started in), ``before_id`` pages back."""
+
+def list_runs(
+    limit: int, before_id: int | None = None, frequency: str | None = None
+) -> list[DigestRun]:
+    """Runs newest first (by id: the order they were started in), ``before_id`` pages back,
+    of one ``frequency`` if given."""
     statement = select(DigestRun).order_by(DigestRun.id.desc()).limit(limit)
     if before_id is not None:
         statement = statement.where(DigestRun.id < before_id)
+    if frequency is not None:
+        statement = statement.where(DigestRun.frequency == frequency)
     return list(db.session.scalars(statement))
 
 

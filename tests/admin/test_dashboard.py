@@ -9,9 +9,9 @@ from datetime import date, timedelta
 from flask import Flask
 from sqlalchemy import insert, update
 
-from alertsvc.admin import stats
 from alertsvc.admin.charts import line_chart
 from alertsvc.delivery.pauses import pause
+from alertsvc.delivery.stats import emails_per_day
 from alertsvc.extensions import db
 from alertsvc.models import (
     Article,
@@ -96,7 +96,8 @@ def test_emails_per_day_as_a_chart_and_a_table(app: Flask, admin_client):
             "status": "delivered",
             "sent_at": now,
         },
-        {"created_at": yesterday, "next_attempt_at": yesterday, "status": "failed"},
+        # Failed on its last try, today: counted on the day it was queued.
+        {"created_at": yesterday, "next_attempt_at": now, "status": "failed"},
         {"created_at": now, "next_attempt_at": now, "status": "suppressed"},
         {"created_at": now - timedelta(seconds=1), "next_attempt_at": now, "status": "queued"},
         {"created_at": now - timedelta(days=40), "next_attempt_at": now, "status": "queued"},
@@ -117,7 +118,7 @@ def test_emails_per_day_as_a_chart_and_a_table(app: Flask, admin_client):
 
 def test_emails_per_day_covers_thirty_utc_days_with_zeros(app: Flask):
     with app.app_context():
-        days = stats.emails_per_day(utcnow())
+        days = emails_per_day(utcnow().date())
     assert len(days) == 30
     assert days[-1].day == utcnow().date()
     assert all(d.queued == d.sent == d.failed == d.suppressed == 0 for d in days)

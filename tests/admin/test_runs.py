@@ -149,7 +149,8 @@ def test_run_now_refuses_a_window_end_in_the_future(app, admin_client):
     )
     text = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert "There is a problem" in text and "cannot end in the future" in text
+    assert "There is a problem" in text and "A run cannot end in the future" in text
+    assert f"{later:%Y-%m-%d %H:%M} UTC is later than now" in text
     # The confirm step checks again: a hand-made POST is refused the same way.
     token = csrf_token(admin_client, "/admin/runs/new")
     response = admin_client.post(

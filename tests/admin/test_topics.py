@@ -107,6 +107,22 @@ def test_preview_shows_recent_matching_articles_and_saves_nothing(app: Flask, ad
     assert _topics(app) == []
 
 
+def test_preview_without_a_query_or_with_a_bad_one_says_why(app: Flask, admin_client):
+    empty = _new(admin_client, slug="nhs", name="NHS", query="", action="preview")
+    assert "Enter a query to preview" in empty.get_data(as_text=True)
+    bad = _new(admin_client, slug="nhs", name="NHS", query='"x', action="preview")
+    assert "A quote is not closed" in bad.get_data(as_text=True)
+    _new(admin_client, slug="nhs", name="NHS", query="NHS")
+    [topic_id] = rows(app, select(Topic.id))
+    path = f"/admin/topics/{topic_id}"
+    for query, message in (("", "Enter a query to preview"), ('"x', "A quote is not closed")):
+        response = post_form(
+            admin_client, path, {"name": "NHS", "query": query, "action": "preview"}, csrf_from=path
+        )
+        assert message in response.get_data(as_text=True)
+    assert _topics(app) == [("nhs", "NHS", "", "NHS")]
+
+
 def test_edit_changes_name_description_and_query_but_not_the_slug(app: Flask, admin_client):
     _new(admin_client, slug="nhs", name="NHS", query="NHS")
     [topic_id] = rows(app, select(Topic.id))
@@ -124,6 +140,12 @@ def test_edit_changes_name_description_and_query_but_not_the_slug(app: Flask, ad
         "topic nhs",
         {"name": "NHS and care", "description": "Health.", "query": "NHS OR care"},
     )
+    unchanged = {"name": "NHS and care", "description": "Health.", "query": "NHS OR care"}
+    again = post_form(admin_client, path, unchanged, csrf_from=path)
+    assert "Nothing was changed." in admin_client.get(again.headers["Location"]).get_data(
+        as_text=True
+    )
+    assert [entry[1] for entry in _audit(app)] == ["topic.create", "topic.update"]
     bad = post_form(admin_client, path, {"name": "NHS", "query": '"x'}, csrf_from=path)
     assert bad.status_code == 400 and "a quote is not closed" in bad.get_data(as_text=True)
     assert _topics(app) == [("nhs", "NHS and care", "Health.", "NHS OR care")]

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import insert
 
 from alertsvc.extensions import db
-from alertsvc.models import Feed, SignupRequest, utcnow
+from alertsvc.models import Feed, OutboxEmail, SignupRequest, utcnow
 from tests.api.helpers import seed_service
 from tests.factories import (
     create_article,
     create_feed,
+    create_subscriber,
     create_token,
+    create_topic,
     seed_topics,
     subscriber_id_for,
 )
@@ -163,3 +166,35 @@ def test_stats(app, client, reader):
         "suppressed": 0,
     }
     assert sum(day["queued"] for day in days[:-1]) == 0
+
+
+def test_stats_count_as_the_dashboard_does(app, client, reader):
+    """Sent by the day sent; failed and suppressed by the day queued; erased and unconfirmed
+    subscribers' subscriptions left out."""
+    data = create_topic(app, "data", "Data")
+    create_subscriber(app, "a@example.com", {data: "daily"})
+    create_subscriber(app, "gone@example.com", {data: "daily"}, erased_at=utcnow())
+    create_subscriber(app, "never@example.com", {data: "daily"}, confirmed=False)
+    now = utcnow()
+    yesterday = now - timedelta(days=1)
+    with app.app_context():
+        db.session.execute(
+            insert(OutboxEmail),
+            [
+                {"template": "alert", "created_at": yesterday, "status": "sent", "sent_at": now},
+                {
+                    "template": "alert",
+                    "created_at": yesterday,
+                    "next_attempt_at": now,
+                    "status": "failed",
+                },
+            ],
+        )
+        db.session.commit()
+    stats = client.get("/api/v1/stats", headers=reader).json
+    assert stats["subscribers"] == [
+        {"topic": "data", "frequency": "daily", "confirmed": 1, "pending": 0}
+    ]
+    *_, before, today = stats["emails_per_day"]
+    assert (before["queued"], before["sent"], before["failed"]) == (2, 0, 1)
+    assert (today["queued"], today["sent"], today["failed"]) == (0, 1, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
@@ -170,3 +170,27 @@ def test_a_body_not_labelled_json_is_415(app, client, ops):
     response = client.post(RUNS, data="frequency=daily", headers=ops)
     assert response.status_code == 415
     assert response.json["detail"] == "Send the run as JSON, with Content-Type: application/json."
+
+
+def test_runs_listed_by_frequency_and_paged(app, client, ops):
+    end = floor_hour(utcnow())
+    with app.app_context():
+        for hours, frequency in enumerate(["daily", "weekly", "daily", "daily"]):
+            db.session.add(
+                DigestRun(
+                    frequency=frequency,
+                    window_start=end - timedelta(hours=hours + 24),
+                    window_end=end - timedelta(hours=hours),
+                    status="planned",
+                )
+            )
+        db.session.commit()
+    daily = rows(app, select(DigestRun.id).where(DigestRun.frequency == "daily"))
+    first = client.get(f"{RUNS}?frequency=daily&limit=2", headers=ops).json
+    assert [run["id"] for run in first["runs"]] == sorted(daily, reverse=True)[:2]
+    assert {run["frequency"] for run in first["runs"]} == {"daily"}
+    rest = client.get(
+        f"{RUNS}?frequency=daily&limit=2&before_id={first['next_before_id']}", headers=ops
+    ).json
+    assert [run["id"] for run in rest["runs"]] == sorted(daily, reverse=True)[2:]
+    assert rest["next_before_id"] is None

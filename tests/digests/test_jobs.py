@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from alertsvc.digests import alerts as alerts_module
 from alertsvc.digests import jobs, planning
-from alertsvc.models import Article, DigestRun, OutboxEmail, RunStatus
+from alertsvc.models import Article, AuditEntry, DigestRun, OutboxEmail, RunStatus
 from tests.digests.helpers import RECIPIENT, alerts, at, start_subscriptions_at
 from tests.factories import count, create_article, create_subscriber, rows, seed_topics
 
@@ -183,6 +183,10 @@ def test_a_failing_daily_run_does_not_skip_the_weekly_run_and_is_parked_then_ret
     )
     assert sorted(rows(app, select(RECIPIENT))) == ["daily@example.com", "weekly@example.com"]
     assert run_state(app, "daily", hour)[1:5] == (RunStatus.PLANNED, 0, None, False)
+    # The same entry as the run's page writes (digests.runs.record_run_retry).
+    assert rows(app, select(AuditEntry.target, AuditEntry.details)) == [
+        (f"run {run_id}", {"subscribers": 1, "emails": 1})
+    ]
 
     missing = runner.invoke(args=["digest", "retry", "999999"])
     assert missing.exit_code == 1

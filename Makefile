@@ -23,10 +23,11 @@ run: install ## Run web, worker and scheduler on SQLite with the file transport 
 		'# Written by make run: alertsvc commands run from this checkout use development' \
 		'# settings (a random key in instance/secret_key). Delete this file to stop that.' \
 		'ALERTSVC_ENV=development' >> .env
+	@# Every alertsvc process below counts into this folder: it must exist, and start empty.
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	$(UV) run alertsvc db upgrade
 	$(UV) run alertsvc seed-demo
 	$(UV) run alertsvc operators dev-admin
-	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	$(UV) run honcho start -f Procfile
 
 .PHONY: test

@@ -12,10 +12,9 @@ from sqlalchemy import select, update
 
 from alertsvc.extensions import db
 from alertsvc.models import Feed, Topic, utcnow
-from tests.browser.helpers import LiveServer, heading
+from tests.browser.helpers import LiveServer, heading, sign_in_as
 from tests.browser.test_accessibility import assert_accessible
 from tests.factories import (
-    OPERATOR_PASSWORD,
     create_article,
     create_feed,
     create_operator,
@@ -34,11 +33,7 @@ FEED_URL = "https://93.184.215.14/newsroom.xml"
 
 def sign_in(page: Page, live_server: LiveServer) -> None:
     create_operator(live_server.app, ADMIN, "admin")
-    page.goto("/admin/login")
-    page.get_by_label("Email address").fill(ADMIN)
-    page.get_by_label("Password").fill(OPERATOR_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(heading(page)).to_have_text("Dashboard")
+    sign_in_as(page, ADMIN)
 
 
 def test_an_operator_adds_a_topic_and_a_feed(page: Page, live_server: LiveServer):

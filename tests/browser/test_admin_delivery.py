@@ -12,21 +12,13 @@ from playwright.sync_api import Page, expect
 from alertsvc.database import transaction
 from alertsvc.delivery.suppressions import SuppressionSource, suppress
 from alertsvc.models import SuppressionReason, utcnow
-from tests.browser.helpers import LiveServer, heading
+from tests.browser.helpers import LiveServer, heading, sign_in_as
 from tests.browser.test_accessibility import assert_accessible
-from tests.factories import OPERATOR_PASSWORD, create_operator, create_token
+from tests.factories import create_operator, create_token
 
 pytestmark = pytest.mark.browser
 
 EMAIL = "ops@publisher.example"
-
-
-def sign_in(page: Page) -> None:
-    page.goto("/admin/login")
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password").fill(OPERATOR_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(heading(page)).to_have_text("Dashboard")
 
 
 def some_data(live_server: LiveServer) -> None:
@@ -107,7 +99,7 @@ def test_delivery_pages_are_accessible(
     create_operator(live_server.app, EMAIL, "admin")
     some_data(live_server)
     page.set_viewport_size({"width": width, "height": 800})
-    sign_in(page)
+    sign_in_as(page, EMAIL)
     reach(page)
     expect(heading(page)).to_contain_text(title)
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
@@ -124,7 +116,7 @@ def test_delivery_pages_are_accessible(
 
 def test_an_operator_pauses_and_resumes_sending(page: Page, live_server: LiveServer) -> None:
     create_operator(live_server.app, EMAIL, "admin")
-    sign_in(page)
+    sign_in_as(page, EMAIL)
     page.get_by_role("link", name="Delivery").click()
     page.get_by_label("All sending").check()
     page.get_by_label("Reason").fill("SES review")

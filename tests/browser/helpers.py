@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Locator, Page, expect
 
 from alertsvc import tokens
+from tests.factories import OPERATOR_PASSWORD
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,12 @@ def email_link(page: Page, path_prefix: str) -> Locator:
 
 def heading(page: Page) -> Locator:
     return page.get_by_role("heading", level=1)
+
+
+def sign_in_as(page: Page, email: str, password: str = OPERATOR_PASSWORD) -> None:
+    """Sign in at /admin/login as an existing operator, and land on the dashboard."""
+    page.goto("/admin/login")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(heading(page)).to_have_text("Dashboard")

@@ -11,11 +11,10 @@ from playwright.sync_api import Page, expect
 
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.models import utcnow
-from tests.browser.helpers import heading
+from tests.browser.helpers import heading, sign_in_as
 from tests.browser.test_accessibility import AXE_OPTIONS, assert_accessible, axe, describe
 from tests.digests.helpers import start_subscriptions_at
 from tests.factories import (
-    OPERATOR_PASSWORD,
     create_article,
     create_operator,
     create_subscriber,
@@ -68,20 +67,13 @@ def _check(page: Page, *, allow_refresh: bool = False) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
-def _sign_in(page: Page) -> None:
-    page.goto("/admin/login")
-    page.get_by_label("Email address").fill(OPERATOR)
-    page.get_by_label("Password").fill(OPERATOR_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-
-
 def test_operator_previews_a_digest_runs_one_and_sees_the_audit(
     page: Page, live_server, mailbox: Mailbox
 ) -> None:
     app = live_server.app
     create_operator(app, OPERATOR, "admin")
     _due_reader(app)
-    _sign_in(page)
+    sign_in_as(page, OPERATOR)
 
     page.get_by_role("link", name="Subscribers").click()
     expect(heading(page)).to_have_text("Subscribers")
@@ -137,7 +129,7 @@ def test_operator_previews_a_digest_runs_one_and_sees_the_audit(
 
 def test_run_now_refuses_a_future_window_end_accessibly(page: Page, live_server) -> None:
     create_operator(live_server.app, OPERATOR, "admin")
-    _sign_in(page)
+    sign_in_as(page, OPERATOR)
     page.goto("/admin/runs/new")
     later = floor_hour(utcnow()) + timedelta(hours=3)
     page.get_by_label("Window end (UTC, optional)").fill(f"{later:%Y-%m-%dT%H:%M}")
@@ -150,7 +142,7 @@ def test_erase_confirm_page_is_accessible(page: Page, live_server) -> None:
     app = live_server.app
     create_operator(app, OPERATOR, "admin")
     reader = _due_reader(app)
-    _sign_in(page)
+    sign_in_as(page, OPERATOR)
     page.goto(f"/admin/subscribers/{reader}/erase")
     expect(heading(page)).to_have_text(f"Erase subscriber {reader}?")
     _check(page)

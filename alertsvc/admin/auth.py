@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 
@@ -32,9 +41,15 @@ def _address_key() -> str:
         return "admin-address:invalid"
 
 
+def _failed(response: Response) -> bool:
+    """Only a refused attempt counts against the limits: signing in (a redirect) does not,
+    so an operator who signs in often is never locked out by their own successes."""
+    return response.status_code >= 400
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"], deduct_when=_failed)
 def sign_in() -> ResponseReturnValue:
     form = SignInForm()
     problem = None

@@ -136,6 +136,21 @@ def test_sign_in_is_rate_limited_per_address(app_with):
     assert sign_in(client, "someone.else@publisher.example").status_code == 400
 
 
+def test_only_failed_sign_ins_count_against_the_limits(app_with):
+    """Successful sign-ins used to count too: an operator locked themselves out."""
+    app = app_with(
+        ADMIN_SIGNIN_RATE_LIMIT_PER_ADDRESS="3 per hour",
+        ADMIN_SIGNIN_RATE_LIMIT_PER_IP="3 per hour",
+    )
+    create_operator(app)
+    for _ in range(3):
+        assert sign_in(app.test_client()).status_code == 302
+    assert sign_in(app.test_client(), password="wrong password here").status_code == 400
+    for _ in range(2):
+        assert sign_in(app.test_client(), password="wrong password here").status_code == 400
+    assert sign_in(app.test_client()).status_code == 429
+
+
 def test_session_cookie_is_secure_in_production(app_with):
     app = app_with(ENV="production", SECRET_KEY="x" * 10 + "abcdefghijklmnopqrstuvwxyz0123456789")
     create_operator(app)

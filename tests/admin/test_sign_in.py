@@ -62,6 +62,17 @@ def test_sign_in_only_returns_to_admin_pages(app: Flask):
         ("//evil.example/admin", "/admin/"),
         ("/\\evil.example", "/admin/"),
         ("/admin/audit", "/admin/audit"),
+        ("/admin/audit?action=topic.create&before=5", "/admin/audit?action=topic.create&before=5"),
+        ("/admin", "/admin"),
+        ("/administrator", "/admin/"),
+        ("/admin\r\nX-Injected: 1", "/admin/"),
+        ("/admin/audit\nX", "/admin/"),
+        ("/admin/..//evil.example", "/admin/"),
+        ("/admin/%2e%2e//evil.example", "/admin/"),
+        ("/admin/./audit", "/admin/"),
+        ("/admin//evil.example", "/admin/"),
+        ("/admin/%5cevil.example", "/admin/"),
+        ("/admin/audit?q=a b", "/admin/audit?q=a%20b"),
     ]:
         client = app.test_client()
         data = {
@@ -70,6 +81,7 @@ def test_sign_in_only_returns_to_admin_pages(app: Flask):
             "csrf_token": csrf_token(client),
         }
         response = client.post("/admin/login", query_string={"next": target}, data=data)
+        assert response.status_code == 302, target
         assert response.headers["Location"] == expected, target
 
 

@@ -13,7 +13,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
 from alertsvc.addresses import InvalidAddress, normalise_email
 from alertsvc.admin import operators
@@ -73,6 +73,9 @@ def sign_in() -> ResponseReturnValue:
 def sign_out() -> ResponseReturnValue:
     form = ConfirmForm()
     if form.validate_on_submit():
+        with transaction():
+            operators.sign_out_operator(current_user)
+            record_audit("operator.sign_out", f"operator {current_user.email}")
         logout_user()
         session.clear()
         flash("You have signed out.")

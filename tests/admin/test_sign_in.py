@@ -128,6 +128,24 @@ def test_sign_out(app: Flask):
     assert client.get("/admin/").status_code == 302
 
 
+def test_sign_out_ends_the_session_on_the_server_too(app: Flask):
+    """A cookie copied before signing out (another tab, a stolen copy) used to keep working."""
+    create_operator(app)
+    client = app.test_client()
+    assert sign_in(client).status_code == 302
+    copy = app.test_client()
+    copy.set_cookie("session", client.get_cookie("session").value)
+    assert copy.get("/admin/").status_code == 200
+
+    assert post_form(client, "/admin/logout").status_code == 302
+
+    assert copy.get("/admin/").status_code == 302
+    assert client.get("/admin/").status_code == 302
+    entries = rows(app, select(AuditEntry.actor, AuditEntry.action).order_by(AuditEntry.id))
+    assert entries[-1] == ("operator:ops@publisher.example", "operator.sign_out")
+    assert sign_in(client).status_code == 302
+
+
 def test_viewers_see_the_pages_and_may_sign_out(app: Flask):
     create_operator(app, "viewer@publisher.example", "viewer")
     client = app.test_client()

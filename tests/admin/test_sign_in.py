@@ -229,6 +229,42 @@ def test_operators_commands(app: Flask):
     assert actions == ["operator.create", "operator.set_role"]
 
 
+def test_password_commands_without_a_terminal_say_so_in_one_line(app: Flask):
+    """Without a terminal they printed a GetPassWarning and "Aborted!", and reset-password
+    asked for a password before finding there was no such operator."""
+    create_operator(app, "ann@publisher.example")
+    runner = app.test_cli_runner()
+
+    def run(*args: str, input: str | None = None) -> tuple[int, list[str]]:
+        result = runner.invoke(args=["operators", *args], input=input)
+        return result.exit_code, result.output.strip().splitlines()
+
+    no_terminal = "Error: no terminal to ask for the password: pipe it with --password-stdin"
+    assert run("reset-password", "nobody@example.org") == (
+        1,
+        ["Error: no operator nobody@example.org"],
+    )
+    assert run("reset-password", "nobody@example.org", "--password-stdin", input="x" * 20) == (
+        1,
+        ["Error: no operator nobody@example.org"],
+    )
+    assert run("reset-password", "ann@publisher.example") == (1, [no_terminal])
+    assert run("create", "x@example.org") == (1, [no_terminal])
+    assert run("create", "ann@publisher.example") == (
+        1,
+        ["Error: an operator ann@publisher.example already exists"],
+    )
+    too_short = ["Error: the password must be at least 12 characters"]
+    assert run("create", "x@example.org", "--password-stdin", input="\n") == (1, too_short)
+    assert run("reset-password", "ann@publisher.example", "--password-stdin", input="") == (
+        1,
+        too_short,
+    )
+    assert rows(app, select(Operator.email)) == ["ann@publisher.example"]
+    assert rows(app, select(AuditEntry.action)) == []
+    assert sign_in(app.test_client(), "ann@publisher.example").status_code == 302
+
+
 def test_make_runs_development_admin(app_with, tmp_path):
     app = app_with(ENV="development")
     app.instance_path = str(tmp_path)

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, logout_user
 
 from alertsvc.audit import Actor, set_actor
+from alertsvc.ids import query_id
 from alertsvc.models import utcnow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -28,6 +29,9 @@ VIEWER_CHANGES = frozenset({"admin.sign_out"})
 # API asks the subscribers:admin scope for the same).
 ADMIN_READS = frozenset({"admin.subscribers_export"})
 SEEN_KEY = "admin_seen"
+# Query parameters that carry a row id on any admin page (the paging of long lists): checked
+# here for every page, so none can pass a number past our id columns to the database.
+ID_PARAMETERS = ("before",)
 
 # The navigation, in order: (endpoint, label). An entry shows once its page exists.
 NAVIGATION = [
@@ -83,6 +87,8 @@ def _refuse_anonymous() -> ResponseReturnValue:
 
 @bp.before_request
 def require_operator() -> ResponseReturnValue | None:
+    for name in ID_PARAMETERS:
+        query_id(name)
     if request.endpoint in OPEN_ENDPOINTS:
         return None
     if not current_user.is_authenticated:

@@ -27,6 +27,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     register_logging(app)
     register_extensions(app)
+    register_input_checks(app)
     register_converters(app)
     register_blueprints(app)
     register_error_handlers(app)
@@ -65,6 +66,13 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def register_input_checks(app: Flask) -> None:
+    """No page takes a NUL or other control character (``alertsvc.characters``)."""
+    from alertsvc import characters
+
+    characters.register(app)
 
 
 def register_converters(app: Flask) -> None:

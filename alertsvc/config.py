@@ -460,7 +460,7 @@ def _check_feedback(config: dict[str, Any]) -> None:
         whole = _number(config[name])
         most = _AT_MOST.get(name)
         if not (whole.is_integer() and whole >= least and (most is None or whole <= most)):
-            bounds = f"at least {least}" if most is None else f"from {least} to {most}"
+            bounds = f"of at least {least}" if most is None else f"from {least} to {most}"
             raise ConfigurationError(
                 f"ALERTSVC_{name} must be a whole number {bounds}, not {config[name]!r}"
             )

@@ -27,6 +27,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     register_logging(app)
     register_extensions(app)
+    register_input_checks(app)
+    register_converters(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_security_headers(app)
@@ -64,6 +66,21 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def register_input_checks(app: Flask) -> None:
+    """No page takes a NUL or other control character (``alertsvc.characters``)."""
+    from alertsvc import characters
+
+    characters.register(app)
+
+
+def register_converters(app: Flask) -> None:
+    """``<int:…>`` in every route is an id that fits our id columns (``alertsvc.ids``);
+    before any blueprint registers, so each of their rules is built with it."""
+    from alertsvc.ids import IdConverter
+
+    app.url_map.converters["int"] = IdConverter
 
 
 def register_blueprints(app: Flask) -> None:

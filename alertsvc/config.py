@@ -425,6 +425,14 @@ _WHOLE_NUMBERS = {
     "RETENTION_CHUNK_SIZE": 1,
     "RETENTION_MAX_CHUNKS": 1,
 }
+# Days kept: at most a century, so a typo (3000000, 1e9) is refused here and not met by the
+# purge as an OverflowError when it subtracts that many days from today.
+_MOST_DAYS = 36500
+_AT_MOST = {
+    "RETENTION_OUTBOX_DAYS": _MOST_DAYS,
+    "RETENTION_RUNS_DAYS": _MOST_DAYS,
+    "RETENTION_UNSUBSCRIBED_DAYS": _MOST_DAYS,
+}
 
 
 def _number(value: object) -> float:
@@ -450,9 +458,11 @@ def _check_feedback(config: dict[str, Any]) -> None:
         config[name] = fraction
     for name, least in _WHOLE_NUMBERS.items():
         whole = _number(config[name])
-        if not (whole.is_integer() and whole >= least):
+        most = _AT_MOST.get(name)
+        if not (whole.is_integer() and whole >= least and (most is None or whole <= most)):
+            bounds = f"of at least {least}" if most is None else f"from {least} to {most}"
             raise ConfigurationError(
-                f"ALERTSVC_{name} must be a whole number of at least {least}, not {config[name]!r}"
+                f"ALERTSVC_{name} must be a whole number {bounds}, not {config[name]!r}"
             )
         config[name] = int(whole)
     timeout = _number(config["SNS_CERT_TIMEOUT_SECONDS"])

@@ -36,8 +36,13 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A request id from a proxy is kept when it is short and plain; anything else could forge
 # log lines or carry data, and is replaced.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# Anything that looks like an address, plain or percent-encoded (in a logged URL).
-_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# Anything with an @ in it, plain or percent-encoded (in a logged URL), up to the nearest
+# separator of a URL, a header or a sentence either side: a partial address (a search for
+# ``due1@example``) is redacted too, and the rest of a request line is kept around it.
+_SEPARATORS = r"""/?&=;,\s"'<>()\[\]{}"""
+_ADDRESS = re.compile(rf"[^{_SEPARATORS}]*(?:@|%40)[^{_SEPARATORS}]*")
+# Left after the mark: the full stop or colon ending a sentence is not part of the address.
+_TRAILING = ".:!"
 _HANDLER_NAME = "alertsvc"
 
 
@@ -52,9 +57,16 @@ class EmailRedactor:
         digest = hmac.new(self.key, normal.encode(), hashlib.sha256).hexdigest()
         return f"email:{digest[:10]}"
 
+    def _replace(self, match: re.Match[str]) -> str:
+        found = match.group(0)
+        address = found.rstrip(_TRAILING)
+        if address in ("@", "%40"):
+            return found
+        return self.mark(address) + found[len(address) :]
+
     def redact(self, value: Any) -> Any:
         if isinstance(value, str):
-            return _ADDRESS.sub(lambda match: self.mark(match.group(0)), value)
+            return _ADDRESS.sub(self._replace, value)
         if isinstance(value, Mapping):
             return {self.redact(k): self.redact(v) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):

@@ -479,3 +479,28 @@ def test_the_worker_refuses_a_guard_threshold_it_cannot_read(app, environment):
 def test_feedback_settings_from_the_environment_are_numbers(app_with):
     app = app_with(REPUTATION_BOUNCE_RATE="0.05", SNS_MAX_AGE_SECONDS="600")
     assert (app.config["REPUTATION_BOUNCE_RATE"], app.config["SNS_MAX_AGE_SECONDS"]) == (0.05, 600)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RETENTION_OUTBOX_DAYS", "3000000"),
+        ("RETENTION_OUTBOX_DAYS", "1e9"),
+        ("RETENTION_RUNS_DAYS", "99999999999999999999"),
+        ("RETENTION_UNSUBSCRIBED_DAYS", "1000000000"),
+    ],
+)
+def test_retention_days_beyond_a_century_refuse_to_start(environment, name, value):
+    """Accepted, they crashed the purge with an OverflowError traceback."""
+    environment.setenv(f"ALERTSVC_{name}", value)
+
+    result = CliRunner().invoke(build_cli(), ["retention", "purge", "--dry-run"])
+
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"Error: ALERTSVC_{name} must be a whole number from 1 to 36500, not ")
+
+
+def test_retention_days_of_a_century_are_accepted(app_with):
+    app = app_with(RETENTION_OUTBOX_DAYS="36500")
+    assert app.config["RETENTION_OUTBOX_DAYS"] == 36500

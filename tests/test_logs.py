@@ -97,6 +97,44 @@ def test_every_field_is_redacted_and_an_address_keeps_one_mark() -> None:
     assert event["to"][1]["cc"].startswith("email:")
 
 
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        # A search for part of an address was logged in clear (no dot in the domain).
+        (
+            '127.0.0.1 - - "GET /admin/subscribers?q=due1@example HTTP/1.1" 200 -',
+            ['127.0.0.1 - - "GET /admin/subscribers?q=', ' HTTP/1.1" 200 -'],
+        ),
+        # The whole path and query were swallowed into the mark.
+        (
+            "GET /admin/subscribers?q=due1%40example.org&page=2 HTTP/1.1",
+            ["GET /admin/subscribers?q=", "&page=2 HTTP/1.1"],
+        ),
+        ("to=due1@example;cc=@example.org,x", ["to=", ";cc=", ",x"]),
+        ("550 <c@example.com> (d@example.com) [e@example] {f@x}", ["550 <", "> (", ") [", "] {"]),
+        ("sent to 'g@example.org'.", ["sent to '", "'."]),
+        ("bounce for h@example.org.", ["bounce for ", "."]),
+    ],
+)
+def test_anything_with_an_at_sign_is_redacted_and_the_rest_of_the_line_kept(
+    line: str, kept: list[str]
+) -> None:
+    redacted = EmailRedactor("key").redact(line)
+    assert "@" not in redacted and "%40" not in redacted
+    assert "email:" in redacted
+    position = 0
+    for piece in kept:
+        found = redacted.find(piece, position)
+        assert found >= 0, (piece, redacted)
+        position = found + len(piece)
+
+
+def test_a_partial_address_keeps_the_same_mark_plain_or_encoded() -> None:
+    redact = EmailRedactor("key").redact
+    assert redact("q=due1@example") == redact("q=DUE1%40example")
+    assert redact("an @ on its own") == "an @ on its own"
+
+
 def test_text_logs_outside_production_and_jobs_carry_their_name(logging_app) -> None:
     _, log_output = logging_app()
     with job_context("digest_run", run_id=12):

@@ -14,6 +14,7 @@ from alertsvc.articles import services
 from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.extensions import db
+from alertsvc.ids import query_id
 from alertsvc.models import Article, OutboxStatus, Topic
 
 PAGE_SIZE = 50
@@ -22,13 +23,10 @@ PAGE_SIZE = 50
 @bp.get("/articles")
 def articles() -> ResponseReturnValue:
     text = request.args.get("q", "")
-    raw_before = request.args.get("before", "")
+    before = query_id("before")
     problem = None
     if len(text) > services.SEARCH_MAX:
         problem = f"Search for at most {services.SEARCH_MAX} characters"
-    before = int(raw_before) if raw_before.isdigit() and len(raw_before) < 19 else None
-    if raw_before and before is None:
-        abort(404)
     found = [] if problem else services.search_articles(text, before_id=before, limit=PAGE_SIZE + 1)
     more = len(found) > PAGE_SIZE
     found = found[:PAGE_SIZE]

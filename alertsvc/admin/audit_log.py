@@ -9,6 +9,7 @@ from sqlalchemy import select
 from alertsvc.admin.blueprint import bp
 from alertsvc.audit import audit_entries
 from alertsvc.extensions import db
+from alertsvc.ids import query_id
 from alertsvc.models import AuditEntry
 
 PAGE_SIZE = 50
@@ -16,7 +17,7 @@ PAGE_SIZE = 50
 
 @bp.get("/audit", endpoint="audit")
 def audit_index() -> ResponseReturnValue:
-    before = request.args.get("before", type=int)
+    before = query_id("before")
     action = (request.args.get("action") or "").strip()[:64] or None
     entries = audit_entries(limit=PAGE_SIZE + 1, before_id=before, action=action)
     more = len(entries) > PAGE_SIZE

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
 from alertsvc.addresses import InvalidAddress, normalise_email
 from alertsvc.admin import operators
@@ -32,9 +41,15 @@ def _address_key() -> str:
         return "admin-address:invalid"
 
 
+def _failed(response: Response) -> bool:
+    """Only a refused attempt counts against the limits: signing in (a redirect) does not,
+    so an operator who signs in often is never locked out by their own successes."""
+    return response.status_code >= 400
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"])
+@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_address_limit, key_func=_address_key, methods=["POST"], deduct_when=_failed)
 def sign_in() -> ResponseReturnValue:
     form = SignInForm()
     problem = None
@@ -58,6 +73,9 @@ def sign_in() -> ResponseReturnValue:
 def sign_out() -> ResponseReturnValue:
     form = ConfirmForm()
     if form.validate_on_submit():
+        with transaction():
+            operators.sign_out_operator(current_user)
+            record_audit("operator.sign_out", f"operator {current_user.email}")
         logout_user()
         session.clear()
         flash("You have signed out.")

@@ -8,13 +8,15 @@ never reaches a view. Sessions end after ``ADMIN_SESSION_IDLE_SECONDS`` without 
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import quote, unquote, urlsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, logout_user
 
 from alertsvc.audit import Actor, set_actor
+from alertsvc.ids import query_id
 from alertsvc.models import utcnow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -27,6 +29,9 @@ VIEWER_CHANGES = frozenset({"admin.sign_out"})
 # API asks the subscribers:admin scope for the same).
 ADMIN_READS = frozenset({"admin.subscribers_export"})
 SEEN_KEY = "admin_seen"
+# Query parameters that carry a row id on any admin page (the paging of long lists): checked
+# here for every page, so none can pass a number past our id columns to the database.
+ID_PARAMETERS = ("before",)
 
 # The navigation, in order: (endpoint, label). An entry shows once its page exists.
 NAVIGATION = [
@@ -41,19 +46,37 @@ NAVIGATION = [
 ]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Characters a path or query keeps as they are when the address is written back out.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+_QUERY_SAFE = _PATH_SAFE + "?%"
+
+
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path under /admin on this site, never elsewhere."""
-    if target:
-        parts = urlsplit(target)
-        if (
-            not parts.scheme
-            and not parts.netloc
-            and parts.path.startswith("/admin")
-            and "\\" not in target
-            and not target.startswith("//")
-        ):
-            return target
-    return url_for("admin.dashboard")
+    """Where to go after signing in: a path under /admin on this site, never elsewhere.
+
+    Only a plain path: no scheme or host, no control character (a newline would end the
+    ``Location`` header), no backslash, no empty, ``.`` or ``..`` segment, plain or
+    percent-encoded (a browser resolves ``/admin/..//evil.example`` off this site). Anything
+    else goes to the dashboard.
+    """
+    fallback = url_for("admin.dashboard")
+    if not target or _CONTROL.search(target) or "\\" in target:
+        return fallback
+    parts = urlsplit(target)
+    path = unquote(parts.path)
+    if parts.scheme or parts.netloc or _CONTROL.search(path) or "\\" in path:
+        return fallback
+    segments = path.split("/")
+    inner, last = segments[1:-1], segments[-1]
+    if (
+        segments[:2] != ["", "admin"]
+        or any(segment in ("", ".", "..") for segment in inner)
+        or last in (".", "..")
+    ):
+        return fallback
+    query = f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else ""
+    return quote(path, safe=_PATH_SAFE) + query
 
 
 def _refuse_anonymous() -> ResponseReturnValue:
@@ -64,6 +87,8 @@ def _refuse_anonymous() -> ResponseReturnValue:
 
 @bp.before_request
 def require_operator() -> ResponseReturnValue | None:
+    for name in ID_PARAMETERS:
+        query_id(name)
     if request.endpoint in OPEN_ENDPOINTS:
         return None
     if not current_user.is_authenticated:

@@ -18,11 +18,36 @@ from alertsvc.models import OperatorRole
 ROLES = click.Choice([role.value for role in OperatorRole])
 
 
+NO_TERMINAL = "no terminal to ask for the password: pipe it with --password-stdin"
+
+
 def _read_password(from_stdin: bool) -> str:
-    """From standard input (one line, for scripts) or a hidden prompt asked twice."""
+    """From standard input (one line, for scripts) or a hidden prompt asked twice.
+
+    Without a terminal to prompt on (cron, a pipe, ``</dev/null``) and no
+    ``--password-stdin``, one line says so instead of a GetPassWarning and "Aborted!". An
+    empty line is a password like any other, refused by the length rule.
+    """
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise click.ClickException(NO_TERMINAL)
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _check(question, *args: object) -> None:  # type: ignore[no-untyped-def]
+    """Ask before prompting for a password whether the command can succeed at all."""
+    try:
+        question(*args)
+    except operators.OperatorError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _new_address(email: str) -> None:
+    if operators.find_operator(email) is not None:
+        raise operators.OperatorError(
+            f"an operator {operators.operator_email(email)} already exists"
+        )
 
 
 def _run(change, *args: object) -> None:  # type: ignore[no-untyped-def]
@@ -45,6 +70,7 @@ def operators_cli() -> None:
 @with_appcontext
 def create_command(email: str, role: str, password_stdin: bool) -> None:
     """Create an operator who signs in as EMAIL."""
+    _check(_new_address, email)
     password = _read_password(password_stdin)
 
     def create() -> None:
@@ -122,6 +148,7 @@ def set_role_command(email: str, role: str) -> None:
 @with_appcontext
 def reset_password_command(email: str, password_stdin: bool) -> None:
     """Set a new password for EMAIL (their sessions end)."""
+    _check(operators.get_operator, email)
     password = _read_password(password_stdin)
 
     def reset() -> None:

@@ -81,6 +81,12 @@ def _sign_out_everywhere(operator: Operator) -> None:
     operator.session_version += 1
 
 
+def sign_out_operator(operator: Operator) -> None:
+    """Signing out ends every session of this operator: a copied cookie stops working too
+    (the cookie alone cannot be taken back, its session version can)."""
+    _sign_out_everywhere(operator)
+
+
 def disable_operator(email: str) -> Operator:
     operator = get_operator(email)
     if operator.disabled_at is None:

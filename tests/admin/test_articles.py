@@ -77,7 +77,7 @@ def test_huge_or_odd_search_input_is_refused_cleanly(admin_client):
     response = admin_client.get("/admin/articles?q=" + "x" * 600)
     assert response.status_code == 400
     assert "Search for at most 500 characters" in response.get_data(as_text=True)
-    assert admin_client.get("/admin/articles?before=abc").status_code == 404
+    assert admin_client.get("/admin/articles?before=abc").status_code == 400
     assert admin_client.get("/admin/articles?q=" + "9" * 40).status_code == 200
 
 

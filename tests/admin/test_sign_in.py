@@ -7,6 +7,7 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import select
 
+from alertsvc.admin.blueprint import safe_next
 from alertsvc.models import AuditEntry, Operator, utcnow
 from alertsvc.models.types import set_clock
 from tests.admin.helpers import csrf_token, post_form, sign_in
@@ -62,6 +63,15 @@ def test_sign_in_only_returns_to_admin_pages(app: Flask):
         ("//evil.example/admin", "/admin/"),
         ("/\\evil.example", "/admin/"),
         ("/admin/audit", "/admin/audit"),
+        ("/admin/audit?action=topic.create&before=5", "/admin/audit?action=topic.create&before=5"),
+        ("/admin", "/admin"),
+        ("/administrator", "/admin/"),
+        ("/admin/..//evil.example", "/admin/"),
+        ("/admin/%2e%2e//evil.example", "/admin/"),
+        ("/admin/./audit", "/admin/"),
+        ("/admin//evil.example", "/admin/"),
+        ("/admin/%5cevil.example", "/admin/"),
+        ("/admin/audit?q=a b", "/admin/audit?q=a%20b"),
     ]:
         client = app.test_client()
         data = {
@@ -70,7 +80,21 @@ def test_sign_in_only_returns_to_admin_pages(app: Flask):
             "csrf_token": csrf_token(client),
         }
         response = client.post("/admin/login", query_string={"next": target}, data=data)
+        assert response.status_code == 302, target
         assert response.headers["Location"] == expected, target
+
+
+def test_next_with_a_control_character_goes_to_the_dashboard(app: Flask):
+    """A newline in next= gave 500 (a header cannot hold one). Pages now refuse such a query
+    before sign-in reads it (test_characters); safe_next refuses it on its own too."""
+    with app.test_request_context():
+        for target in (
+            "/admin\r\nX-Injected: 1",
+            "/admin/audit\nX",
+            "/admin/%0d%0aX",
+            "/admin\x00",
+        ):
+            assert safe_next(target) == "/admin/", target
 
 
 def test_sessions_end_after_the_idle_time(app: Flask):
@@ -116,6 +140,24 @@ def test_sign_out(app: Flask):
     assert client.get("/admin/").status_code == 302
 
 
+def test_sign_out_ends_the_session_on_the_server_too(app: Flask):
+    """A cookie copied before signing out (another tab, a stolen copy) used to keep working."""
+    create_operator(app)
+    client = app.test_client()
+    assert sign_in(client).status_code == 302
+    copy = app.test_client()
+    copy.set_cookie("session", client.get_cookie("session").value)
+    assert copy.get("/admin/").status_code == 200
+
+    assert post_form(client, "/admin/logout").status_code == 302
+
+    assert copy.get("/admin/").status_code == 302
+    assert client.get("/admin/").status_code == 302
+    entries = rows(app, select(AuditEntry.actor, AuditEntry.action).order_by(AuditEntry.id))
+    assert entries[-1] == ("operator:ops@publisher.example", "operator.sign_out")
+    assert sign_in(client).status_code == 302
+
+
 def test_viewers_see_the_pages_and_may_sign_out(app: Flask):
     create_operator(app, "viewer@publisher.example", "viewer")
     client = app.test_client()
@@ -134,6 +176,21 @@ def test_sign_in_is_rate_limited_per_address(app_with):
     client = app.test_client()
     assert sign_in(client).status_code == 429
     assert sign_in(client, "someone.else@publisher.example").status_code == 400
+
+
+def test_only_failed_sign_ins_count_against_the_limits(app_with):
+    """Successful sign-ins used to count too: an operator locked themselves out."""
+    app = app_with(
+        ADMIN_SIGNIN_RATE_LIMIT_PER_ADDRESS="3 per hour",
+        ADMIN_SIGNIN_RATE_LIMIT_PER_IP="3 per hour",
+    )
+    create_operator(app)
+    for _ in range(3):
+        assert sign_in(app.test_client()).status_code == 302
+    assert sign_in(app.test_client(), password="wrong password here").status_code == 400
+    for _ in range(2):
+        assert sign_in(app.test_client(), password="wrong password here").status_code == 400
+    assert sign_in(app.test_client()).status_code == 429
 
 
 def test_session_cookie_is_secure_in_production(app_with):
@@ -182,6 +239,42 @@ def test_operators_commands(app: Flask):
     assert rows(app, select(Operator.email)) == ["ann@publisher.example"]
     actions = rows(app, select(AuditEntry.action).order_by(AuditEntry.id))
     assert actions == ["operator.create", "operator.set_role"]
+
+
+def test_password_commands_without_a_terminal_say_so_in_one_line(app: Flask):
+    """Without a terminal they printed a GetPassWarning and "Aborted!", and reset-password
+    asked for a password before finding there was no such operator."""
+    create_operator(app, "ann@publisher.example")
+    runner = app.test_cli_runner()
+
+    def run(*args: str, input: str | None = None) -> tuple[int, list[str]]:
+        result = runner.invoke(args=["operators", *args], input=input)
+        return result.exit_code, result.output.strip().splitlines()
+
+    no_terminal = "Error: no terminal to ask for the password: pipe it with --password-stdin"
+    assert run("reset-password", "nobody@example.org") == (
+        1,
+        ["Error: no operator nobody@example.org"],
+    )
+    assert run("reset-password", "nobody@example.org", "--password-stdin", input="x" * 20) == (
+        1,
+        ["Error: no operator nobody@example.org"],
+    )
+    assert run("reset-password", "ann@publisher.example") == (1, [no_terminal])
+    assert run("create", "x@example.org") == (1, [no_terminal])
+    assert run("create", "ann@publisher.example") == (
+        1,
+        ["Error: an operator ann@publisher.example already exists"],
+    )
+    too_short = ["Error: the password must be at least 12 characters"]
+    assert run("create", "x@example.org", "--password-stdin", input="\n") == (1, too_short)
+    assert run("reset-password", "ann@publisher.example", "--password-stdin", input="") == (
+        1,
+        too_short,
+    )
+    assert rows(app, select(Operator.email)) == ["ann@publisher.example"]
+    assert rows(app, select(AuditEntry.action)) == []
+    assert sign_in(app.test_client(), "ann@publisher.example").status_code == 302
 
 
 def test_make_runs_development_admin(app_with, tmp_path):

@@ -146,6 +146,24 @@ def test_run_now_dry_run_first_then_for_real(app, admin_client, mailbox):
     assert target == f"run {run.id}"
     assert details["emails"] == 1 and details["frequency"] == "daily"
 
+    again = post_form(
+        admin_client, "/admin/runs/new", {"frequency": "daily", "at": ""}, csrf_from="/admin/runs"
+    )
+    assert f"This run was already planned (run {run.id})" in again.get_data(as_text=True)
+
+
+def test_run_start_with_an_empty_window_end_runs_the_last_hour(app, admin_client):
+    """As the run-now form does: an empty window end is the last whole hour."""
+    _subscriber, end = _due_now(app)
+    token = csrf_token(admin_client, "/admin/runs/new")
+    started = admin_client.post(
+        "/admin/runs/start", data={"frequency": "daily", "at": "", "csrf_token": token}
+    )
+    assert started.status_code == 302
+    [run] = rows(app, select(DigestRun))
+    assert (run.window_end, run.status, run.email_count) == (end, "planned", 1)
+    assert len(_audit(app, "run.trigger")) == 1
+
 
 def test_run_now_refuses_a_window_end_in_the_future(app, admin_client):
     later = floor_hour(utcnow()) + timedelta(hours=2)

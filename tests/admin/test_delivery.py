@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from alertsvc.addresses import address_hash
 from alertsvc.api.tokens import ApiToken, live_token
 from alertsvc.database import transaction
 from alertsvc.delivery.suppressions import SuppressionSource, suppress
@@ -132,6 +133,30 @@ def test_suppressions_are_listed_newest_first_and_searched_by_prefix(
     # A LIKE wildcard in the search is a character, not a pattern.
     found = page_text(admin_client.get("/admin/delivery/suppressions?q=a%25"))
     assert "alice@" not in found and "No suppressed address starts with" in found
+
+
+def test_a_whole_address_finds_an_erased_subscribers_hashed_suppression(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    suppressed(app, address_hash("gone@example.org"), "gone.too@example.org")
+    found = page_text(admin_client.get("/admin/delivery/suppressions?q=Gone@Example.org"))
+    assert "gone@example.org (erased subscriber; kept as a hash)" in found
+    assert "gone.too@example.org" not in found and "sha256:" not in found
+    newest = page_text(admin_client.get("/admin/delivery/suppressions"))
+    assert "(erased subscriber; kept as a hash)" in newest and "gone@example.org" not in newest
+    prefix = page_text(admin_client.get("/admin/delivery/suppressions?q=gone@"))
+    assert "kept as a hash" not in prefix.split("Addresses starting with")[1]
+
+    [row_id] = rows(app, select(Suppression.id).where(Suppression.email.startswith("sha256:")))
+    path = f"/admin/delivery/suppressions/{row_id}/remove"
+    assert "Remove an erased subscriber&#39;s address (kept as a hash)" in page_text(
+        admin_client.get(path)
+    )
+    removed = post_form(
+        admin_client, path, {"reason": "Asked to hear again"}, csrf_from=path, follow_redirects=True
+    )
+    assert "Removed an erased subscriber&#39;s address (kept as a hash)" in page_text(removed)
+    assert rows(app, select(Suppression.email)) == ["gone.too@example.org"]
 
 
 def test_an_operator_suppresses_and_removes_an_address_with_reasons(

@@ -25,14 +25,13 @@ from alertsvc.api.tokens import (
 from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.delivery import suppressions
-from alertsvc.delivery.pauses import SCOPE_WORDS, pause, pauses_in_force, resume
+from alertsvc.delivery.pauses import SCOPE_WORDS, pause, pause_actor, pauses_in_force, resume
 from alertsvc.delivery.reputation import PAUSED_BY as GUARD
 from alertsvc.delivery.reputation import measure_reputation
 from alertsvc.extensions import db
 from alertsvc.models import PauseScope, Suppression, SuppressionReason, utcnow
 from alertsvc.subscriptions.forms import MultiCheckboxField
 
-PAUSED_BY_OPERATOR = "operator"
 ERASED_ADDRESS = "an erased subscriber's address (kept as a hash)"
 REASON_MAX = 500
 SUPPRESSIONS_SHOWN = 100
@@ -152,7 +151,7 @@ def delivery_pause() -> ResponseReturnValue:
         return _delivery_page(form, 400)
     scope = PauseScope(form.scope.data)
     with transaction():
-        recorded = pause(scope, form.reason.data, PAUSED_BY_OPERATOR, utcnow())
+        recorded = pause(scope, form.reason.data, pause_actor(), utcnow())
         if recorded:
             record_audit("sending.pause", f"sending: {scope.value}", {"reason": form.reason.data})
     flash(
@@ -170,7 +169,7 @@ def delivery_resume() -> ResponseReturnValue:
         abort(400)
     scope = PauseScope(form.scope.data)
     with transaction():
-        ended = resume(scope, PAUSED_BY_OPERATOR, utcnow())
+        ended = resume(scope, pause_actor(), utcnow())
         if ended:
             record_audit("sending.resume", f"sending: {scope.value}")
     flash(f"Resumed {SCOPE_WORDS[scope]}." if ended else "That pause had already ended.")

@@ -12,15 +12,19 @@ from sqlalchemy import select
 
 from alertsvc.addresses import address_hash
 from alertsvc.api.tokens import ApiToken, live_token
+from alertsvc.audit import Actor, record_audit, set_actor
 from alertsvc.database import transaction
+from alertsvc.delivery.pauses import pause, pause_actor
 from alertsvc.delivery.suppressions import SuppressionSource, suppress
 from alertsvc.models import (
     AuditEntry,
+    PauseScope,
     SendingPause,
     Suppression,
     SuppressionReason,
     utcnow,
 )
+from tests.admin.conftest import ADMIN_EMAIL
 from tests.admin.helpers import post_form
 from tests.factories import count, create_token, rows
 
@@ -77,10 +81,11 @@ def test_pause_and_resume_are_audited(app: Flask, admin_client: FlaskClient) -> 
     text = page_text(response)
     assert "Paused subscription emails" in text
     assert "Reason: Checking a bounce spike" in text
+    assert f"UTC by operator:{ADMIN_EMAIL}." in text
     [paused] = rows(app, select(SendingPause))
     assert (paused.scope, paused.paused_by, paused.resumed_at) == (
         "subscriptions",
-        "operator",
+        f"operator:{ADMIN_EMAIL}",
         None,
     )
 
@@ -93,10 +98,23 @@ def test_pause_and_resume_are_audited(app: Flask, admin_client: FlaskClient) -> 
     )
     assert "Resumed subscription emails" in page_text(response)
     assert rows(app, select(SendingPause.resumed_at))[0] is not None
+    assert rows(app, select(SendingPause.resumed_by)) == [f"operator:{ADMIN_EMAIL}"]
     assert audit(app) == [
         ("sending.pause", "sending: subscriptions"),
         ("sending.resume", "sending: subscriptions"),
     ]
+
+
+def test_a_long_operator_name_is_cut_to_fit_with_an_ellipsis(app: Flask) -> None:
+    long_name = f"operator:{'a' * 80}@example.org"
+    with app.test_request_context():
+        set_actor(Actor(long_name))
+        with transaction():
+            pause(PauseScope.ALL, "Moving domains", pause_actor(), utcnow())
+            record_audit("sending.pause", "sending: all")
+    [by] = rows(app, select(SendingPause.paused_by))
+    assert len(by) == 64 and by == long_name[:63] + "…"
+    assert rows(app, select(AuditEntry.actor)) == [long_name]
 
 
 @pytest.mark.parametrize(

@@ -215,15 +215,12 @@ def requeue_failed_emails(run_id: int, now: datetime) -> int:
     stays visible until the next attempt replaces it.
     """
     erased = select(Subscriber.id).where(Subscriber.erased_at.is_not(None))
-    # The address the worker would send to: a row that failed has it, one queued before
-    # its first claim takes the subscriber's (as the claim does).
-    address = func.coalesce(
-        OutboxEmail.to_address,
-        select(Subscriber.email)
-        .where(Subscriber.id == OutboxEmail.subscriber_id)
-        .scalar_subquery(),
+    # A row that failed was claimed, and the claim filled in its address.
+    suppressed = (
+        select(Suppression.id)
+        .where(Suppression.email == OutboxEmail.to_address)
+        .correlate(OutboxEmail)
     )
-    suppressed = select(Suppression.id).where(Suppression.email == address)
     result = db.session.execute(
         update(OutboxEmail)
         .where(

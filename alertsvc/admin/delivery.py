@@ -7,11 +7,11 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from wtforms import Form, HiddenField, RadioField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
-from alertsvc.addresses import InvalidAddress, normalise_email
+from alertsvc.addresses import InvalidAddress, address_hash, normalise_email
 from alertsvc.admin.blueprint import bp
 from alertsvc.admin.forms import ConfirmForm
 from alertsvc.api.tokens import (
@@ -25,14 +25,14 @@ from alertsvc.api.tokens import (
 from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.delivery import suppressions
-from alertsvc.delivery.pauses import SCOPE_WORDS, pause, pauses_in_force, resume
+from alertsvc.delivery.pauses import SCOPE_WORDS, pause, pause_actor, pauses_in_force, resume
 from alertsvc.delivery.reputation import PAUSED_BY as GUARD
 from alertsvc.delivery.reputation import measure_reputation
 from alertsvc.extensions import db
 from alertsvc.models import PauseScope, Suppression, SuppressionReason, utcnow
 from alertsvc.subscriptions.forms import MultiCheckboxField
 
-PAUSED_BY_OPERATOR = "operator"
+ERASED_ADDRESS = "an erased subscriber's address (kept as a hash)"
 REASON_MAX = 500
 SUPPRESSIONS_SHOWN = 100
 SCOPE_HINTS = {
@@ -151,7 +151,7 @@ def delivery_pause() -> ResponseReturnValue:
         return _delivery_page(form, 400)
     scope = PauseScope(form.scope.data)
     with transaction():
-        recorded = pause(scope, form.reason.data, PAUSED_BY_OPERATOR, utcnow())
+        recorded = pause(scope, form.reason.data, pause_actor(), utcnow())
         if recorded:
             record_audit("sending.pause", f"sending: {scope.value}", {"reason": form.reason.data})
     flash(
@@ -169,7 +169,7 @@ def delivery_resume() -> ResponseReturnValue:
         abort(400)
     scope = PauseScope(form.scope.data)
     with transaction():
-        ended = resume(scope, PAUSED_BY_OPERATOR, utcnow())
+        ended = resume(scope, pause_actor(), utcnow())
         if ended:
             record_audit("sending.resume", f"sending: {scope.value}")
     flash(f"Resumed {SCOPE_WORDS[scope]}." if ended else "That pause had already ended.")
@@ -179,10 +179,25 @@ def delivery_resume() -> ResponseReturnValue:
 # -- suppressions ----------------------------------------------------------------------------
 
 
-def _search(prefix: str) -> list[Suppression]:
+def _whole_address(text: str) -> str | None:
+    """``text`` normalised, if it is a whole valid address."""
+    if "@" not in text:
+        return None
+    try:
+        return normalise_email(text)
+    except InvalidAddress:
+        return None
+
+
+def _search(prefix: str, address: str | None) -> list[Suppression]:
+    """The newest suppressions starting with ``prefix``; when it is a whole ``address``,
+    its hash too (an erased subscriber's suppression keeps no address)."""
     query = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.id.desc())
     if prefix:
-        query = query.where(Suppression.email.startswith(prefix.lower(), autoescape=True))
+        matches = Suppression.email.startswith(prefix.lower(), autoescape=True)
+        if address is not None:
+            matches = or_(matches, Suppression.email.in_([address, address_hash(address)]))
+        query = query.where(matches)
     return list(db.session.scalars(query.limit(SUPPRESSIONS_SHOWN)))
 
 
@@ -193,7 +208,8 @@ def delivery_suppressions() -> ResponseReturnValue:
 
 def _suppressions_page(form: SuppressionAddForm, status: int = 200) -> ResponseReturnValue:
     prefix = (request.args.get("q") or "").strip()[:320]
-    found = _search(prefix)
+    address = _whole_address(prefix)
+    found = _search(prefix, address)
     total = suppressions.count_suppressions()
     db.session.rollback()
     return (
@@ -201,6 +217,9 @@ def _suppressions_page(form: SuppressionAddForm, status: int = 200) -> ResponseR
             "web/admin/delivery_suppressions.html",
             form=form,
             prefix=prefix,
+            address=address,
+            address_hash=address_hash(address) if address else None,
+            is_hashed=suppressions.is_hashed,
             found=found,
             total=total,
             shown=SUPPRESSIONS_SHOWN,
@@ -253,11 +272,13 @@ def delivery_suppression_remove(suppression_id: int) -> ResponseReturnValue:
                     f"suppression {suppression_id}",
                     {"was": reason, "reason": form.reason.data},
                 )
-        flash(f"Removed {email} from the suppression list: mail to it may go again.")
+        shown = ERASED_ADDRESS if suppressions.is_hashed(email) else email
+        flash(f"Removed {shown} from the suppression list: mail to it may go again.")
         return redirect(url_for("admin.delivery_suppressions"), 303)
     status = 400 if request.method == "POST" else 200
+    shown = ERASED_ADDRESS if suppressions.is_hashed(row.email) else row.email
     return render_template(
-        "web/admin/delivery_suppression_remove.html", form=form, suppression=row
+        "web/admin/delivery_suppression_remove.html", form=form, suppression=row, shown=shown
     ), status
 
 

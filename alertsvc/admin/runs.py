@@ -51,7 +51,8 @@ class StartRunForm(FlaskForm):
     """The confirmation after a dry run: the same run, for real."""
 
     frequency = HiddenField(validators=[InputRequired()])
-    at = HiddenField(validators=[InputRequired()])
+    # Empty means the last whole hour, as on the run-now form.
+    at = HiddenField(validators=[Length(max=40)])
 
 
 def parse_window_end(value: str, now: datetime | None = None) -> datetime:
@@ -175,18 +176,12 @@ def runs_preview() -> ResponseReturnValue:
         return render_template("web/admin/run_new.html", form=form, default_end=_default_end()), 400
     frequency, window_end = form.frequency.data, form.window_end
     result = jobs.plan_run(frequency, window_end, trigger="operator", dry_run=True)
-    existing = db.session.scalar(
-        db.select(DigestRun).where(
-            DigestRun.frequency == frequency, DigestRun.window_end == window_end
-        )
-    )
     start = StartRunForm(formdata=None, frequency=frequency, at=f"{window_end:{AT_FORMAT}}")
     return render_template(
         "web/admin/run_preview.html",
         result=result,
         frequency=frequency,
         window_end=window_end,
-        existing=existing,
         form=start,
     )
 

@@ -173,6 +173,37 @@ def _check_token() -> Response | None:
     return None
 
 
+def _query_names(view: Callable[..., Any] | None) -> set[str]:
+    """The query parameters a view declares, through ``@bp.arguments(..., location="query")``
+    (flask-smorest keeps the declarations on the view, for the OpenAPI document)."""
+    declared = getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+    names: set[str] = set()
+    for parameter in declared:
+        if parameter.get("in") != "query":
+            continue
+        schema = parameter["schema"]
+        schema = schema() if isinstance(schema, type) else schema
+        names.update(field.data_key or name for name, field in schema.fields.items())
+    return names
+
+
+@bp.before_request
+def _check_query() -> Response | None:
+    """Every route refuses a query parameter it does not take, and one given twice (which
+    value counts would be a guess): the API's 422, the same for every route. Runs after
+    ``_check_token``, so a caller without access learns nothing about parameters."""
+    if not request.args:
+        return None
+    known = _query_names(current_app.view_functions.get(request.endpoint or ""))
+    errors: dict[str, list[str]] = {}
+    for name in request.args:
+        if name not in known:
+            errors[name] = ["Unknown field."]
+        elif len(request.args.getlist(name)) > 1:
+            errors[name] = ["Given more than once: give it once."]
+    return invalid(errors) if errors else None
+
+
 @bp.errorhandler(UnprocessableEntity)
 def _invalid_arguments(error: UnprocessableEntity) -> Response:
     """Query strings that fail their schema (webargs, through flask-smorest): the API's 422."""

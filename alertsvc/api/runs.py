@@ -86,7 +86,8 @@ def _window_end(at: datetime | None) -> datetime | Response:
         "Scope `runs:write`. Plans the `frequency` run ending at `at` (default: the last "
         "whole hour), exactly as the hourly scheduler would: the subscribers whose chosen "
         "hour it was get their digest; a run planned before queues nothing more. With "
-        "`dry_run`, counts the subscribers and emails and writes nothing. Answers 201 when "
+        "`dry_run`, counts the subscribers and emails and writes nothing (`run` is then null "
+        "unless the run was already planned). Answers 201 when "
         "this request planned the run, else 200."
     ),
     requestBody={
@@ -113,7 +114,11 @@ def post_runs() -> Any:
         return window_end
     if loaded["dry_run"]:
         result = jobs.plan_run(frequency, window_end, trigger="api", dry_run=True)
-        return _trigger_result(result, None), 200
+        if not result.already_planned:
+            return _trigger_result(result, None), 200
+        with transaction():
+            [existing] = _runs([db.session.get_one(DigestRun, result.run_id)])
+        return _trigger_result(result, existing), 200
     with transaction():
         # The run row commits with its audit entry; planning then goes on in transactions
         # of its own (many connections, in chunks). Should it fail, the run is left

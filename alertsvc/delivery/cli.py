@@ -11,7 +11,14 @@ from alertsvc.audit import record_audit
 from alertsvc.config import ConfigurationError
 from alertsvc.database import schema_problem, transaction
 from alertsvc.delivery import suppressions
-from alertsvc.delivery.pauses import SCOPE_WORDS, describe_pause, pause, pauses_in_force, resume
+from alertsvc.delivery.pauses import (
+    SCOPE_WORDS,
+    describe_pause,
+    pause,
+    pause_actor,
+    pauses_in_force,
+    resume,
+)
 from alertsvc.delivery.reputation import Verdict, measure_reputation
 from alertsvc.delivery.status import outbox_summary
 from alertsvc.delivery.worker import PAUSED_BY_SES, Worker
@@ -21,7 +28,6 @@ from alertsvc.text import plural
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENCY = 256
-PAUSED_BY_OPERATOR = "operator"
 # A reason is shown by every `sending status` and worker summary: a line, not a document.
 MAX_PAUSE_REASON_LENGTH = 500
 
@@ -144,7 +150,7 @@ def sending_pause_command(all_sending: bool, reason: str) -> None:
         )
     scope = PauseScope.ALL if all_sending else PauseScope.SUBSCRIPTIONS
     with transaction():
-        if pause(scope, reason, PAUSED_BY_OPERATOR, utcnow()):
+        if pause(scope, reason, pause_actor(), utcnow()):
             line = f"Paused {SCOPE_WORDS[scope]}: {reason}"
             record_audit("sending.pause", f"sending: {scope.value}", {"reason": reason})
         else:
@@ -175,7 +181,7 @@ def sending_resume_command(scope: str | None) -> None:
             for p in pauses_in_force()
             if chosen is None or p.scope == chosen.value
         ]
-        if resume(chosen, PAUSED_BY_OPERATOR, utcnow()):
+        if resume(chosen, pause_actor(), utcnow()):
             record_audit("sending.resume", f"sending: {chosen.value if chosen else 'every pause'}")
         lines += [f"Still paused: {describe_pause(p)}" for p in pauses_in_force()]
     if not any(line.startswith("Resumed") for line in lines):

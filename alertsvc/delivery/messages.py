@@ -136,11 +136,20 @@ def _mime(headers: list[tuple[str, str]], text: str, html: str) -> OutgoingEmail
     return OutgoingEmail(tuple(headers), raw)
 
 
-def build_message(row: OutboxEmail, body: EmailBody | None = None) -> OutgoingEmail:
+# Stands in for the signed token in a preview's links: not a signed value, so every
+# /manage/ and /unsubscribe/ route refuses it.
+PREVIEW_PLACEHOLDER = "PREVIEW"
+
+
+def build_message(
+    row: OutboxEmail, body: EmailBody | None = None, *, placeholder_links: bool = False
+) -> OutgoingEmail:
     """Render the row's template pair (or fill in its shared ``body``) and add the headers.
 
     Subscriber links (manage, unsubscribe) are signed here rather than when queued, so that
-    one stored body can serve many subscribers.
+    one stored body can serve many subscribers. With ``placeholder_links`` (an operator's
+    preview) they carry ``PREVIEW_PLACEHOLDER`` instead: a preview must not hand whoever
+    reads it working links that download or erase the subscriber's data.
     """
     if row.to_address is None:
         raise ValueError(f"outbox email {row.id} has no address: its subscriber is gone")
@@ -150,10 +159,18 @@ def build_message(row: OutboxEmail, body: EmailBody | None = None) -> OutgoingEm
     context.setdefault("base_url", config["BASE_URL"])
     unsubscribe_token = None
     if row.subscriber_id is not None:
-        context["manage_url"] = signed_url(TokenPurpose.MANAGE, row.subscriber_id)
+        context["manage_url"] = (
+            f"{config['BASE_URL']}/manage/{PREVIEW_PLACEHOLDER}"
+            if placeholder_links
+            else signed_url(TokenPurpose.MANAGE, row.subscriber_id)
+        )
     if row.is_subscription_email and row.subscriber_id is not None:
         payload = unsubscribe_payload(row.subscriber_id, row.unsubscribe_topic_ids)
-        unsubscribe_token = make_token(TokenPurpose.UNSUBSCRIBE, payload)
+        unsubscribe_token = (
+            PREVIEW_PLACEHOLDER
+            if placeholder_links
+            else make_token(TokenPurpose.UNSUBSCRIBE, payload)
+        )
         context["unsubscribe_url"] = f"{config['BASE_URL']}/unsubscribe/{unsubscribe_token}"
 
     if body is not None:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from alertsvc.audit import current_actor
 from alertsvc.database import insert_skipping_existing
 from alertsvc.extensions import db
 from alertsvc.models import PauseScope, SendingPause
@@ -21,6 +22,18 @@ SCOPE_WORDS = {
     PauseScope.ALL: "all sending",
     PauseScope.SUBSCRIPTIONS: "subscription emails (digests and alerts)",
 }
+
+
+# The width of sending_pauses.paused_by and resumed_by.
+ACTOR_MAX_LENGTH = 64
+
+
+def pause_actor() -> str:
+    """Who pauses or resumes by hand, named as in the audit log (``operator:ann@example.org``,
+    ``cli:root``). A name too long for the column keeps its start, with an ellipsis: the
+    audit entry written with the change has it whole."""
+    name = current_actor()[0].name
+    return name if len(name) <= ACTOR_MAX_LENGTH else name[: ACTOR_MAX_LENGTH - 1] + "…"
 
 
 def pause(scope: PauseScope, reason: str, paused_by: str, now: datetime) -> bool:

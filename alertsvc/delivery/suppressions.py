@@ -2,7 +2,9 @@
 
 Plain functions over the session; the caller owns the transaction. Addresses are given in
 the normalised form (``alertsvc.addresses.normalise_email``) that subscribers and outbox
-rows carry, so a claim compares them directly.
+rows carry, so a claim compares them directly. An erased subscriber's suppression is kept
+as a hash of the address (``alertsvc.addresses.address_hash``): asking about, or removing,
+an address finds that row too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, select
 
+from alertsvc.addresses import ADDRESS_HASH_PREFIX, address_hash
 from alertsvc.database import insert_skipping_existing
 from alertsvc.extensions import db
 from alertsvc.models import Suppression, SuppressionReason
@@ -68,19 +71,37 @@ def suppress(
     return suppress_all({email: detail}, reason, source, now) == 1
 
 
+def is_hashed(email: str) -> bool:
+    """Whether a suppression row's ``email`` is an erased subscriber's address, hashed."""
+    return email.startswith(ADDRESS_HASH_PREFIX)
+
+
+def _forms(email: str) -> list[str]:
+    """The values a suppression of ``email`` may be stored as: itself, and its hash."""
+    return [email] if is_hashed(email) else [email, address_hash(email)]
+
+
 def unsuppress(email: str) -> bool:
-    """Take ``email`` off the list so it may be mailed again; False if it was not on it."""
+    """Take ``email`` off the list so it may be mailed again (kept as itself or as its
+    hash); False if it was not on it."""
     result = db.session.execute(
         delete(Suppression)
-        .where(Suppression.email == email)
+        .where(Suppression.email.in_(_forms(email)))
         .execution_options(synchronize_session=False)
     )
     return result.rowcount > 0
 
 
 def suppression_of(email: str) -> Suppression | None:
-    """Why ``email`` is suppressed, or None if it is not."""
-    return db.session.scalars(select(Suppression).where(Suppression.email == email)).one_or_none()
+    """Why ``email`` is suppressed (the row that holds it, else the one of its hash), or
+    None if it is not."""
+    found = {
+        row.email: row
+        for row in db.session.scalars(
+            select(Suppression).where(Suppression.email.in_(_forms(email)))
+        )
+    }
+    return next((found[form] for form in _forms(email) if form in found), None)
 
 
 def list_suppressions(

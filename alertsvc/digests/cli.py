@@ -58,6 +58,11 @@ def run_command(frequency: str, at: str | None, dry_run: bool) -> None:
             f"would be queued, {plural(result.bodies, 'distinct body', 'distinct bodies')}. "
             "Nothing was written."
         )
+        if result.already_planned:
+            click.echo(
+                f"That run was already planned (run {result.run_id}): running it again "
+                "queues nothing more."
+            )
         for email, topics, count in result.preview:
             click.echo(f"  {email}: {plural(count, 'article')} ({topics})")
         return

@@ -577,9 +577,12 @@ def plan_digest_run(
         if dry_run
         else connections[0].scalar(select(DigestRun.status).where(DigestRun.id == run.id))
     )
-    if status == RunStatus.PLANNED and not dry_run:
+    if status == RunStatus.PLANNED:
+        # A dry run says so too (run_id is then the planned run's), and still counts what
+        # planning it again would queue: nothing, unless someone's position went back.
         result.already_planned = True
-        return result
+        if not dry_run:
+            return result
     run = RunRef(run.id, run.frequency, run.window_end)
     run_id, window_end = run.id, run.window_end
     anyone_due = db.session.scalar(

@@ -4,7 +4,9 @@ The next run that serves the subscriber is started in the caller's transaction (
 and slots, if it does not exist yet), its audience worked out by the planner's own SQL
 restricted to this one subscriber, their content rendered as the run renders shared
 bodies, and the message built as the worker builds it (``delivery.messages``): subject,
-headers, per-subscriber links and footer are the real ones. The caller rolls the
+headers and footer are the real ones; the per-subscriber links carry a placeholder
+instead of a signed token (``build_message(placeholder_links=True)``), so that whoever
+reads the preview cannot manage, export or erase the subscriber with them. The caller rolls the
 transaction back, so nothing is written. Articles that arrive before the run ends will
 be in the real digest too.
 """
@@ -127,5 +129,8 @@ def preview_next_digest(
         created_at=moment,
     )
     return DigestPreview(
-        frequency, window_end, message=build_message(row, body), article_count=content.count
+        frequency,
+        window_end,
+        message=build_message(row, body, placeholder_links=True),
+        article_count=content.count,
     )

@@ -17,7 +17,14 @@ from sqlalchemy import func, or_, select, update
 from alertsvc.audit import record_audit
 from alertsvc.digests.planning import PlanResult, find_or_create_digest_run
 from alertsvc.extensions import db
-from alertsvc.models import DigestRun, OutboxEmail, OutboxStatus, RunStatus, Subscriber
+from alertsvc.models import (
+    DigestRun,
+    OutboxEmail,
+    OutboxStatus,
+    RunStatus,
+    Subscriber,
+    Suppression,
+)
 from alertsvc.retries import Failure, RetryPolicy
 
 
@@ -202,16 +209,25 @@ def requeue_failed_emails(run_id: int, now: datetime) -> int:
     """Queue a run's failed emails again, now, with their attempts reset; how many.
 
     One UPDATE. Suppressed emails are not failed and stay as they are; nor are the emails
-    of erased subscribers, whose rows no longer have an address to send to. ``last_error``
-    is kept, so the reason stays visible until the next attempt replaces it.
+    of erased subscribers, whose rows no longer have an address to send to, nor those to
+    an address suppressed since they failed (the worker would only suppress them, and the
+    count would promise emails that are never sent). ``last_error`` is kept, so the reason
+    stays visible until the next attempt replaces it.
     """
     erased = select(Subscriber.id).where(Subscriber.erased_at.is_not(None))
+    # A row that failed was claimed, and the claim filled in its address.
+    suppressed = (
+        select(Suppression.id)
+        .where(Suppression.email == OutboxEmail.to_address)
+        .correlate(OutboxEmail)
+    )
     result = db.session.execute(
         update(OutboxEmail)
         .where(
             OutboxEmail.run_id == run_id,
             OutboxEmail.status == OutboxStatus.FAILED,
             or_(OutboxEmail.subscriber_id.is_(None), OutboxEmail.subscriber_id.not_in(erased)),
+            ~suppressed.exists(),
         )
         .values(
             status=OutboxStatus.QUEUED,

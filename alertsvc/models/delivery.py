@@ -116,7 +116,8 @@ class SendingPause(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     scope: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
-    # Who paused: "operator", "reputation guard", "ses".
+    # Who paused: the operator as the audit log names them ("operator:ann@example.org",
+    # "cli:root"; ``pauses.pause_actor``), "reputation guard", "ses".
     paused_by: Mapped[str] = mapped_column(String(64))
     paused_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -67,3 +67,13 @@ def test_no_route_changes_or_deletes_entries(app, admin_client):
         response = getattr(admin_client, method)("/admin/audit", data={"csrf_token": token})
         assert response.status_code == 405
     assert count(app, AuditEntry) == before
+
+
+def test_a_field_without_a_value_shows_empty_not_none(app, admin_client):
+    """A topic created without a query: its entry says ``query:`` and nothing more."""
+    with app.test_request_context("/"):
+        set_actor(Actor("operator:ann@publisher.example", None))
+        record_audit("topic.create", "topic t0", {"name": "Topic 0", "query": None})
+        db.session.commit()
+    text = admin_client.get("/admin/audit").get_data(as_text=True)
+    assert "<li>query: </li>" in text and "None" not in text

@@ -10,16 +10,21 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from alertsvc.addresses import address_hash
 from alertsvc.api.tokens import ApiToken, live_token
+from alertsvc.audit import Actor, record_audit, set_actor
 from alertsvc.database import transaction
+from alertsvc.delivery.pauses import pause, pause_actor
 from alertsvc.delivery.suppressions import SuppressionSource, suppress
 from alertsvc.models import (
     AuditEntry,
+    PauseScope,
     SendingPause,
     Suppression,
     SuppressionReason,
     utcnow,
 )
+from tests.admin.conftest import ADMIN_EMAIL
 from tests.admin.helpers import post_form
 from tests.factories import count, create_token, rows
 
@@ -76,10 +81,11 @@ def test_pause_and_resume_are_audited(app: Flask, admin_client: FlaskClient) -> 
     text = page_text(response)
     assert "Paused subscription emails" in text
     assert "Reason: Checking a bounce spike" in text
+    assert f"UTC by operator:{ADMIN_EMAIL}." in text
     [paused] = rows(app, select(SendingPause))
     assert (paused.scope, paused.paused_by, paused.resumed_at) == (
         "subscriptions",
-        "operator",
+        f"operator:{ADMIN_EMAIL}",
         None,
     )
 
@@ -92,10 +98,23 @@ def test_pause_and_resume_are_audited(app: Flask, admin_client: FlaskClient) -> 
     )
     assert "Resumed subscription emails" in page_text(response)
     assert rows(app, select(SendingPause.resumed_at))[0] is not None
+    assert rows(app, select(SendingPause.resumed_by)) == [f"operator:{ADMIN_EMAIL}"]
     assert audit(app) == [
         ("sending.pause", "sending: subscriptions"),
         ("sending.resume", "sending: subscriptions"),
     ]
+
+
+def test_a_long_operator_name_is_cut_to_fit_with_an_ellipsis(app: Flask) -> None:
+    long_name = f"operator:{'a' * 80}@example.org"
+    with app.test_request_context():
+        set_actor(Actor(long_name))
+        with transaction():
+            pause(PauseScope.ALL, "Moving domains", pause_actor(), utcnow())
+            record_audit("sending.pause", "sending: all")
+    [by] = rows(app, select(SendingPause.paused_by))
+    assert len(by) == 64 and by == long_name[:63] + "…"
+    assert rows(app, select(AuditEntry.actor)) == [long_name]
 
 
 @pytest.mark.parametrize(
@@ -132,6 +151,30 @@ def test_suppressions_are_listed_newest_first_and_searched_by_prefix(
     # A LIKE wildcard in the search is a character, not a pattern.
     found = page_text(admin_client.get("/admin/delivery/suppressions?q=a%25"))
     assert "alice@" not in found and "No suppressed address starts with" in found
+
+
+def test_a_whole_address_finds_an_erased_subscribers_hashed_suppression(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    suppressed(app, address_hash("gone@example.org"), "gone.too@example.org")
+    found = page_text(admin_client.get("/admin/delivery/suppressions?q=Gone@Example.org"))
+    assert "gone@example.org (erased subscriber; kept as a hash)" in found
+    assert "gone.too@example.org" not in found and "sha256:" not in found
+    newest = page_text(admin_client.get("/admin/delivery/suppressions"))
+    assert "(erased subscriber; kept as a hash)" in newest and "gone@example.org" not in newest
+    prefix = page_text(admin_client.get("/admin/delivery/suppressions?q=gone@"))
+    assert "kept as a hash" not in prefix.split("Addresses starting with")[1]
+
+    [row_id] = rows(app, select(Suppression.id).where(Suppression.email.startswith("sha256:")))
+    path = f"/admin/delivery/suppressions/{row_id}/remove"
+    assert "Remove an erased subscriber&#39;s address (kept as a hash)" in page_text(
+        admin_client.get(path)
+    )
+    removed = post_form(
+        admin_client, path, {"reason": "Asked to hear again"}, csrf_from=path, follow_redirects=True
+    )
+    assert "Removed an erased subscriber&#39;s address (kept as a hash)" in page_text(removed)
+    assert rows(app, select(Suppression.email)) == ["gone.too@example.org"]
 
 
 def test_an_operator_suppresses_and_removes_an_address_with_reasons(

@@ -6,9 +6,17 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from alertsvc.delivery.suppressions import SuppressionSource, suppress
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.extensions import db
-from alertsvc.models import AuditEntry, DigestRun, OutboxEmail, Subscriber, utcnow
+from alertsvc.models import (
+    AuditEntry,
+    DigestRun,
+    OutboxEmail,
+    Subscriber,
+    SuppressionReason,
+    utcnow,
+)
 from tests.admin.helpers import csrf_token, post_form
 from tests.digests.helpers import digest, start_subscriptions_at
 from tests.factories import count, create_article, create_subscriber, rows, seed_topics
@@ -138,6 +146,24 @@ def test_run_now_dry_run_first_then_for_real(app, admin_client, mailbox):
     assert target == f"run {run.id}"
     assert details["emails"] == 1 and details["frequency"] == "daily"
 
+    again = post_form(
+        admin_client, "/admin/runs/new", {"frequency": "daily", "at": ""}, csrf_from="/admin/runs"
+    )
+    assert f"This run was already planned (run {run.id})" in again.get_data(as_text=True)
+
+
+def test_run_start_with_an_empty_window_end_runs_the_last_hour(app, admin_client):
+    """As the run-now form does: an empty window end is the last whole hour."""
+    _subscriber, end = _due_now(app)
+    token = csrf_token(admin_client, "/admin/runs/new")
+    started = admin_client.post(
+        "/admin/runs/start", data={"frequency": "daily", "at": "", "csrf_token": token}
+    )
+    assert started.status_code == 302
+    [run] = rows(app, select(DigestRun))
+    assert (run.window_end, run.status, run.email_count) == (end, "planned", 1)
+    assert len(_audit(app, "run.trigger")) == 1
+
 
 def test_run_now_refuses_a_window_end_in_the_future(app, admin_client):
     later = floor_hour(utcnow()) + timedelta(hours=2)
@@ -234,6 +260,35 @@ def test_retry_failed_leaves_erased_subscribers_alone(app, admin_client):
     post_form(admin_client, f"/admin/runs/{result.run_id}/retry-failed", csrf_from="/admin/runs")
     assert rows(app, select(OutboxEmail.status)) == ["failed"]
     assert count(app, AuditEntry, AuditEntry.action == "run.retry_failed") == 0
+
+
+def test_retry_failed_leaves_addresses_suppressed_since(app, admin_client):
+    """An address suppressed after its email failed is not queued again, nor counted."""
+    topics = seed_topics(app)
+    first, end = _due_now(app)
+    second = create_subscriber(
+        app, "two@example.com", {topics["data"]: "daily"}, timezone="UTC", daily_hour=end.hour
+    )
+    start_subscriptions_at(app, second, end - timedelta(days=1))
+    result = digest(app, "daily", end)
+    with app.app_context():
+        address = select(Subscriber.email).where(Subscriber.id == OutboxEmail.subscriber_id)
+        db.session.execute(
+            update(OutboxEmail).values(
+                status="failed", last_error="SES said no", to_address=address.scalar_subquery()
+            )
+        )
+        suppress(
+            "two@example.com", SuppressionReason.COMPLAINT, SuppressionSource.SES, None, utcnow()
+        )
+        db.session.commit()
+    post_form(admin_client, f"/admin/runs/{result.run_id}/retry-failed", csrf_from="/admin/runs")
+    states = rows(app, select(OutboxEmail.subscriber_id, OutboxEmail.status))
+    assert sorted(states) == [(first, "queued"), (second, "failed")]
+    [(_target, details)] = _audit(app, "run.retry_failed")
+    assert details == {"emails": 1}
+    page = admin_client.get(f"/admin/runs/{result.run_id}").get_data(as_text=True)
+    assert "1 failed email queued again." in page
 
 
 def test_retry_a_parked_run(app, admin_client):

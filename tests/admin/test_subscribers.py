@@ -6,6 +6,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import JSON, String, Text, cast, func, or_, select
 
 from alertsvc.addresses import address_hash
@@ -26,6 +27,7 @@ from alertsvc.models import (
     utcnow,
 )
 from alertsvc.subscriptions.services import Schedule, sign_up
+from alertsvc.tokens import InvalidToken, TokenPurpose, read_token
 from tests.admin.helpers import csrf_token, post_form
 from tests.digests.helpers import at, digest, start_subscriptions_at
 from tests.factories import count, create_article, create_subscriber, rows, seed_topics
@@ -140,8 +142,10 @@ def test_subscriber_page_shows_history_requests_emails_and_suppression(app, admi
 
 # -- the next digest -------------------------------------------------------------------------
 
-# Signed links differ by when they were signed: compare everything else.
+# Signed links differ by when they were signed, and the preview carries placeholders in
+# their place: compare everything else.
 _SIGNED = re.compile(r"/(manage|unsubscribe)/[A-Za-z0-9._-]+")
+_LINK_TOKEN = re.compile(r"/(?:manage|unsubscribe)/([^\s\"'<>&/]+)")
 
 
 def _unsigned(text: str) -> str:
@@ -196,6 +200,7 @@ def test_preview_is_the_digest_the_next_run_sends(app, mailbox):
     [message] = sent
     assert (subject, to) == (message["Subject"], message["To"])
     assert "/unsubscribe/" in text and "/manage/" in html
+    assert "/manage/PREVIEW" in html and "/manage/PREVIEW" not in html_part(message)
     assert _unsigned(text) == _unsigned(text_part(message))
     assert _unsigned(html) == _unsigned(html_part(message))
 
@@ -222,6 +227,33 @@ def test_preview_pages(app, admin_client):
     assert "Nothing new in their topics" in weekly.get_data(as_text=True)
     assert admin_client.get(f"/admin/subscribers/{subscriber}/preview/hourly").status_code == 404
     assert count(app, DigestRun) == 0 and count(app, OutboxEmail) == 0
+
+
+def test_preview_links_are_inert(app, viewer_client, client):
+    """A viewer reading the preview gets no link that manages, exports or erases them."""
+    subscriber, topics = _reader(app)
+    start_subscriptions_at(app, subscriber, utcnow() - timedelta(days=2))
+    create_article(app, "Open data strategy", [topics["data"]], utcnow() - timedelta(hours=1))
+    page = viewer_client.get(f"/admin/subscribers/{subscriber}/preview/daily")
+    frame = viewer_client.get(f"/admin/subscribers/{subscriber}/preview/daily/email.html")
+    assert page.status_code == frame.status_code == 200
+    with app.app_context():
+        preview = preview_next_digest(db.session.get(Subscriber, subscriber), "daily")
+        list_unsubscribe = preview.message["List-Unsubscribe"]
+        db.session.rollback()
+    shown = page.get_data(as_text=True) + frame.get_data(as_text=True) + list_unsubscribe
+    tokens = set(_LINK_TOKEN.findall(shown))
+    assert tokens, "the preview shows its links"
+    with app.test_request_context():
+        for token in tokens:
+            for purpose in TokenPurpose:
+                with pytest.raises(InvalidToken):
+                    read_token(purpose, token)
+    for link in set(re.findall(r"/(?:manage|unsubscribe)/[^\s\"'<>&]+", shown)):
+        followed = client.get(link)
+        assert followed.status_code != 200, link
+        assert "<h1>Manage your email alerts</h1>" not in followed.get_data(as_text=True)
+        assert STORED not in followed.get_data(as_text=True)
 
 
 # -- export and erase ------------------------------------------------------------------------

@@ -198,3 +198,47 @@ def test_stats_count_as_the_dashboard_does(app, client, reader):
     *_, before, today = stats["emails_per_day"]
     assert (before["queued"], before["sent"], before["failed"]) == (2, 0, 1)
     assert (today["queued"], today["sent"], today["failed"]) == (0, 1, 0)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/topics?x=1",
+        "/api/v1/topics/data?x=1",
+        "/api/v1/feeds?x=1",
+        "/api/v1/stats?x=1",
+        "/api/v1/articles?x=1",
+        "/api/v1/articles/1?x=1",
+        "/api/v1/runs?x=1",
+        "/api/v1/runs/1?x=1",
+        "/api/v1/articles?limit=5&x=1",
+    ],
+)
+def test_every_get_route_refuses_unknown_parameters(app, client, path):
+    seed_topics(app)
+    everything = {"Authorization": f"Bearer {create_token(app, 'all', ['read', 'runs:write'])}"}
+    response = client.get(path, headers=everything)
+    assert response.status_code == 422, path
+    assert response.json["error"] == "Unprocessable Entity"
+    assert response.json["errors"] == {"x": ["Unknown field."]}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["topic=data&topic=cyber-security", "limit=1&limit=2", "limit=1&limit=1"],
+)
+def test_repeated_parameters_are_refused(app, client, reader, query):
+    seed_topics(app)
+    response = client.get(f"/api/v1/articles?{query}", headers=reader)
+    assert response.status_code == 422
+    [name] = response.json["errors"]
+    assert response.json["errors"][name] == ["Given more than once: give it once."]
+    assert client.get("/api/v1/runs?limit=1&limit=2", headers=reader).status_code == 422
+
+
+def test_parameters_are_checked_after_the_token(app, client, reader):
+    assert client.get("/api/v1/feeds?x=1").status_code == 401
+    no_scope = {"Authorization": f"Bearer {create_token(app, 'in', ['articles:write'])}"}
+    assert client.get("/api/v1/feeds?x=1", headers=no_scope).status_code == 403
+    assert client.get("/api/v1/feeds", headers=reader).status_code == 200
+    assert client.get("/api/v1/articles?limit=1&topic=data", headers=reader).status_code == 200

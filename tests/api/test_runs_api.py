@@ -63,6 +63,27 @@ def test_dry_run_counts_and_writes_nothing(app, client, ops):
     assert after == before
 
 
+def test_dry_run_of_a_planned_run_reports_it(app, client, ops):
+    """As the admin dry run and the real POST do: already planned, and which run."""
+    a_reader_due_now(app)
+    at = floor_hour(utcnow()).isoformat()
+    planned = client.post(RUNS, json={"frequency": "daily", "at": at}, headers=ops).json
+    before = stored_state(app)
+    response = client.post(
+        RUNS, json={"frequency": "daily", "at": at, "dry_run": True}, headers=ops
+    )
+    assert response.status_code == 200
+    body = response.json
+    assert (body["dry_run"], body["already_planned"], body["emails"]) == (True, True, 0)
+    assert body["run"]["id"] == planned["run"]["id"]
+    assert body["run"]["status"] == "planned"
+    after = stored_state(app)
+    after["api_tokens"] = before["api_tokens"]
+    assert after == before
+    real = client.post(RUNS, json={"frequency": "daily", "at": at}, headers=ops).json
+    assert (real["already_planned"], real["run"]["id"]) == (True, planned["run"]["id"])
+
+
 def test_run_queues_the_digests_is_audited_and_reports_progress(app, client, ops):
     a_reader_due_now(app)
     response = client.post(RUNS, json={"frequency": "daily"}, headers=ops)

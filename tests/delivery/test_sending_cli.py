@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import timedelta
 
-from alertsvc.models import OutboxStatus, utcnow
+from sqlalchemy import select
+
+from alertsvc.models import OutboxStatus, SendingPause, utcnow
 from tests.delivery.helpers import pauses, suppress
-from tests.factories import queue_manage_link, stored_state
+from tests.factories import queue_manage_link, rows, stored_state
 from tests.processes import alertsvc_env, exit_code, kill, output, start
+
+# Who the audit log says runs the commands: who pauses and resumes from the command line.
+ME = f"cli:{getpass.getuser()}"
 
 
 def test_status_of_a_quiet_service(app):
@@ -53,7 +59,7 @@ def test_pause_and_resume_say_what_changed(app):
     assert again.output.startswith(
         "Already paused, nothing changed: subscription emails (digests and alerts) paused since "
     )
-    assert again.output.rstrip().endswith("by operator: bounce spike after import")
+    assert again.output.rstrip().endswith(f"by {ME}: bounce spike after import")
     everything = runner.invoke(args=["sending", "pause", "--all", "--reason", "domain move"])
     assert everything.output == "Paused all sending: domain move\n"
 
@@ -83,9 +89,10 @@ def test_pause_and_resume_say_what_changed(app):
     nothing = runner.invoke(args=["sending", "resume"])
     assert (nothing.exit_code, nothing.output) == (0, "Nothing to resume: no pause is in force.\n")
     assert [(scope, by, in_force) for scope, by, _, in_force in pauses(app)] == [
-        ("subscriptions", "operator", False),
-        ("all", "operator", False),
+        ("subscriptions", ME, False),
+        ("all", ME, False),
     ], "kept as history"
+    assert rows(app, select(SendingPause.resumed_by)) == [ME, ME]
 
 
 def test_bad_input_is_one_line_and_changes_nothing(app):

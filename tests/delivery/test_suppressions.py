@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from alertsvc.addresses import address_hash
 from alertsvc.database import transaction
 from alertsvc.delivery import suppressions
 from alertsvc.delivery.suppressions import SuppressionSource
-from alertsvc.models import Suppression, SuppressionReason
+from alertsvc.models import AuditEntry, Suppression, SuppressionReason
 from tests.factories import rows
 
 WHEN = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
@@ -105,6 +106,24 @@ def test_remove(cli, app):
     assert result.exit_code == 0, result.output
     assert result.output == "Removed reader@example.com from the suppression list\n"
     assert _suppressed(app) == [("other@example.com", "bounce", "ses", None)]
+
+
+def test_an_erased_subscribers_hashed_suppression_is_found_and_removed(cli, app):
+    """After an erasure only the address's hash is kept: asking about, adding and removing
+    the address itself still find it."""
+    kept = address_hash("reader@example.com")
+    _suppress(app, kept, SuppressionReason.COMPLAINT, SuppressionSource.SES, None)
+    with app.app_context():
+        assert suppressions.suppression_of("reader@example.com").email == kept
+        assert suppressions.suppression_of("other@example.com") is None
+
+    result = cli("suppressions", "remove", "Reader@Example.com")
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "Removed reader@example.com from the suppression list\n"
+    assert _suppressed(app) == []
+    [(action, target)] = rows(app, select(AuditEntry.action, AuditEntry.target))
+    assert action == "suppression.remove" and target.startswith("suppression ")
 
 
 def test_removing_an_address_not_suppressed_is_one_line(cli, app):

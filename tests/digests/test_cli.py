@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from alertsvc.digests.planning import RunRefused, check_window_end
 from alertsvc.models import DigestRun, OutboxEmail
 from tests.digests.helpers import at, start_subscriptions_at
-from tests.factories import count, create_article, create_subscriber, seed_topics, stored_state
+from tests.factories import (
+    count,
+    create_article,
+    create_subscriber,
+    rows,
+    seed_topics,
+    stored_state,
+)
 
 
 def test_digest_run_command_prints_a_summary(app):
@@ -31,6 +39,12 @@ def test_digest_run_command_prints_a_summary(app):
 
     again = runner.invoke(args=["digest", "run", "daily", "--at", "2026-11-25T07:45+00:00"])
     assert again.exit_code == 0 and "already planned" in again.output
+    dry_again = runner.invoke(
+        args=["digest", "run", "daily", "--at", "2026-11-25T07:00Z", "--dry-run"]
+    )
+    assert dry_again.exit_code == 0, dry_again.output
+    run_id = rows(app, select(DigestRun.id))[0]
+    assert f"already planned (run {run_id})" in dry_again.output
 
 
 def test_digest_run_rejects_bad_input(app):

@@ -13,6 +13,7 @@ from collections import defaultdict
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import negative_data_rejection
 
 from alertsvc.models import Article
 from tests.api.helpers import full_token, seed_service
@@ -46,6 +47,12 @@ def test_api_conforms_to_its_document(make_app, mode):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 12, [operation.label for operation in operations]
     statuses: dict[str, list[int]] = defaultdict(list)
+    # Schemathesis can call a case negative for a mutation that never reaches the wire (an
+    # extra query property it does not serialise, an Authorization header it dropped and
+    # this test puts back) and then fails the check when the server rightly answers 200:
+    # about one run in five on PostgreSQL. Refusals are asserted below and in
+    # the other tests in tests/api (unknown and repeated parameters, bad bodies) instead.
+    excluded = [negative_data_rejection] if mode == schemathesis.GenerationMode.NEGATIVE else None
 
     def check(operation: schemathesis.APIOperation) -> None:
         label = operation.label
@@ -58,7 +65,9 @@ def test_api_conforms_to_its_document(make_app, mode):
             database=None,
         )
         def run(case):
-            response = case.call_and_validate(headers={"Authorization": f"Bearer {token}"})
+            response = case.call_and_validate(
+                headers={"Authorization": f"Bearer {token}"}, excluded_checks=excluded
+            )
             statuses[label].append(response.status_code)
 
         run()

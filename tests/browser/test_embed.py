@@ -44,15 +44,38 @@ def _publisher_page(embed_url: str) -> bytes:
 </html>""".encode()
 
 
+def _plain_form_page(embed_url: str) -> bytes:
+    """The README's plain-HTML variant, for sites that allow no frames."""
+    return f"""<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Councils share data - Publisher</title></head>
+<body>
+<main>
+<h1>Councils share data</h1>
+<form method="get" action="{embed_url}/" target="_blank" rel="noopener">
+  <h2>Register For Alerts</h2>
+  <p>Keep informed. Get the latest news about the use of technology, digital &amp; data
+    for the public good in your inbox</p>
+  <input type="hidden" name="topic" value="data">
+  <input type="hidden" name="topic" value="local-digital">
+  <label for="alerts-email">Email address</label>
+  <input id="alerts-email" name="email" type="email" autocomplete="email">
+  <button type="submit">Sign up</button>
+</form>
+</main>
+</body>
+</html>""".encode()
+
+
 @pytest.fixture(scope="module")
 def publisher_port() -> Iterator[tuple[int, dict[str, bytes]]]:
-    """The publisher's site: one article page that frames the box, on every path. The page
-    (``holder["page"]``) is written once alertsvc's address is known."""
-    holder: dict[str, bytes] = {"page": b""}
+    """The publisher's site: an article page that frames the box (every path), or carries
+    the plain form (paths under ``/plain/``), written once alertsvc's address is known."""
+    holder: dict[str, bytes] = {"page": b"", "plain": b""}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = holder["page"]
+            body = holder["plain"] if self.path.startswith("/plain/") else holder["page"]
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -86,6 +109,7 @@ def embed_server(make_app: Callable[..., Flask], publisher_port) -> Iterator[Liv
     server = make_server("127.0.0.1", own_port, app, threaded=True, fd=listener.fileno())
     listener.close()
     holder["page"] = _publisher_page(origin)
+    holder["plain"] = _plain_form_page(origin)
     thread = threading.Thread(target=server.serve_forever, name="embed-server", daemon=True)
     thread.start()
     try:
@@ -200,6 +224,24 @@ def test_a_page_from_an_origin_not_listed_cannot_frame_the_box(
     assert frame.locator("form").count() == 0
     assert frame.get_by_text("Register For Alerts").count() == 0
     assert any("frame-ancestors" in error for error in errors), errors
+
+
+def test_the_plain_form_on_a_page_that_frames_nothing_leads_to_the_prefilled_signup(
+    embed_context, embed_server, allowed_publisher
+):
+    seed_topics(embed_server.app)
+    page = embed_context.new_page()
+    page.goto(f"{allowed_publisher}/plain/news/councils-share-data")
+    page.get_by_label("Email address").fill("reader@example.com")
+    with embed_context.expect_page() as opened:
+        page.get_by_role("button", name="Sign up").click()
+    signup = opened.value
+    signup.wait_for_load_state()
+    expect(heading(signup)).to_have_text("Get email alerts")
+    expect(signup.get_by_label("Email address")).to_have_value("reader@example.com")
+    expect(signup.get_by_label("Data", exact=True)).to_be_checked()
+    expect(signup.get_by_label("Local digital", exact=True)).to_be_checked()
+    expect(signup.get_by_label("Cyber security", exact=True)).not_to_be_checked()
 
 
 def test_the_box_is_accessible(embed_context, embed_server):

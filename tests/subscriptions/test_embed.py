@@ -6,8 +6,11 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import update
 
 from alertsvc.config import ConfigurationError, embed_origins
+from alertsvc.extensions import db
+from alertsvc.models import Article
 from tests.factories import create_article, seed_topics
 from tests.subscriptions.helpers import page_text
 from tests.subscriptions.test_prefill import HOSTILE, inputs, retire, ticked_topics
@@ -98,18 +101,18 @@ def test_the_box_ticks_the_articles_topics(client, article):
     ],
     ids=["tracking", "fragment", "case", "default-port"],
 )
-def test_the_article_is_found_by_its_address_as_ingestion_normalises_it(
-    client, app, article, address
-):
-    """Feeds without a GUID store the normalised link as the GUID; the box finds it so."""
-    from alertsvc.extensions import db
-    from alertsvc.models import Article
-
-    with app.app_context():
-        stored = db.session.query(Article).one()
-        stored.guid = ARTICLE  # as ingestion stores a link-only item: normalise_url(link)
-        db.session.commit()
+def test_the_article_is_found_by_its_address_as_ingestion_normalises_it(client, article, address):
+    """Feeds without a GUID store the normalised link as the GUID (``create_article``
+    stores ``ARTICLE`` as both); the box finds it so."""
     response = client.get("/embed/register?" + urlencode({"article": address}))
+    assert sorted(hidden_topics(response)) == ["data", "local-digital"]
+
+
+def test_an_article_with_its_feeds_own_guid_is_found_by_its_link(client, app, article):
+    with app.app_context():
+        db.session.execute(update(Article).values(guid="tag:publisher.example,2026:1234"))
+        db.session.commit()
+    response = client.get("/embed/register?" + urlencode({"article": ARTICLE}))
     assert sorted(hidden_topics(response)) == ["data", "local-digital"]
 
 

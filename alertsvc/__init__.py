@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from alertsvc.config import HSTS_MAX_AGE_SECONDS, LOCAL_ENVIRONMENTS, load_config
 from alertsvc.extensions import csrf, db, limiter, migrate
+from alertsvc.headers import allows_framing, content_security_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,9 +88,11 @@ def register_blueprints(app: Flask) -> None:
     from alertsvc import ops
     from alertsvc.delivery import dev_routes
     from alertsvc.ses_events.routes import bp as ses_events_bp
+    from alertsvc.subscriptions.embed import bp as embed_bp
     from alertsvc.subscriptions.routes import bp as subscriptions_bp
 
     app.register_blueprint(subscriptions_bp)
+    app.register_blueprint(embed_bp)
     app.register_blueprint(ses_events_bp)
     app.register_blueprint(ops.bp)
     if app.config["ENV"] in LOCAL_ENVIRONMENTS and app.config["MAIL_TRANSPORT"] == "file":
@@ -110,8 +113,10 @@ def register_error_handlers(app: Flask) -> None:
 def register_security_headers(app: Flask) -> None:
     """Headers on every response, error pages included (``after_request`` runs for those too).
 
-    HSTS only in production, the one environment whose ``BASE_URL`` must be https;
-    development serves plain http on 127.0.0.1.
+    Every page refuses to be framed (``frame-ancestors 'none'`` and ``X-Frame-Options:
+    DENY``) unless it sets a policy naming who may frame it, as ``/embed/register`` does
+    for ``EMBED_ORIGINS``. HSTS only in production, the one environment whose ``BASE_URL``
+    must be https; development serves plain http on 127.0.0.1.
     """
     hsts = f"max-age={HSTS_MAX_AGE_SECONDS}" if app.config["ENV"] == "production" else None
 
@@ -123,12 +128,9 @@ def register_security_headers(app: Flask) -> None:
         # pages do get one: over https Flask-WTF refuses a form posted without a
         # same-origin Referer (WTF_CSRF_SSL_STRICT), so no-referrer broke every form.
         headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-            "form-action 'self'; base-uri 'none'",
-        )
+        headers.setdefault("Content-Security-Policy", content_security_policy())
+        if not allows_framing(headers["Content-Security-Policy"]):
+            headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cache-Control", "no-store")
         if hsts:
             headers.setdefault("Strict-Transport-Security", hsts)

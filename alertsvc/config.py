@@ -171,6 +171,17 @@ DEFAULTS: dict[str, Any] = {
     # of a big backlog finishes over several days rather than in one long job.
     "RETENTION_CHUNK_SIZE": 5000,
     "RETENTION_MAX_CHUNKS": 2000,
+    # Origins whose pages may show the "Register For Alerts" box (/embed/register) in a
+    # frame: a JSON list or comma-separated bare origins (https://www.example.org; http
+    # only outside production). Empty: no page may frame it, like every other page.
+    "EMBED_ORIGINS": [],
+    # The box's wording, in the publisher's words.
+    "EMBED_HEADING": "Register For Alerts",
+    "EMBED_TEXT": (
+        "Keep informed. Get the latest news about the use of technology, digital & data "
+        "for the public good in your inbox"
+    ),
+    "EMBED_BUTTON": "Sign up",
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
 }
@@ -205,6 +216,9 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
             arn.strip() for arn in config["SNS_TOPIC_ARNS"].split(",") if arn.strip()
         ]
     _check_topic_arns(config["SNS_TOPIC_ARNS"])
+    config["EMBED_ORIGINS"] = embed_origins(
+        config["EMBED_ORIGINS"], production=config["ENV"] == "production"
+    )
     if config["BASE_URL"]:
         config["BASE_URL"] = bare_origin(config["BASE_URL"])
     instance = Path(app.instance_path)
@@ -521,6 +535,54 @@ def bare_origin(value: object) -> str:
     ):
         raise ConfigurationError(problem)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+# A host name as a browser sends it in an Origin: letters, digits and hyphens between dots
+# (an international name in its xn-- form), or an IPv4 address. Nothing that could end the
+# CSP source or add a directive (space, ';', ',', quotes) can pass.
+_ORIGIN_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+
+
+def embed_origins(value: object, *, production: bool) -> list[str]:
+    """``EMBED_ORIGINS`` as a list of bare origins (``https://www.example.org``), each at
+    most once; refused in one line if any is not one. http is refused in production: a
+    page served over http can be changed on the way to say anything around our box."""
+    items = (
+        value
+        if isinstance(value, list)
+        else [item.strip() for item in str(value or "").split(",") if item.strip()]
+    )
+    schemes = ("https",) if production else ("https", "http")
+    origins: list[str] = []
+    for item in items:
+        text = str(item).strip() if isinstance(item, str) else ""
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            parts, port = urlsplit(""), None
+        host = parts.hostname or ""
+        if (
+            parts.scheme.lower() not in schemes
+            or not _ORIGIN_HOST.fullmatch(host)
+            or parts.username is not None
+            or parts.password is not None
+            or parts.path not in ("", "/")
+            or "?" in text
+            or "#" in text
+            or any(character.isspace() for character in text)
+            or port == 0
+        ):
+            kinds = "https" if production else "https (or, outside production, http)"
+            raise ConfigurationError(
+                f"ALERTSVC_EMBED_ORIGINS must list bare {kinds} origins such as "
+                f"https://www.example.org, separated by commas (scheme, host and optional "
+                f"port; no path), not {item!r}"
+            )
+        origin = f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else "")
+        if origin not in origins:
+            origins.append(origin)
+    return origins
 
 
 def weak_key_problem(key: str) -> str | None:

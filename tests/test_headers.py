@@ -56,6 +56,8 @@ def test_every_route_in_production_carries_the_headers(production_app):
     client = production_app.test_client()
     requests = list(every_request(production_app))
     assert ("POST", "/api/v1/articles") in requests and ("GET", "/healthz") in requests
+    # With no EMBED_ORIGINS the box refuses frames like every page (fails closed).
+    assert ("GET", "/embed/register") in requests
     assert not any(path.startswith("/dev/") for _, path in requests)
     statuses = set()
     for method, path in requests:
@@ -66,6 +68,37 @@ def test_every_route_in_production_carries_the_headers(production_app):
         except AssertionError as error:
             raise AssertionError(f"{method} {path} ({response.status_code}): {error}") from None
     assert {200, 400, 401, 404} <= statuses
+
+
+EMBED_PATH = "/embed/register"
+
+
+def test_only_the_embed_box_may_be_framed_and_only_by_the_configured_origins(app_with):
+    """With ``EMBED_ORIGINS`` set, ``/embed/register`` (and no other route) names them in
+    ``frame-ancestors`` and drops ``X-Frame-Options``; every other route still refuses
+    every frame."""
+    origins = "https://www.publisher.example,https://news.example:8443"
+    flask_app = app_with(ENV="production", EMBED_ORIGINS=origins)
+    client = flask_app.test_client()
+    framed = []
+    for method, path in every_request(flask_app):
+        response = client.open(path, method=method, base_url=HTTPS)
+        if path == EMBED_PATH and method in ("GET", "HEAD"):
+            framed.append(method)
+            assert response.status_code == 200
+            assert response.headers["Content-Security-Policy"] == EVERY_RESPONSE[
+                "Content-Security-Policy"
+            ].replace(
+                "frame-ancestors 'none'",
+                "frame-ancestors https://www.publisher.example https://news.example:8443",
+            )
+            assert "X-Frame-Options" not in response.headers
+            continue
+        try:
+            assert_secure_headers(response, hsts=True)
+        except AssertionError as error:
+            raise AssertionError(f"{method} {path} ({response.status_code}): {error}") from None
+    assert framed == ["GET", "HEAD"]
 
 
 def test_every_route_in_testing_carries_the_headers_but_not_hsts(app, client):

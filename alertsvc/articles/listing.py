@@ -1,13 +1,15 @@
-"""Articles as the JSON API lists them: newest first, a page at a time."""
+"""Articles as the JSON API lists them (newest first, a page at a time), and found by address."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
+from alertsvc.articles.cleaning import URL_MAX, is_web_url, normalise_url
 from alertsvc.extensions import db
+from alertsvc.html import CONTROL_CHARACTERS
 from alertsvc.models import Article, Topic, article_topics
 
 
@@ -39,3 +41,24 @@ def list_articles(
     if before_id is not None:
         query = query.where(Article.id < before_id)
     return list(db.session.scalars(query))
+
+
+def find_article_by_address(address: str) -> Article | None:
+    """The article at ``address`` (a reader's page URL), with its topics, or None.
+
+    Matched exactly against the stored link and GUID, as given and as ingestion normalises
+    a link into a GUID (no tracking parameters or fragment, lower-case host), so the
+    publisher's page URL finds the article whichever way its feed identified it. If two
+    articles share a link, the newest.
+    """
+    address = CONTROL_CHARACTERS.sub("", address).strip()
+    if len(address) > URL_MAX or not is_web_url(address):
+        return None
+    candidates = list(dict.fromkeys([address, normalise_url(address)]))
+    return db.session.scalars(
+        select(Article)
+        .options(selectinload(Article.topics))
+        .where(or_(Article.url.in_(candidates), Article.guid.in_(candidates)))
+        .order_by(Article.published_at.desc(), Article.id.desc())
+        .limit(1)
+    ).first()

@@ -108,6 +108,10 @@ class Article(db.Model):
         allowed_values("source", ArticleSource),
         Index("ix_articles_created_at", "created_at"),
         Index("ix_articles_published_at", "published_at"),
+        # The "Register For Alerts" box finds an article by its address. A hash index on
+        # PostgreSQL: a B-tree refuses entries over ~2.7 kB, which a 2048-character URL
+        # of non-ASCII characters can exceed (the reason long GUIDs are hashed).
+        Index("ix_articles_url", "url", postgresql_using="hash"),
         Index(
             "ix_articles_unalerted",
             "id",

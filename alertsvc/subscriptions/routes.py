@@ -36,6 +36,7 @@ from alertsvc.subscriptions.forms import (
     SignupForm,
     make_manage_form,
 )
+from alertsvc.subscriptions.prefill import prefill_signup
 from alertsvc.tokens import ExpiredToken, InvalidToken, TokenPurpose, make_token, read_token
 from alertsvc.topics.services import active_topics, list_topics
 
@@ -94,6 +95,9 @@ def _token_problem(purpose: TokenPurpose, error: InvalidToken) -> tuple[str, int
 def signup() -> str | tuple[str, int] | Response:
     """Post/Redirect/Get: a valid signup redirects, so refreshing the reply posts nothing.
 
+    A GET may be a link that fills the form in (``alertsvc.subscriptions.prefill``): from
+    the Register For Alerts box, a publisher's plain form, or an email.
+
     Every valid signup (new, waiting, subscribed, or a bot's) gets the same redirect to the
     same page, so the reply never tells what is known about an address.
     """
@@ -101,6 +105,7 @@ def signup() -> str | tuple[str, int] | Response:
     form = SignupForm(topics)
     if request.method == "GET":
         form.frequency.data = form.frequency.data or Frequency.DAILY.value
+        prefill_signup(form, request.args, topics)
     if form.validate_on_submit():
         if not form.is_bot:
             wanted = set(form.topics.data)

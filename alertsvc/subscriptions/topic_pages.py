@@ -17,13 +17,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Response, abort, current_app, render_template, request, session, url_for
+from jinja2 import BaseLoader
 from sqlalchemy import func, select
 from werkzeug.http import is_resource_modified
 from wtforms import Form, StringField
@@ -41,8 +42,8 @@ ATOM_CONTENT_TYPE = "application/atom+xml; charset=utf-8"
 TOPICS_TEMPLATE = "web/topics.html"
 TOPIC_TEMPLATE = "web/topic.html"
 FEED_TEMPLATE = "web/topic_feed.xml"
-# Templates whose text ends up in these pages: a deploy that changes one changes the ETag.
-PAGE_TEMPLATES = ("web/base.html", "web/_forms.html")
+# Settings these pages show: changing one changes their ETag, like a changed template does.
+PAGE_SETTINGS = ("SITE_NAME", "BASE_URL", "TIMEZONE")
 # Characters XML 1.0 does not allow, even escaped (C0 controls but tab, CR and LF; U+FFFE/F).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -153,19 +154,23 @@ def plain_query(topic: Topic) -> str | None:
 
 
 @functools.cache
-def _template_digest(names: tuple[str, ...]) -> str:
-    loader = current_app.jinja_env.loader
-    assert loader is not None
+def _template_digest(loader: BaseLoader) -> str:
+    """The version of the public templates (every ``web/`` one but the admin's): whatever
+    a page includes or extends, a deploy that changes it changes the pages' ETags."""
+    env = current_app.jinja_env
     digest = hashlib.sha256()
-    for name in names:
-        digest.update(loader.get_source(current_app.jinja_env, name)[0].encode())
+    for name in loader.list_templates():
+        if name.startswith("web/") and not name.startswith("web/admin/"):
+            digest.update(name.encode() + b"\0" + loader.get_source(env, name)[0].encode())
     return digest.hexdigest()
 
 
-def _etag(templates: Sequence[str], *parts: object) -> str:
-    """A validator from what the page is made of: templates, the settings it shows, data."""
-    config = current_app.config
-    seed = (_template_digest(tuple(templates)), config["SITE_NAME"], config["BASE_URL"], *parts)
+def _etag(*parts: object) -> str:
+    """A validator from what a page is made of: templates, the settings it shows, data."""
+    loader = current_app.jinja_env.loader
+    assert loader is not None
+    settings = [current_app.config[name] for name in PAGE_SETTINGS]
+    seed = (_template_digest(loader), settings, *parts)
     return hashlib.sha256(repr(seed).encode()).hexdigest()[:32]
 
 
@@ -204,7 +209,7 @@ def _render_page(template: str, **context: object) -> Response:
 @bp.get("/topics")
 def topic_list() -> Response:
     topics = active_topics()
-    etag = _etag((TOPICS_TEMPLATE, *PAGE_TEMPLATES), [_topic_parts(t) for t in topics])
+    etag = _etag(TOPICS_TEMPLATE, [_topic_parts(t) for t in topics])
     return _cacheable(
         etag,
         lambda: _render_page(
@@ -248,7 +253,7 @@ def topic_page(slug: str) -> Response:
             form=TopicSignupForm(formdata=None),
         )
 
-    return _cacheable(_etag((TOPIC_TEMPLATE, *PAGE_TEMPLATES), *_state_parts(state)), build)
+    return _cacheable(_etag(TOPIC_TEMPLATE, *_state_parts(state)), build)
 
 
 def _atom_time(value: datetime) -> str:
@@ -281,4 +286,4 @@ def topic_feed(slug: str) -> Response:
         )
         return Response(body, content_type=ATOM_CONTENT_TYPE)
 
-    return _cacheable(_etag((FEED_TEMPLATE,), *_state_parts(state)), build)
+    return _cacheable(_etag(FEED_TEMPLATE, *_state_parts(state)), build)

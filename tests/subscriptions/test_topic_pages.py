@@ -14,7 +14,6 @@ from sqlalchemy import delete, update
 from alertsvc.database import transaction
 from alertsvc.extensions import db
 from alertsvc.models import Article, Topic, article_topics
-from alertsvc.topics.keywords import QueryError, describe_query
 from alertsvc.topics.services import add_topic, update_topic
 from tests.factories import create_article, create_topic
 
@@ -31,35 +30,6 @@ def keyword_topic(app, slug: str, name: str, query: str) -> int:
         topic = add_topic(slug, name, "", query)
         db.session.flush()
         return topic.id
-
-
-# -- the query in plain words ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("query", "words"),
-    [
-        ("NHS", "articles that mention “NHS”"),
-        ("cyber OR ransomware", "articles that mention “cyber” or “ransomware”"),
-        ('"artificial intelligence"', "articles that mention “artificial intelligence”"),
-        ("NHS data", "articles that mention “NHS” and “data”"),
-        (
-            "NHS cyber OR ransomware",
-            "articles that mention “NHS” and either “cyber” or “ransomware”",
-        ),
-        ("AI OR ML OR robots", "articles that mention “AI”, “ML” or “robots”"),
-        ("cyber-security & NHS", "articles that mention “cyber-security” and “NHS”"),
-        ("NHS OR nhs", "articles that mention “NHS”"),
-        ("or", "articles that mention “or”"),
-    ],
-)
-def test_a_keyword_query_reads_as_plain_english(query, words):
-    assert describe_query(query) == words
-
-
-def test_a_query_the_parser_refuses_is_not_described():
-    with pytest.raises(QueryError):
-        describe_query("OR NHS")
 
 
 # -- /topics ---------------------------------------------------------------------------------
@@ -389,3 +359,15 @@ def test_the_validator_changes_when_an_older_article_leaves_the_topic(app, clien
 
     assert response.status_code == 200
     assert "Older story" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/topics", "/topics/data", "/topics/data.atom"])
+def test_the_validator_changes_with_the_site_name_the_page_shows(app, app_with, client, path):
+    create_topic(app, "data", "Data")
+    before = client.get(path).headers["ETag"]
+
+    renamed = app_with(SITE_NAME="Council tech alerts").test_client()
+    response = renamed.get(path, headers={"If-None-Match": before})
+
+    assert response.status_code == 200
+    assert "Council tech alerts" in response.get_data(as_text=True)

@@ -374,3 +374,7 @@ def unsubscribe(token: str) -> str | tuple[str, int]:
     except InvalidToken as error:
         return _token_problem(TokenPurpose.UNSUBSCRIBE, error)
     return render_template("web/unsubscribe.html", topics=topics, token=token)
+
+
+# Registers the public topic pages on ``bp`` (they import ``bp`` from here).
+from alertsvc.subscriptions import topic_pages  # noqa: E402, F401

@@ -104,24 +104,27 @@ class Document:
         return any(tuple(self.words[start : start + length]) == phrase for start in starts)
 
 
-def parse_query(text: str) -> Query:
-    """Parse a keyword query (see the module docstring), or raise :class:`QueryError`."""
+def _clauses(text: str) -> list[dict[tuple[str, ...], str]]:
+    """The query's clauses, each its phrases (in order, repeats dropped) mapped to the words
+    as the query wrote them; or raise :class:`QueryError`. The one reading of the grammar
+    that both :func:`parse_query` and :func:`describe_query` use."""
     if text.count('"') % 2:
         raise QueryError("a quote is not closed: quotes come in pairs around a phrase")
-    terms: list[tuple[str, ...] | None] = []  # None marks an OR
+    terms: list[tuple[tuple[str, ...], str] | None] = []  # None marks an OR
     for match in _TOKEN.finditer(text):
         quoted, bare = match.groups()
         if bare == "OR":
             terms.append(None)
             continue
-        phrase = tuple(words(quoted if quoted is not None else bare))
+        written = quoted if quoted is not None else bare
+        phrase = tuple(words(written))
         if not phrase:
             if quoted is not None:
                 raise QueryError("a quoted phrase has no words in it")
             continue  # bare punctuation such as "-" or "&" separates, like in articles
-        terms.append(phrase)
+        terms.append((phrase, " ".join(written.split())))
 
-    clauses: list[list[tuple[str, ...]]] = []
+    clauses: list[dict[tuple[str, ...], str]] = []
     joining = False
     for term in terms:
         if term is None:
@@ -129,15 +132,44 @@ def parse_query(text: str) -> Query:
                 raise QueryError("OR must stand between two words or phrases")
             joining = True
         elif joining:
-            clauses[-1].append(term)
+            clauses[-1].setdefault(*term)
             joining = False
         else:
-            clauses.append([term])
+            clauses.append(dict([term]))
     if joining:
         raise QueryError("OR must stand between two words or phrases")
     if not clauses:
         raise QueryError("the query has no words to match")
+    return clauses
+
+
+def parse_query(text: str) -> Query:
+    """Parse a keyword query (see the module docstring), or raise :class:`QueryError`."""
     return Query(
         text=text.strip(),
-        clauses=tuple(tuple(dict.fromkeys(clause)) for clause in clauses),
+        clauses=tuple(tuple(clause) for clause in _clauses(text)),
     )
+
+
+def _english_list(items: list[str], conjunction: str) -> str:
+    """``a``, ``a or b``, ``a, b or c`` (no serial comma, as GOV.UK writes)."""
+    if len(items) == 1:
+        return items[0]
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
+
+
+def describe_query(text: str) -> str:
+    """A keyword query in plain words for readers, e.g. ``NHS cyber OR ransomware`` ->
+    ``articles that mention "NHS" and either "cyber" or "ransomware"``.
+
+    Raises :class:`QueryError` for a query :func:`parse_query` would refuse.
+    """
+    clauses = _clauses(text)
+    parts: list[str] = []
+    for clause in clauses:
+        written = [f"\u201c{phrase}\u201d" for phrase in clause.values()]
+        alternatives = _english_list(written, "or")
+        if len(written) > 1 and len(clauses) > 1:
+            alternatives = f"either {alternatives}"
+        parts.append(alternatives)
+    return f"articles that mention {_english_list(parts, 'and')}"

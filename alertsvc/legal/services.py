@@ -13,6 +13,14 @@ from typing import Any
 # Written by ``make accessibility-report`` (tests/browser/axe_report.py).
 ACCESSIBILITY_RESULTS = Path(__file__).with_name("accessibility_results.json")
 SECONDS_A_DAY = 24 * 3600
+# axe-core's rule tags, in the words of the standard they check.
+RULE_TAGS = {
+    "wcag2a": "WCAG 2.0 level A",
+    "wcag2aa": "WCAG 2.0 level AA",
+    "wcag21a": "WCAG 2.1 level A",
+    "wcag21aa": "WCAG 2.1 level AA",
+    "wcag22aa": "WCAG 2.2 level AA",
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,12 @@ class AccessibilityResults:
     checked_on: date
     rules: list[str]
     pages: list[CheckedPage]
+
+    @property
+    def standards(self) -> str:
+        """The axe rule tags in words: ``WCAG 2.0 level A, WCAG 2.1 level AA``."""
+        names = [RULE_TAGS.get(tag, tag) for tag in self.rules]
+        return ", ".join(sorted(names))
 
     @property
     def violations(self) -> int:

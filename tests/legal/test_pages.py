@@ -127,6 +127,7 @@ def test_accessibility_statement_renders_the_committed_results(client) -> None:
     checked = results.checked_on.strftime("%-d %B %Y").strip()
     assert f"last tested on {checked}" in words
     assert f"using axe-core {results.tool_version}" in words
+    assert "its rules for WCAG 2.0 level A, WCAG 2.0 level AA, WCAG 2.1 level A" in words
     assert "/privacy" in words and "/manage/<token>" in words
     assert "found no accessibility problems" in words
     for heading in [

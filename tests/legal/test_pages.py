@@ -186,8 +186,9 @@ def test_default_override_folder_is_in_the_instance_folder(app) -> None:
     assert app.config["TEMPLATE_OVERRIDES_DIR"] == str(Path(app.instance_path) / "templates")
 
 
-def public_pages(app: Flask) -> list[str]:
-    """Every public GET page from the URL map, its arguments filled with working values."""
+def public_pages(app: Flask) -> list[tuple[str, str]]:
+    """(rule, path) of every public GET page in the URL map, its arguments filled with
+    working values."""
     topics = seed_topics(app)
     subscriber = create_subscriber(app, "reader@example.com", {topics["data"]: "daily"})
     with app.test_request_context():
@@ -210,14 +211,14 @@ def public_pages(app: Flask) -> list[str]:
             path = path.replace("<token>", values[purpose] if "confirm" not in path else "x")
         path = path.replace("<slug>", "data")
         assert "<" not in path, f"fill {rule.rule}'s arguments in public_pages"
-        paths.append(path)
+        paths.append((rule.rule, path))
     return paths
 
 
 def test_every_public_page_has_the_footer_links(app, client) -> None:
     pages = public_pages(app)
-    assert {"/", "/manage", "/privacy", "/accessibility", "/contact"} <= set(pages)
-    for path in pages:
+    assert {"/", "/manage", "/privacy", "/accessibility", "/contact"} <= {p for _, p in pages}
+    for _, path in pages:
         response = client.get(path)
         if response.mimetype != "text/html" or 300 <= response.status_code < 400:
             continue
@@ -228,3 +229,15 @@ def test_every_public_page_has_the_footer_links(app, client) -> None:
             assert f'href="{href}"' in footer, f"{path} ({response.status_code}) lacks {href}"
         assert '<a href="#main-content" class="skip-link">Skip to main content</a>' in body
         assert re.search(r'<header class="site-header">.*?<a href="/">', body, re.S), path
+
+
+def test_committed_accessibility_results_cover_every_public_page(app, client) -> None:
+    """A new public page makes this fail until ``make accessibility-report`` has checked it
+    (its browser test must check it with ``run_axe``), so the statement never leaves it out."""
+    checked = {page["path"] for page in json.loads(ACCESSIBILITY_RESULTS.read_text())["pages"]}
+    missing = []
+    for rule, path in public_pages(app):
+        response = client.get(path)
+        if response.mimetype == "text/html" and rule not in checked:
+            missing.append(rule)
+    assert not missing, f"run make accessibility-report: {missing} not in the results"

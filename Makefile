@@ -54,6 +54,14 @@ format: install ## Reformat the code with ruff
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
 
+.PHONY: accessibility-report
+# The browser tests check every page with axe; with this variable set they also write what
+# they found to the file the accessibility statement (/accessibility) shows. Commit it.
+accessibility-report: export ALERTSVC_TEST_ACCESSIBILITY_REPORT = $(CURDIR)/alertsvc/legal/accessibility_results.json
+accessibility-report: install ## Run the browser tests and write the accessibility statement's axe results
+	@scripts/ensure-test-services.sh
+	$(UV) run pytest -p no:xdist tests/browser $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: install ## Run the benchmarks in bench/ (PostgreSQL; prints figures beside a floor)
 	@scripts/ensure-test-services.sh

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response
+from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -34,6 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_security_headers(app)
     register_template_filters(app)
+    register_template_overrides(app)
     register_commands(app)
     if app.config.get("PROXY_COUNT"):
         count = int(app.config["PROXY_COUNT"])
@@ -87,6 +90,7 @@ def register_converters(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from alertsvc import ops
     from alertsvc.delivery import dev_routes
+    from alertsvc.legal.routes import bp as legal_bp
     from alertsvc.ses_events.routes import bp as ses_events_bp
     from alertsvc.subscriptions.embed import bp as embed_bp
     from alertsvc.subscriptions.routes import bp as subscriptions_bp
@@ -94,6 +98,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(subscriptions_bp)
     app.register_blueprint(embed_bp)
     app.register_blueprint(ses_events_bp)
+    app.register_blueprint(legal_bp)
     app.register_blueprint(ops.bp)
     if app.config["ENV"] in LOCAL_ENVIRONMENTS and app.config["MAIL_TRANSPORT"] == "file":
         app.register_blueprint(dev_routes.bp)
@@ -145,7 +150,28 @@ FREQUENCY_PHRASES = {
 
 
 def register_template_filters(app: Flask) -> None:
+    from alertsvc.legal.services import duration
+
     app.add_template_filter(lambda value: FREQUENCY_PHRASES.get(value, value), "frequency_phrase")
+    app.add_template_filter(duration, "duration")
+
+
+def register_template_overrides(app: Flask) -> None:
+    """A publisher's templates (``TEMPLATE_OVERRIDES_DIR``) come before the built-in ones, so
+    dropping ``web/legal/privacy_body.html`` there replaces that wording without a fork.
+
+    Production warns once at start-up about each publisher setting left to its derived
+    default, so placeholder wording is never shipped without anyone being told.
+    """
+    overrides = FileSystemLoader(app.config["TEMPLATE_OVERRIDES_DIR"])
+    app.jinja_loader = ChoiceLoader([overrides, app.jinja_loader])  # type: ignore[assignment,list-item]
+    if app.config["ENV"] == "production":
+        for name in app.config["DERIVED_PUBLISHER_SETTINGS"]:
+            logging.getLogger(__name__).warning(
+                "ALERTSVC_%s is not set: the privacy notice and contact page show %r",
+                name,
+                app.config[name],
+            )
 
 
 def register_commands(app: Flask) -> None:

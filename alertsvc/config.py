@@ -19,6 +19,7 @@ import re
 import secrets
 import tempfile
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -182,6 +183,30 @@ DEFAULTS: dict[str, Any] = {
         "for the public good in your inbox"
     ),
     "EMBED_BUTTON": "Sign up",
+    # The privacy notice, accessibility statement and contact page (``alertsvc.legal``).
+    # None: derived at start-up, and production logs a warning naming each one derived.
+    # PUBLISHER_NAME: who runs the service (None: SITE_NAME). PRIVACY_CONTROLLER: the data
+    # controller named in the privacy notice (None: PUBLISHER_NAME). CONTACT_EMAIL: where
+    # readers write about their data or accessibility (None: the MAIL_REPLY_TO address,
+    # else the MAIL_FROM address, both of which readers already see in every email).
+    "PUBLISHER_NAME": None,
+    "PRIVACY_CONTROLLER": None,
+    "CONTACT_EMAIL": None,
+    # Optional lines shown on the contact page and in the notice (a postal address, a
+    # phone number); None: left out.
+    "CONTACT_ADDRESS": None,
+    "CONTACT_PHONE": None,
+    # Days the host keeps server logs (which hold addresses only as a keyed hash); the
+    # service does not rotate them itself. None: the notice says the host's log settings
+    # decide, without a number.
+    "LOG_RETENTION_DAYS": None,
+    # The accessibility statement's compliance status with WCAG 2.2 AA: "full", "partial"
+    # or "none" (the three wordings of GOV.UK's sample statement). Automated checks alone
+    # cannot show full compliance, so "partial" until a person has audited the pages.
+    "ACCESSIBILITY_COMPLIANCE": "partial",
+    # Folder searched for templates before the built-in templates/: a publisher's own
+    # wording (web/legal/privacy_body.html …). None: instance/templates.
+    "TEMPLATE_OVERRIDES_DIR": None,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
 }
@@ -243,6 +268,9 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     if not config["UNSUBSCRIBE_MAILTO"]:
         config["UNSUBSCRIBE_MAILTO"] = f"unsubscribe@{sender_domain(config['MAIL_FROM'])}"
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
+    if not config["TEMPLATE_OVERRIDES_DIR"]:
+        config["TEMPLATE_OVERRIDES_DIR"] = str(instance / "templates")
+    _check_publisher(config)
     if config["MAIL_TRANSPORT"] not in MAIL_TRANSPORTS:
         # Refuse at start-up: a web process would otherwise queue mail no worker can send.
         # This is the only check: ``make_transport`` builds what passed it.
@@ -396,6 +424,39 @@ def _check_transport(config: dict[str, Any]) -> None:
         if rate is not None:
             config[name] = rate
     config["SEND_BURST"] = burst_setting(config)
+
+
+ACCESSIBILITY_COMPLIANCE = ("full", "partial", "none")
+# The publisher settings a production deployment should set rather than derive.
+PUBLISHER_SETTINGS = ("PUBLISHER_NAME", "PRIVACY_CONTROLLER", "CONTACT_EMAIL")
+
+
+def _check_publisher(config: dict[str, Any]) -> None:
+    """Fill the publisher settings left unset from the mail settings, noting which were
+    derived (``DERIVED_PUBLISHER_SETTINGS``) so production can warn about each; refuse a
+    compliance status or log retention the statement and notice cannot word."""
+    derived = [name for name in PUBLISHER_SETTINGS if not config[name]]
+    config["DERIVED_PUBLISHER_SETTINGS"] = derived
+    config["PUBLISHER_NAME"] = config["PUBLISHER_NAME"] or config["SITE_NAME"]
+    config["PRIVACY_CONTROLLER"] = config["PRIVACY_CONTROLLER"] or config["PUBLISHER_NAME"]
+    if not config["CONTACT_EMAIL"]:
+        config["CONTACT_EMAIL"] = parseaddr(str(config["MAIL_REPLY_TO"] or config["MAIL_FROM"]))[1]
+    if config["ACCESSIBILITY_COMPLIANCE"] not in ACCESSIBILITY_COMPLIANCE:
+        raise ConfigurationError(
+            f"ALERTSVC_ACCESSIBILITY_COMPLIANCE must be one of "
+            f"{', '.join(ACCESSIBILITY_COMPLIANCE)}, not {config['ACCESSIBILITY_COMPLIANCE']!r}"
+        )
+    days = config["LOG_RETENTION_DAYS"]
+    if days is not None and days != "":
+        whole = _number(days)
+        if not (whole.is_integer() and 1 <= whole <= _MOST_DAYS):
+            raise ConfigurationError(
+                f"ALERTSVC_LOG_RETENTION_DAYS must be a whole number from 1 to {_MOST_DAYS}, "
+                f"not {days!r}; leave it unset to say the host's log settings decide"
+            )
+        config["LOG_RETENTION_DAYS"] = int(whole)
+    else:
+        config["LOG_RETENTION_DAYS"] = None
 
 
 # arn:partition:sns:region:account:topic (topic names: letters, digits, - and _, .fifo).

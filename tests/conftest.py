@@ -30,7 +30,7 @@ os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 # A developer's .env (written by `make run`) must not choose the tests' environment.
 os.environ["FLASK_SKIP_DOTENV"] = "1"
 for _name in [
-    n for n in os.environ if n.startswith("ALERTSVC_") and n != "ALERTSVC_TEST_DATABASE_URL"
+    n for n in os.environ if n.startswith("ALERTSVC_") and not n.startswith("ALERTSVC_TEST_")
 ]:
     del os.environ[_name]
 

@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, s
 from werkzeug.serving import make_server
 
 from alertsvc.extensions import db
+from tests.browser import axe_report
 from tests.browser.helpers import LiveServer
 from tests.mail import Mailbox
 
@@ -48,6 +49,7 @@ def live_server(make_app: Callable[..., Flask]) -> Iterator[LiveServer]:
     port = listener.getsockname()[1]
     origin = f"http://127.0.0.1:{port}"
     app = make_app(BASE_URL=origin)
+    axe_report.use_app(app)
     server = make_server("127.0.0.1", port, app, threaded=True, fd=listener.fileno())
     listener.close()  # the server holds its own duplicate of the descriptor
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)

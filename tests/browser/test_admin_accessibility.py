@@ -36,9 +36,10 @@ from alertsvc.models import (
     Topic,
     utcnow,
 )
+from tests.browser.axe_report import run_axe
 from tests.browser.conftest import TIMEOUT_MS
 from tests.browser.helpers import LiveServer, heading, sign_in_as
-from tests.browser.test_accessibility import AXE_OPTIONS, axe, describe
+from tests.browser.test_accessibility import AXE_OPTIONS, describe
 from tests.digests.helpers import digest, start_subscriptions_at
 from tests.factories import (
     create_article,
@@ -271,7 +272,7 @@ def problems_on(page: Page, what: str) -> list[str]:
     """
     page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
     found = []
-    violations = axe.run(page, options=AXE_OPTIONS).response["violations"]
+    violations = run_axe(page, AXE_OPTIONS)
     if violations:
         found.append(f"{what}: {describe(violations)}")
     scroll_width, window_width = page.evaluate(
@@ -372,7 +373,7 @@ def test_digest_preview_frame_is_accessible(browser: Browser, live_server: LiveS
             response = page.goto(path)
             assert response is not None and response.status == 200, path
             expect(page.get_by_text("Open data strategy")).not_to_have_count(0)
-            violations = axe.run(page, options=AXE_OPTIONS).response["violations"]
+            violations = run_axe(page, AXE_OPTIONS)
             if violations:
                 problems.append(f"{path}: {describe(violations)}")
     assert not problems, "\n".join(problems)

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, session
 from jinja2 import ChoiceLoader, FileSystemLoader
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -137,6 +137,11 @@ def register_security_headers(app: Flask) -> None:
         if not allows_framing(headers["Content-Security-Policy"]):
             headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cache-Control", "no-store")
+        if response.cache_control.public:
+            # A response shared caches may keep carries nothing of the reader's session:
+            # no Set-Cookie, whatever touched the session (a flash waiting for its page,
+            # Flask-Login's session protection marking an operator's session not fresh).
+            session.modified = False
         if hsts:
             headers.setdefault("Strict-Transport-Security", hsts)
         return response

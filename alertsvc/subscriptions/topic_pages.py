@@ -23,10 +23,9 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from flask import Response, abort, current_app, render_template, request, session, url_for
-from jinja2 import BaseLoader
+from flask import Response, abort, current_app, render_template, request, url_for
+from jinja2 import BaseLoader, TemplateNotFound
 from sqlalchemy import func, select
-from werkzeug.http import is_resource_modified
 from wtforms import Form, StringField
 
 from alertsvc.extensions import db
@@ -43,7 +42,17 @@ TOPICS_TEMPLATE = "web/topics.html"
 TOPIC_TEMPLATE = "web/topic.html"
 FEED_TEMPLATE = "web/topic_feed.xml"
 # Settings these pages show: changing one changes their ETag, like a changed template does.
-PAGE_SETTINGS = ("SITE_NAME", "BASE_URL", "TIMEZONE")
+# Settings the pages show (the footer's publisher and contact line among them).
+PAGE_SETTINGS = (
+    "SITE_NAME",
+    "BASE_URL",
+    "TIMEZONE",
+    "PUBLISHER_NAME",
+    "PRIVACY_CONTROLLER",
+    "CONTACT_EMAIL",
+    "CONTACT_PHONE",
+    "CONTACT_ADDRESS",
+)
 # Characters XML 1.0 does not allow, even escaped (C0 controls but tab, CR and LF; U+FFFE/F).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -159,9 +168,14 @@ def _template_digest(loader: BaseLoader) -> str:
     a page includes or extends, a deploy that changes it changes the pages' ETags."""
     env = current_app.jinja_env
     digest = hashlib.sha256()
-    for name in loader.list_templates():
-        if name.startswith("web/") and not name.startswith("web/admin/"):
-            digest.update(name.encode() + b"\0" + loader.get_source(env, name)[0].encode())
+    # Sorted: the loader lists a set, whose order changes with each process's hash seed.
+    for name in sorted(loader.list_templates()):
+        if name.startswith("web/") and name.endswith(".html") and not name.startswith("web/admin/"):
+            try:
+                source = loader.get_source(env, name)[0]
+            except (UnicodeDecodeError, TemplateNotFound):
+                continue  # not a template a page could render (an editor's backup file)
+            digest.update(name.encode() + b"\0" + source.encode())
     return digest.hexdigest()
 
 
@@ -181,7 +195,9 @@ def _topic_parts(topic: Topic) -> tuple[object, ...]:
 def _cacheable(etag: str, build: Callable[[], Response]) -> Response:
     """``build``'s response with the validator, or a 304 without building it when the
     reader's copy (``If-None-Match``) is still the current one."""
-    if not is_resource_modified(request.environ, etag=etag):
+    # Only If-None-Match decides (werkzeug's is_resource_modified also answered 304 to an
+    # If-Match that did not match).
+    if request.if_none_match.contains_weak(etag) or request.if_none_match.star_tag:
         response = Response(status=304)
     else:
         response = build()
@@ -194,16 +210,12 @@ def _render_page(template: str, **context: object) -> Response:
     """A page with nothing from the reader's session in it, and no cookie set by it.
 
     ``get_flashed_messages`` is overridden: base.html would otherwise read (and empty) the
-    reader's session, putting their message in a page shared caches keep. Flask-Login's
-    template context processor loads the signed-in operator on every render, which reads the
-    session and (session protection) may mark it changed; nothing of it reaches this page,
-    so the session is not saved: no ``Set-Cookie`` on a response caches keep. (Flask still
-    sends ``Vary: Cookie``, as Flask-Login reads the session after every request: caches
-    then share the page among readers without a cookie, which is most of them.)
+    reader's session, putting their message in a page shared caches keep. The session is
+    never saved on a public response (``register_security_headers``): no ``Set-Cookie``.
+    (Flask still sends ``Vary: Cookie``, as Flask-Login reads the session after every
+    request: caches then share the page among readers without a cookie, most of them.)
     """
-    body = render_template(template, get_flashed_messages=lambda: [], **context)
-    session.modified = False
-    return Response(body)
+    return Response(render_template(template, get_flashed_messages=lambda: [], **context))
 
 
 @bp.get("/topics")

@@ -371,3 +371,64 @@ def test_the_validator_changes_with_the_site_name_the_page_shows(app, app_with, 
 
     assert response.status_code == 200
     assert "Council tech alerts" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/topics/data.atom", "/embed/register", "/topics/data"])
+def test_no_public_response_saves_the_session_whatever_touched_it(app, path):
+    """An operator's session seen from a new browser (Flask-Login marks it not fresh) and a
+    flash waiting for its page: neither may come back in a Set-Cookie on a response shared
+    caches keep (the feed and the box sent one)."""
+    from tests.admin.helpers import sign_in
+    from tests.factories import create_operator
+
+    create_topic(app, "data", "Data")
+    create_operator(app)
+    client = app.test_client()
+    assert sign_in(client).status_code == 302
+    with client.session_transaction() as session:
+        session["_flashes"] = [("message", "You have signed out.")]
+
+    response = client.get(path, headers={"User-Agent": "another browser"})
+
+    assert response.status_code == 200
+    assert response.cache_control.public
+    assert "Set-Cookie" not in response.headers
+
+
+def test_only_if_none_match_answers_304(app, client):
+    create_topic(app, "data", "Data")
+    assert client.get("/topics/data", headers={"If-Match": '"nope"'}).status_code == 200
+    assert client.get("/topics/data", headers={"If-None-Match": "*"}).status_code == 304
+
+
+def test_the_template_version_does_not_depend_on_the_order_templates_are_listed(app):
+    """Flask's loader lists a set: its order changed with each process's hash seed, and so did
+    every ETag, so no validator survived a restart or matched another host's."""
+    from jinja2 import DictLoader
+
+    from alertsvc.subscriptions.topic_pages import _template_digest
+
+    class Listed(DictLoader):
+        def __init__(self, mapping, order):
+            super().__init__(mapping)
+            self.order = order
+
+        def list_templates(self):
+            return list(self.order)
+
+    mapping = {"web/a.html": "A", "web/b.html": "B"}
+    with app.app_context():
+        forwards = _template_digest(Listed(mapping, ["web/a.html", "web/b.html"]))
+        backwards = _template_digest(Listed(mapping, ["web/b.html", "web/a.html"]))
+    assert forwards == backwards
+
+
+def test_an_unreadable_file_among_the_overrides_does_not_break_topic_pages(app_with, tmp_path):
+    backup = tmp_path / "web" / "legal" / "privacy_body.html.bak"
+    backup.parent.mkdir(parents=True)
+    backup.write_bytes(b"caf\xe9")
+    app = app_with(TEMPLATE_OVERRIDES_DIR=str(tmp_path))
+    create_topic(app, "data", "Data")
+    client = app.test_client()
+    for path in ("/topics", "/topics/data", "/topics/data.atom"):
+        assert client.get(path).status_code == 200, path

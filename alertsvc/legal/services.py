@@ -50,12 +50,15 @@ def retention(config: Mapping[str, Any]) -> Retention:
 
 
 def duration(days: float) -> str:
-    """``1 day``, ``30 days``, ``12 hours``: a period in the words a reader uses."""
-    if days < 1:
-        hours = round(days * 24)
-        return "1 hour" if hours == 1 else f"{hours} hours"
-    whole = round(days)
-    return "1 day" if whole == 1 else f"{whole} days"
+    """``1 day``, ``30 days``, ``36 hours``, ``20 minutes``: a period in the words a reader
+    uses, exactly: in the largest unit that divides it (never rounded to a longer or shorter
+    period than the setting gives)."""
+    minutes = round(days * 24 * 60)
+    for size, unit in ((24 * 60, "day"), (60, "hour"), (1, "minute")):
+        if minutes % size == 0:
+            count = minutes // size
+            return f"1 {unit}" if count == 1 else f"{count} {unit}s"
+    raise AssertionError("unreachable: every whole number of minutes divides by 1")
 
 
 @dataclass(frozen=True)

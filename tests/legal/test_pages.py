@@ -241,3 +241,20 @@ def test_committed_accessibility_results_cover_every_public_page(app, client) ->
         if response.mimetype == "text/html" and rule not in checked:
             missing.append(rule)
     assert not missing, f"run make accessibility-report: {missing} not in the results"
+
+
+@pytest.mark.parametrize(
+    ("days", "words"),
+    [
+        (1, "1 day"),
+        (30, "30 days"),
+        (1.5, "36 hours"),
+        (1 / 24, "1 hour"),
+        (1200 / 86400, "20 minutes"),
+    ],
+)
+def test_periods_are_said_exactly_never_rounded(days, words) -> None:
+    """20 minutes read "0 hours" and 36 hours "2 days"."""
+    from alertsvc.legal.services import duration
+
+    assert duration(days) == words

@@ -7,12 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, session
-from jinja2 import ChoiceLoader, FileSystemLoader
+from jinja2 import ChoiceLoader, FileSystemLoader, TemplateSyntaxError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from alertsvc.config import HSTS_MAX_AGE_SECONDS, LOCAL_ENVIRONMENTS, load_config
+from alertsvc.config import (
+    HSTS_MAX_AGE_SECONDS,
+    LOCAL_ENVIRONMENTS,
+    ConfigurationError,
+    load_config,
+)
 from alertsvc.extensions import csrf, db, limiter, migrate
 from alertsvc.headers import allows_framing, content_security_policy
 
@@ -161,6 +166,25 @@ def register_template_filters(app: Flask) -> None:
     app.add_template_filter(duration, "duration")
 
 
+def _check_overrides(app: Flask, overrides: FileSystemLoader) -> None:
+    """Compile each override at start-up: a template that cannot be read or parsed stops the
+    service with one line, rather than leave the privacy notice a 500 until someone looks.
+    (Mistakes only running shows, such as a misspelt variable, still show then.)"""
+    for name in overrides.list_templates():
+        if not name.endswith((".html", ".txt")):
+            continue
+        try:
+            app.jinja_env.get_template(name)
+        except TemplateSyntaxError as error:
+            raise ConfigurationError(
+                f"ALERTSVC_TEMPLATE_OVERRIDES_DIR: {name}, line {error.lineno}: {error.message}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(
+                f"ALERTSVC_TEMPLATE_OVERRIDES_DIR: {name} is not UTF-8 text"
+            ) from None
+
+
 def register_template_overrides(app: Flask) -> None:
     """A publisher's templates (``TEMPLATE_OVERRIDES_DIR``) come before the built-in ones, so
     dropping ``web/legal/privacy_body.html`` there replaces that wording without a fork.
@@ -170,6 +194,7 @@ def register_template_overrides(app: Flask) -> None:
     """
     overrides = FileSystemLoader(app.config["TEMPLATE_OVERRIDES_DIR"])
     app.jinja_loader = ChoiceLoader([overrides, app.jinja_loader])  # type: ignore[assignment,list-item]
+    _check_overrides(app, overrides)
     if app.config["ENV"] == "production":
         for name in app.config["DERIVED_PUBLISHER_SETTINGS"]:
             logging.getLogger(__name__).warning(

@@ -258,3 +258,17 @@ def test_periods_are_said_exactly_never_rounded(days, words) -> None:
     from alertsvc.legal.services import duration
 
     assert duration(days) == words
+
+
+def test_an_override_that_cannot_be_parsed_stops_start_up(make_app, tmp_path: Path) -> None:
+    """A broken privacy notice was found only when a reader opened it (a 500)."""
+    from alertsvc.config import ConfigurationError
+
+    override = tmp_path / "web" / "legal" / "privacy_body.html"
+    override.parent.mkdir(parents=True)
+    override.write_text("<p>{% if %}</p>")
+    with pytest.raises(ConfigurationError, match=r"web/legal/privacy_body.html, line 1"):
+        make_app(TEMPLATE_OVERRIDES_DIR=str(tmp_path))
+    override.write_bytes(b"caf\xe9")
+    with pytest.raises(ConfigurationError, match="is not UTF-8 text"):
+        make_app(TEMPLATE_OVERRIDES_DIR=str(tmp_path))

@@ -197,7 +197,11 @@ def test_partitions_planned_at_once_each_crashing_then_resumed_send_everyone_onc
     with app.app_context():
         partitions = 3 if db.engine.dialect.name == "postgresql" else 1
     first_chunks = count(app, OutboxEmail)
-    assert first_chunks == 2 * partitions, "each partition's first chunk, nothing more"
+    # A partition whose thread had not started when another's failure surfaced is cancelled
+    # (Executor.map cancels what is still pending): on a loaded machine, fewer than all.
+    assert first_chunks % 2 == 0 and 2 <= first_chunks <= 2 * partitions, (
+        "whole first chunks only, one per partition that ran"
+    )
 
     monkeypatch.setattr(planning._Planner, "write", real_write)
     with partitioned.app_context():

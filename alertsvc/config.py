@@ -93,6 +93,14 @@ DEFAULTS: dict[str, Any] = {
     # None: TLS certificates are checked against the system's CA store; a path: against the
     # CA certificates in that PEM file instead (a private CA).
     "SMTP_CA_FILE": None,
+    # DKIM signatures on mail sent through smtp (ses signs with Easy DKIM): all three or
+    # none. SELECTOR and DOMAIN name the DNS TXT record (selector._domainkey.domain) that
+    # publishes the public key; DOMAIN must be the MAIL_FROM domain or a parent of it
+    # (DMARC alignment). PRIVATE_KEY_FILE: path to the RSA private key, PEM (readable by
+    # the worker only; the key itself is never logged).
+    "DKIM_SELECTOR": None,
+    "DKIM_DOMAIN": None,
+    "DKIM_PRIVATE_KEY_FILE": None,
     # Emails per second across every worker (shared through Redis when REDIS_URL is set);
     # None: no limit of ours (with ses, SES's MaxSendRate still applies).
     "SEND_RATE": None,
@@ -419,11 +427,63 @@ def _check_transport(config: dict[str, Any]) -> None:
                 "smtp+starttls://user:password@smtp.example.org:587"
             )
         smtp_url(config["SMTP_URL"])
+    _check_dkim(config)
     for name in ("SEND_RATE", "SES_MAX_SEND_RATE"):
         rate = positive_rate(config, name)
         if rate is not None:
             config[name] = rate
     config["SEND_BURST"] = burst_setting(config)
+
+
+# A DNS name as DKIM's s= and d= carry it: labels of letters, digits and inner hyphens.
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+
+
+def _check_dkim(config: dict[str, Any]) -> None:
+    """Refuse, in one line, DKIM settings that would send unsigned or badly signed mail:
+    some but not all of them, with a transport that does not sign, a selector or domain
+    that is not a DNS name, a domain that does not align with MAIL_FROM, or a key that
+    cannot be read or used."""
+    from alertsvc.delivery.dkim_signing import DKIM_SETTINGS, load_dkim_key
+
+    given = [name for name in DKIM_SETTINGS if config[name]]
+    if not given:
+        return
+    missing = [name for name in DKIM_SETTINGS if name not in given]
+    if missing:
+        raise ConfigurationError(
+            f"{' and '.join(f'ALERTSVC_{name}' for name in missing)} must be set too: "
+            f"ALERTSVC_DKIM_SELECTOR, ALERTSVC_DKIM_DOMAIN and ALERTSVC_DKIM_PRIVATE_KEY_FILE "
+            f"sign mail together; set all three, or none to send unsigned"
+        )
+    transport = config["MAIL_TRANSPORT"]
+    if transport != "smtp":
+        why = (
+            "SES signs with Easy DKIM (see the README); unset ALERTSVC_DKIM_*"
+            if transport == "ses"
+            else "unset ALERTSVC_DKIM_* or send with smtp"
+        )
+        raise ConfigurationError(
+            f"ALERTSVC_DKIM_* signs mail only with ALERTSVC_MAIL_TRANSPORT=smtp, "
+            f"not {transport!r}: {why}"
+        )
+    for name in ("DKIM_SELECTOR", "DKIM_DOMAIN"):
+        value = str(config[name]).strip().lower().rstrip(".")
+        if not _DNS_NAME.fullmatch(value) or (name == "DKIM_DOMAIN" and "." not in value):
+            example = "alerts2026" if name == "DKIM_SELECTOR" else "example.org"
+            raise ConfigurationError(
+                f"ALERTSVC_{name} must be a DNS name such as {example}, not {config[name]!r}"
+            )
+        config[name] = value
+    domain, sender = config["DKIM_DOMAIN"], sender_domain(config["MAIL_FROM"]).lower()
+    if sender != domain and not sender.endswith(f".{domain}"):
+        raise ConfigurationError(
+            f"ALERTSVC_DKIM_DOMAIN {domain!r} is neither the ALERTSVC_MAIL_FROM domain "
+            f"{sender!r} nor a parent of it, so DMARC would not count the signature; "
+            f"set it to {sender!r} or a parent domain"
+        )
+    load_dkim_key(str(config["DKIM_PRIVATE_KEY_FILE"]))
 
 
 ACCESSIBILITY_COMPLIANCE = ("full", "partial", "none")

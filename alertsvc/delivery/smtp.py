@@ -4,7 +4,8 @@
 STARTTLS and refuses to send if the server does not offer it (a server, or someone in the
 middle, that drops STARTTLS must not get the mail and the password in clear), ``smtps://``
 is TLS from the first byte. Certificates are checked, against the system's CA store or
-``ALERTSVC_SMTP_CA_FILE``.
+``ALERTSVC_SMTP_CA_FILE``. With ``ALERTSVC_DKIM_*`` set, each message is DKIM-signed
+(``alertsvc.delivery.dkim_signing``) just before it goes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
+import dkim
+
 from alertsvc.config import SmtpUrl, smtp_url
+from alertsvc.delivery.dkim_signing import DkimSigner
 from alertsvc.delivery.transports import PermanentSendError, SendError, TransientSendError
 
 log = logging.getLogger(__name__)
@@ -88,11 +92,13 @@ class SmtpTransport:
         *,
         timeout: float = 30,
         ca_file: str | None = None,
+        signer: DkimSigner | None = None,
     ) -> None:
         self.url = url
         self.envelope_from = envelope_from
         self.timeout = timeout
         self.tls = ssl.create_default_context(cafile=ca_file) if url.scheme != "smtp" else None
+        self.signer = signer
         self._local = threading.local()
         self._open: set[smtplib.SMTP] = set()
         self._open_lock = threading.Lock()
@@ -104,25 +110,27 @@ class SmtpTransport:
             parseaddr(str(config["MAIL_FROM"]))[1],
             timeout=float(config["SMTP_TIMEOUT_SECONDS"]),
             ca_file=config["SMTP_CA_FILE"] or None,
+            signer=DkimSigner.from_config(config),
         )
 
     def send(self, message: EmailMessage) -> str:
         """Send ``message`` as built; return the server's queue id if its reply names one,
         else the Message-ID."""
         recipients = [address for _, address in getaddresses(message.get_all("To", [])) if address]
+        payload = self._payload(message)
         connection = getattr(self._local, "connection", None)
         try:
             if connection is None:
                 connection = self._connect()
-                reply = self._transfer(connection, message, recipients)
+                reply = self._transfer(connection, payload, recipients)
             else:
                 try:
-                    reply = self._transfer(connection, message, recipients)
+                    reply = self._transfer(connection, payload, recipients)
                 except _DROPPED as error:
                     log.info("SMTP server dropped the connection (%s); reconnecting", error)
                     self._discard(connection)
                     connection = self._connect()
-                    reply = self._transfer(connection, message, recipients)
+                    reply = self._transfer(connection, payload, recipients)
         except (smtplib.SMTPException, OSError) as error:
             if connection is not None:
                 if _refused(error):
@@ -135,14 +143,30 @@ class SmtpTransport:
         found = _QUEUE_ID.search(one_line(reply))
         return found.group(1) if found else str(message["Message-ID"])
 
-    def _transfer(
-        self, connection: smtplib.SMTP, message: EmailMessage, recipients: list[str]
-    ) -> bytes:
+    def _payload(self, message: EmailMessage) -> bytes:
+        """The bytes that go after DATA: the message as built, DKIM-signed when set up.
+
+        Signed with CRLF line ends, as the message travels (an ``EmailMessage`` from a test
+        may write bare LF, which ``smtplib`` would turn into CRLF after signing).
+        """
+        raw = message.as_bytes()
+        if self.signer is None:
+            return raw
+        if b"\n" in raw.replace(b"\r\n", b""):
+            raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        try:
+            return self.signer.sign(raw)
+        except dkim.DKIMException as error:
+            # This message cannot be signed (malformed headers): sending it unsigned would
+            # fail DMARC, and retrying will not help.
+            raise PermanentSendError(f"DKIM signing failed: {one_line(error)}") from error
+
+    def _transfer(self, connection: smtplib.SMTP, payload: bytes, recipients: list[str]) -> bytes:
         """MAIL, RCPT, DATA on ``connection``; the server's reply to the DATA.
 
         Done step by step rather than with ``send_message`` so that the final reply (which
-        carries the server's queue id) is kept; ``message.as_bytes`` writes the headers
-        exactly as built.
+        carries the server's queue id) is kept; ``payload`` holds the headers exactly as
+        built.
         """
         code, reply = connection.mail(self.envelope_from)
         if code != 250:
@@ -154,7 +178,7 @@ class SmtpTransport:
                 refused[recipient] = (code, reply)
         if refused or not recipients:
             raise smtplib.SMTPRecipientsRefused(refused)
-        code, reply = connection.data(message.as_bytes())
+        code, reply = connection.data(payload)
         if code != 250:
             raise smtplib.SMTPDataError(code, reply)
         return reply

@@ -16,6 +16,7 @@ pytest output folder: ``<basetemp>/emails/<email>-<width>px.png`` (by default
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from email.message import EmailMessage
 from itertools import pairwise
@@ -203,7 +204,6 @@ STRUCTURE = """() => ({
         (h) => [Number(h.tagName[1]), h.textContent.trim()]),
     links: [...document.querySelectorAll('a[href]')].map(
         (a) => (a.getAttribute('aria-label') || a.textContent).trim().replace(/\\s+/g, ' ')),
-    tables: [...document.querySelectorAll('table')].map((t) => t.getAttribute('role')),
 })"""
 
 OVERFLOW = """() => {
@@ -225,8 +225,8 @@ def horizontal_overflow(page: Page) -> tuple[int, list[str]]:
 
 
 def assert_structure(page: Page, site_name: str) -> None:
-    """``lang``, a title naming the email, one h1 and no skipped heading level, link text
-    that makes sense alone, layout tables marked as such."""
+    """``lang``, a title naming the email, one h1 and no skipped heading level, and link
+    text that makes sense alone."""
     found = page.evaluate(STRUCTURE)
     assert found["lang"] == "en"
     levels = [level for level, _ in found["headings"]]
@@ -237,7 +237,6 @@ def assert_structure(page: Page, site_name: str) -> None:
     assert found["links"], "an email with no link"
     vague = [text for text in found["links"] if text.lower().strip(".") in VAGUE_LINK_TEXT]
     assert not vague and all(found["links"]), found["links"]
-    assert all(role == "presentation" for role in found["tables"]), found["tables"]
 
 
 @pytest.mark.parametrize("kind", list(EMAILS))
@@ -246,6 +245,10 @@ def test_email_is_accessible_and_reflows(
 ) -> None:
     message = sent_email(live_server, mailbox, make_app, kind)
     html = html_part(message)
+    # Layout tables, even those only Outlook sees (inside conditional comments), are
+    # marked as layout so screen readers do not announce rows and columns.
+    tables = re.findall(r"<table\b[^>]*>", html)
+    assert all('role="presentation"' in table for table in tables), tables
 
     for width in REFLOW_WIDTHS:
         page.set_viewport_size({"width": width, "height": 800})

@@ -11,7 +11,8 @@ word longer than a phone is wide, summaries with lists and quotes.
 
 For review, a full-page PNG of each email at 320 px and at 800 px wide is saved under the
 pytest output folder: ``<basetemp>/emails/<email>-<width>px.png`` (by default
-``/tmp/pytest-of-<user>/pytest-current/emails/``).
+``/tmp/pytest-of-<user>/pytest-<n>/emails/``; pytest keeps only its last three output
+folders, so pass ``--basetemp=DIR`` to keep them).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ HOSTILE_TITLE = (
     'Councils & "cloud first": <script>alert(1)</script> what the 2026 spending review means '
     "for local digital services, shared platforms and the people who run them"
 )
-UNBROKEN = "https://news.example/reports/" + "a-very-long-path-segment-" * 4 + "final.pdf"
+UNBROKEN = "https://news.example/reports/" + "a_very_long_path_segment_" * 4 + "final.pdf"
 SUMMARY = (
     "<p>The report finds <strong>three</strong> problems:</p>"
     "<ul><li>legacy contracts</li><li>skills shortages</li><li>unclear ownership</li></ul>"
@@ -58,8 +59,6 @@ SUMMARY = (
 # zoomed to 200% (which lays the page out in 400 CSS pixels).
 WIDTHS = (320, 800)
 REFLOW_WIDTHS = (320, 400)
-
-
 SIGNUP_SLUGS = ("data", "cyber-security", "local-digital")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from html.parser import HTMLParser
 
 import nh3
 
@@ -46,3 +47,44 @@ def clean_html(
 def html_to_text(value: str) -> str:
     """The visible text of an HTML fragment, whitespace collapsed (scripts and styles dropped)."""
     return collapse(html.unescape(nh3.clean(value, tags=set())))
+
+
+class _TextWithLinks(HTMLParser):
+    """Collects the visible text of an HTML fragment, each link followed by its target."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._links: list[tuple[str | None, int]] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skipping += 1
+        elif tag == "a":
+            self._links.append((dict(attrs).get("href"), len(self.parts)))
+        elif tag in ("p", "br", "li", "blockquote", "ul", "ol"):
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skipping = max(0, self._skipping - 1)
+        elif tag == "a" and self._links:
+            href, start = self._links.pop()
+            label = "".join(self.parts[start:]).strip()
+            if href and href != label:
+                self.parts.append(f" ({href})" if label else href)
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def html_to_text_with_links(value: str) -> str:
+    """The visible text of a (cleaned) HTML fragment, whitespace collapsed, each link's
+    target in brackets after its text: an email's text part must offer every link its HTML
+    part does, or a reader of the text part cannot follow them."""
+    parser = _TextWithLinks()
+    parser.feed(value)
+    parser.close()
+    return collapse("".join(parser.parts))

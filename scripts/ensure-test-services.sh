@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the test suite talks to is installed and running:
-# Debian's chromium (Playwright drives it; no browser download) and the local PostgreSQL.
+# Debian's chromium (Playwright drives it; no browser download), Debian's spamassassin (the
+# spam-score test runs it) and the local PostgreSQL.
 # The test databases themselves are created by tests/conftest.py.
 set -euo pipefail
 
@@ -16,6 +17,11 @@ apt_install() {
 if ! [ -x /usr/bin/chromium ]; then
   echo "Installing Debian's chromium"
   apt_install chromium
+fi
+
+if ! command -v spamassassin >/dev/null 2>&1; then
+  echo "Installing Debian's spamassassin (tests/delivery/test_spam_score.py)"
+  apt_install spamassassin
 fi
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

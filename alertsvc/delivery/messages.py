@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import binascii
+import contextlib
 import email.policy
 import secrets
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import css_inline
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
 
+from alertsvc.config import sender_domain
 from alertsvc.delivery.outbox import clean_header
 from alertsvc.models import EmailBody, OutboxEmail, utcnow
 from alertsvc.tokens import TokenPurpose, make_token, signed_url, unsubscribe_payload
@@ -136,6 +139,60 @@ def _mime(headers: list[tuple[str, str]], text: str, html: str) -> OutgoingEmail
     return OutgoingEmail(tuple(headers), raw)
 
 
+def _phrase(text: str) -> str:
+    """``text`` as an RFC 5322 display name on one line: a quoted string when ASCII, else
+    RFC 2047 base64 words of at most 75 characters each. Whitespace (CR and LF included) is
+    folded to single spaces first, so no setting or feed text can start a header of its own."""
+    text = clean_header(text)
+    if text.isascii():
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    words, chunk = [], ""
+    for character in text:
+        if len((chunk + character).encode("utf-8")) > 45:
+            words.append(chunk)
+            chunk = ""
+        chunk += character
+    words.append(chunk)
+    return " ".join(
+        f"=?utf-8?b?{base64.b64encode(word.encode('utf-8')).decode('ascii')}?=" for word in words
+    )
+
+
+def list_id(site_name: str, mail_from: str) -> str:
+    """The ``List-Id`` (RFC 2919) of every subscription email: the site's name and
+    ``alerts.<sender domain>``, so that mail clients can file and filter the alerts."""
+    return f"{_phrase(site_name)} <alerts.{_header_token(sender_domain(mail_from))}>"
+
+
+def _header_token(text: str) -> str:
+    """Only what may appear in a Feedback-ID field or a List-Id label: letters, digits,
+    dots and hyphens (an internationalised domain in its IDNA form)."""
+    with contextlib.suppress(UnicodeError):
+        text = text.encode("idna").decode("ascii")
+    return "".join(c for c in text if c.isascii() and (c.isalnum() or c in ".-")) or "x"
+
+
+def campaign(row: OutboxEmail, body: EmailBody | None) -> str:
+    """The kind of email, for ``Feedback-ID``: the template, and for a digest its frequency
+    (read from the shared body's subject, which ``render_digest`` starts with "Daily" or
+    "Weekly": the worker builds messages in threads, away from the database)."""
+    if row.template == "digest" and body is not None:
+        first = body.subject.split(" ", 1)[0].lower()
+        if first in ("daily", "weekly"):
+            return f"digest-{first}"
+    return _header_token(row.template.replace("_", "-"))
+
+
+def feedback_id(row: OutboxEmail, body: EmailBody | None, mail_from: str) -> str:
+    """Gmail's feedback-loop header, ``topics:campaign:alertsvc:sender-domain``: the topic's
+    id (or ``multi`` for several, ``none`` for an email about no topic), the kind of email,
+    the service and the sending domain. Colon-separated ASCII; nothing about the reader."""
+    topic_ids = row.unsubscribe_topic_ids or []
+    topics = str(int(topic_ids[0])) if len(topic_ids) == 1 else "multi" if topic_ids else "none"
+    domain = _header_token(sender_domain(mail_from))
+    return f"{topics}:{campaign(row, body)}:alertsvc:{domain}"
+
+
 # Stands in for the signed token in a preview's links: not a signed value, so every
 # /manage/ and /unsubscribe/ route refuses it.
 PREVIEW_PLACEHOLDER = "PREVIEW"
@@ -185,9 +242,13 @@ def build_message(
         ("Subject", clean_header(row.subject)),
         ("Date", format_datetime(utcnow())),
         ("Message-ID", str(row.message_id)),
+        ("Auto-Submitted", "auto-generated"),
+        ("Feedback-ID", feedback_id(row, body, config["MAIL_FROM"])),
     ]
     if config.get("MAIL_REPLY_TO"):
         headers.append(("Reply-To", clean_header(config["MAIL_REPLY_TO"])))
+    if row.is_subscription_email:
+        headers.append(("List-Id", list_id(config["SITE_NAME"], config["MAIL_FROM"])))
     if unsubscribe_token is not None:
         mailto = config["UNSUBSCRIBE_MAILTO"]
         subject = quote(f"unsubscribe {unsubscribe_token}")

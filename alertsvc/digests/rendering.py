@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.messages import MANAGE_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 from alertsvc.delivery.outbox import clean_header
-from alertsvc.html import clean_html, html_to_text
+from alertsvc.html import clean_html, html_to_text_with_links
 from alertsvc.models import Article, EmailBody, utcnow
 from alertsvc.text import plural
 
@@ -62,7 +62,7 @@ def article_view(article: Article, zone: ZoneInfo) -> ArticleView:
         # Only web links: a javascript: or data: URL from a feed never reaches an href.
         url=article.url if article.url.lower().startswith(("https://", "http://")) else "",
         summary_html=Markup(safe_html),  # noqa: S704 - sanitised by clean_html just above
-        summary_text=html_to_text(summary),
+        summary_text=html_to_text_with_links(safe_html),
         published=f"{published.astimezone(zone):%-d %B %Y}",
     )
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 from alertsvc.database import transaction
 from alertsvc.delivery.messages import MANAGE_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 from alertsvc.models import EmailBody, OutboxEmail, OutboxStatus
 from tests.delivery.helpers import outbox_row
-from tests.factories import create_subscriber, queue_manage_link
-from tests.mail import links
+from tests.delivery.realistic import TEMPLATES, queue_every_email
+from tests.factories import create_subscriber, queue_manage_link, seed_topics
+from tests.mail import links, read_message
 
 
 def test_a_unicode_domain_goes_out_in_its_ascii_form(app, mailbox):
@@ -81,3 +84,98 @@ def test_a_shared_body_goes_out_byte_for_byte_in_valid_quoted_printable_mime(app
     assert text.get_content() == expected
     assert html.get_content() == f"<p>{expected}</p>"
     assert message["List-Unsubscribe"].startswith(f"<{leave}>")
+
+
+def _every_email(app, mailbox) -> dict[str, EmailMessage]:
+    queue_every_email(app)
+    messages = mailbox.deliver()
+    assert len(messages) == len(TEMPLATES)
+    return dict(zip(TEMPLATES, messages, strict=True))
+
+
+def _head(mailbox, message: EmailMessage) -> bytes:
+    [raw] = [
+        path.read_bytes()
+        for path in mailbox.directory.glob("*.eml")
+        if read_message(path)["Message-ID"] == message["Message-ID"]
+    ]
+    return raw.split(b"\r\n\r\n", 1)[0]
+
+
+def test_every_email_carries_the_headers_mailbox_providers_look_for(app, mailbox):
+    emails = _every_email(app, mailbox)
+    data = seed_topics(app)["data"]
+    domain = "alerts.test"
+
+    feedback = {template: message["Feedback-ID"] for template, message in emails.items()}
+    assert feedback == {
+        "confirm": f"none:confirm:alertsvc:{domain}",
+        "manage_link": f"none:manage-link:alertsvc:{domain}",
+        "subscribed": f"multi:subscribed:alertsvc:{domain}",
+        "already_subscribed": f"none:already-subscribed:alertsvc:{domain}",
+        "alert": f"{data}:alert:alertsvc:{domain}",
+        "digest-daily": f"multi:digest-daily:alertsvc:{domain}",
+        "digest-weekly": f"multi:digest-weekly:alertsvc:{domain}",
+    }
+    for template, message in emails.items():
+        assert message["Auto-Submitted"] == "auto-generated", template
+        assert message["MIME-Version"] == "1.0", template
+        assert message["Date"].datetime is not None, template
+        assert str(message["Message-ID"]).endswith(f"@{domain}>"), template
+        assert message["From"].addresses[0].display_name == "Public Technology alerts"
+        assert message["Feedback-ID"].isascii()
+        assert (
+            "reader" not in message["Feedback-ID"] and "example.com" not in message["Feedback-ID"]
+        )
+
+
+def test_only_subscription_emails_carry_list_headers_and_one_click_unsubscribe(app, mailbox):
+    emails = _every_email(app, mailbox)
+
+    for template in ("confirm", "manage_link", "already_subscribed"):
+        message = emails[template]
+        assert message["List-Unsubscribe-Post"] is None, template
+        assert message["List-Unsubscribe"] is None, template
+        assert message["List-Id"] is None, template
+    for template in ("subscribed", "alert", "digest-daily", "digest-weekly"):
+        message = emails[template]
+        assert message["List-Id"] == '"Public Technology alerts" <alerts.alerts.test>'
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click", template
+        unsubscribe = str(message["List-Unsubscribe"])
+        assert "<https://" in unsubscribe and "<mailto:" in unsubscribe, template
+
+
+def test_a_hostile_feed_title_cannot_add_a_header(app, mailbox):
+    emails = _every_email(app, mailbox)
+
+    for template in ("alert", "digest-daily"):
+        message = emails[template]
+        head = _head(mailbox, message)
+        assert message["Bcc"] is None and message["X-Injected"] is None, template
+        assert b"\r\nBcc:" not in head and b"\r\nX-Injected:" not in head, template
+        assert b"\r\n\r\n" not in head
+    assert emails["alert"]["Subject"].startswith("Councils warned over ransomware Bcc: victim")
+    assert "\r" not in emails["alert"]["Subject"] and "\n" not in emails["alert"]["Subject"]
+
+
+def test_a_hostile_or_accented_site_name_stays_inside_list_id(app, mailbox):
+    app.config["SITE_NAME"] = 'Alerts "quoted"\r\nBcc: victim@evil.example\r\n\r\nbody'
+    emails = _every_email(app, mailbox)
+
+    message = emails["subscribed"]
+    assert message["Bcc"] is None
+    assert b"\r\nBcc:" not in _head(mailbox, message)
+    assert message["List-Id"] == (
+        '"Alerts \\"quoted\\" Bcc: victim@evil.example body" <alerts.alerts.test>'
+    )
+
+
+def test_a_welsh_site_name_is_encoded_in_list_id(app, mailbox):
+    app.config["SITE_NAME"] = "Rhybuddion e-bost: Cymraeg â'r ŵyl"
+    emails = _every_email(app, mailbox)
+
+    head = _head(mailbox, emails["digest-daily"])
+    assert head.isascii()
+    assert emails["digest-daily"]["List-Id"] == (
+        "Rhybuddion e-bost: Cymraeg â'r ŵyl <alerts.alerts.test>"
+    )

@@ -129,8 +129,11 @@ def test_each_message_is_signed_and_verifies_against_the_published_key(
         "message-id",
         "mime-version",
         "content-type",
+        "list-id",
         "list-unsubscribe",
         "list-unsubscribe-post",
+        "auto-submitted",
+        "feedback-id",
     ]
     # A transactional email has no List-Unsubscribe-Post, so none is signed.
     assert verifies(manage.raw, rsa_key)

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from alertsvc.admin import stats
 from alertsvc.admin.blueprint import bp
 from alertsvc.admin.charts import line_chart
+from alertsvc.admin.delivery import reputation_context
 from alertsvc.models import utcnow
 
 SERIES = [
@@ -31,4 +32,5 @@ def dashboard() -> ResponseReturnValue:
         chart=chart,
         series=SERIES,
         frequencies=stats.FREQUENCIES,
+        **reputation_context(),
     )

@@ -4,6 +4,8 @@ audited in its own transaction."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
@@ -125,18 +127,26 @@ def delivery() -> ResponseReturnValue:
     return _delivery_page(PauseForm())
 
 
-def _delivery_page(form: PauseForm, status: int = 200) -> ResponseReturnValue:
+def reputation_context() -> dict[str, Any]:
+    """What ``_reputation.html`` shows (the delivery page and the dashboard): the guard's
+    measure now, the pauses in force, and whether the guard made one of them."""
     pauses = pauses_in_force()
     report = measure_reputation(current_app.config, utcnow())
     db.session.rollback()
+    return {
+        "pauses": pauses,
+        "report": report,
+        "guard_paused": any(p.paused_by == GUARD for p in pauses),
+    }
+
+
+def _delivery_page(form: PauseForm, status: int = 200) -> ResponseReturnValue:
     return (
         render_template(
             "web/admin/delivery.html",
             form=form,
-            pauses=pauses,
             resume_form=ResumeForm(),
-            report=report,
-            guard_paused=any(p.paused_by == GUARD for p in pauses),
+            **reputation_context(),
             scope_words=SCOPE_WORDS,
             scope_hints=SCOPE_HINTS,
         ),

@@ -213,3 +213,19 @@ def test_the_chart_axis_has_round_steps_and_the_lines_span_it():
         "24 Nov",
         "1 Dec",
     ]
+
+
+def test_the_dashboard_shows_the_reputation_guard(app, admin_client):
+    """Issue 14: the guard from the delivery issue is visible on the dashboard."""
+    from alertsvc.database import transaction
+    from alertsvc.delivery.pauses import pause
+    from alertsvc.delivery.reputation import PAUSED_BY
+    from alertsvc.models import PauseScope, utcnow
+
+    page = " ".join(admin_client.get("/admin/").get_data(as_text=True).split())
+    assert "<h2>Reputation</h2>" in page
+    assert "Too few sends for a verdict" in page
+    assert "2.50%" in page and "0.050%" in page
+    with app.app_context(), transaction():
+        pause(PauseScope.SUBSCRIPTIONS, "bounce rate 4%", PAUSED_BY, utcnow())
+    assert "Paused by the guard" in admin_client.get("/admin/").get_data(as_text=True)

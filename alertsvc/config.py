@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import idna
 from flask import Flask
 
 ENVIRONMENTS = ("development", "testing", "production")
@@ -273,6 +274,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         )
     if not config["MAIL_DIR"]:
         config["MAIL_DIR"] = str(instance / "mail")
+    config["MAIL_FROM"] = ascii_sender(config["MAIL_FROM"])
     if not config["UNSUBSCRIBE_MAILTO"]:
         config["UNSUBSCRIBE_MAILTO"] = f"unsubscribe@{sender_domain(config['MAIL_FROM'])}"
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
@@ -614,6 +616,25 @@ def _check_feedback(config: dict[str, Any]) -> None:
             f"window never holds enough sends for a verdict, so the reputation guard would "
             f"never pause sending"
         )
+
+
+def ascii_sender(mail_from: object) -> str:
+    """``MAIL_FROM`` with its domain in ASCII (IDNA) form: ``Alerts <a@bücher.de>`` becomes
+    ``Alerts <a@xn--bcher-kva.de>``. The From header, Message-IDs, List-Id and the unsubscribe
+    mailto are all made from it, and a header cannot carry a Unicode domain as an address.
+    The display name is left as it is (the header writer encodes it)."""
+    text = str(mail_from)
+    domain = sender_domain(text)
+    if domain.isascii():
+        return text
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as error:
+        raise ConfigurationError(
+            f"ALERTSVC_MAIL_FROM: the domain {domain!r} is not a usable domain name ({error})"
+        ) from None
+    head, _, tail = text.rpartition("@" + domain)
+    return f"{head}@{ascii_domain}{tail}"
 
 
 def sender_domain(mail_from: object) -> str:

@@ -179,3 +179,35 @@ def test_a_welsh_site_name_is_encoded_in_list_id(app, mailbox):
     assert emails["digest-daily"]["List-Id"] == (
         "Rhybuddion e-bost: Cymraeg â'r ŵyl <alerts.alerts.test>"
     )
+
+
+def test_a_sender_on_an_internationalised_domain_is_sent_in_ascii(app_with, tmp_path):
+    """A Unicode domain in ALERTSVC_MAIL_FROM reached the Message-ID and the unsubscribe
+    mailto as Unicode, which no header can carry as an address."""
+    from email import policy
+    from email.parser import BytesParser
+
+    from alertsvc.delivery.transports import FileTransport
+    from tests.delivery.helpers import send_batch
+    from tests.factories import queue_manage_link
+
+    app = app_with(MAIL_FROM="Rhybuddion <rhybudd@bücher.de>")
+    assert app.config["MAIL_FROM"] == "Rhybuddion <rhybudd@xn--bcher-kva.de>"
+    assert app.config["UNSUBSCRIBE_MAILTO"] == "unsubscribe@xn--bcher-kva.de"
+    queue_manage_link(app, "reader@example.com")
+    assert send_batch(app, FileTransport(tmp_path)).sent == 1
+    [path] = tmp_path.glob("*.eml")
+    raw = path.read_bytes()
+    assert raw.isascii()
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert message["From"].addresses[0].addr_spec == "rhybudd@xn--bcher-kva.de"
+    assert message["Message-ID"].endswith("@xn--bcher-kva.de>")
+
+
+def test_a_sender_domain_that_is_no_domain_name_stops_start_up(make_app):
+    import pytest
+
+    from alertsvc.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="ALERTSVC_MAIL_FROM: the domain"):
+        make_app(MAIL_FROM="Alerts <a@bü_cher..de>")

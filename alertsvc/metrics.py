@@ -32,15 +32,14 @@ from sqlalchemy import func, select
 
 from alertsvc.extensions import db
 from alertsvc.models import (
-    Article,
     DigestRun,
-    Feed,
     OutboxEmail,
     OutboxStatus,
     RunStatus,
     SendingPause,
     utcnow,
 )
+from alertsvc.retries import parked_counts
 
 # This process's metrics. Not the library's default registry: under multiprocess mode the
 # scrape reads the files instead, and registering these there too would count them twice.
@@ -177,12 +176,7 @@ class DatabaseCollector(Collector):
             "immediate alerts, digest runs, feeds.",
             labels=["kind"],
         )
-        for kind, column in (
-            ("articles", Article.alert_parked_at),
-            ("runs", DigestRun.parked_at),
-            ("feeds", Feed.parked_at),
-        ):
-            count = db.session.scalar(select(func.count()).where(column.is_not(None))) or 0
+        for kind, count in parked_counts().items():
             parked.add_metric([kind], count)
         yield parked
 

@@ -16,7 +16,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
+
+from alertsvc.extensions import db
+from alertsvc.models import Article, DigestRun, Feed
+
 ERROR_LENGTH = 2000
+# Where each kind of unit records that it is parked: the dashboard and /metrics count these.
+PARKED_AT = {
+    "articles": Article.alert_parked_at,
+    "runs": DigestRun.parked_at,
+    "feeds": Feed.parked_at,
+}
+
+
+def parked_counts() -> dict[str, int]:
+    """How many units of each kind are parked, waiting for an operator (``PARKED_AT``)."""
+    return {
+        kind: db.session.scalar(select(func.count()).where(column.is_not(None))) or 0
+        for kind, column in PARKED_AT.items()
+    }
 
 
 @dataclass(frozen=True)

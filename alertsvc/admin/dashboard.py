@@ -21,7 +21,10 @@ SERIES = [
 
 @bp.get("/")
 def dashboard() -> ResponseReturnValue:
-    figures = stats.dashboard(utcnow(), int(current_app.config["FEEDS_STALE_DAYS"]))
+    reputation = reputation_context()
+    figures = stats.dashboard(
+        utcnow(), int(current_app.config["FEEDS_STALE_DAYS"]), reputation["pauses"]
+    )
     chart = line_chart(
         [day.day for day in figures.days],
         [(name, key, [getattr(day, key) for day in figures.days]) for name, key in SERIES],
@@ -32,5 +35,5 @@ def dashboard() -> ResponseReturnValue:
         chart=chart,
         series=SERIES,
         frequencies=stats.FREQUENCIES,
-        **reputation_context(),
+        **reputation,
     )

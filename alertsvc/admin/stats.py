@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, or_, select, text
 
-from alertsvc.delivery.pauses import describe_pause, pauses_in_force
+from alertsvc.delivery.pauses import describe_pause
 from alertsvc.delivery.stats import DayCount, OutboxDepth, emails_per_day, outbox_depth
 from alertsvc.extensions import db
-from alertsvc.models import Article, DigestRun, Feed, Frequency, OutboxEmail, Topic
+from alertsvc.models import (
+    Article,
+    DigestRun,
+    Feed,
+    Frequency,
+    OutboxEmail,
+    SendingPause,
+    Topic,
+)
+from alertsvc.retries import parked_counts
 from alertsvc.subscriptions.stats import confirmed_subscription_counts, pending_signup_counts
 
 FREQUENCIES = [frequency.value for frequency in Frequency]
@@ -116,9 +124,6 @@ class ParkedJobs:
 
 
 def parked_jobs(shown: int = PARKED_SHOWN) -> ParkedJobs:
-    def count(column: Any) -> int:
-        return db.session.scalar(select(func.count()).where(column.is_not(None))) or 0
-
     newest: list[ParkedJob] = []
     for row in db.session.execute(
         select(Article.id, Article.title, Article.alert_parked_at, Article.alert_last_error)
@@ -144,17 +149,7 @@ def parked_jobs(shown: int = PARKED_SHOWN) -> ParkedJobs:
     ):
         newest.append(ParkedJob("feed", row[0], row[1] or row[2], row[3], row[4]))
     newest.sort(key=lambda job: job.parked_at, reverse=True)
-    return ParkedJobs(
-        articles=count(Article.alert_parked_at),
-        runs=count(DigestRun.parked_at),
-        feeds=count(Feed.parked_at),
-        newest=newest[:shown],
-    )
-
-
-def sending_paused() -> list[str]:
-    """One line per pause of sending in force (none when mail is flowing)."""
-    return [describe_pause(pause) for pause in pauses_in_force()]
+    return ParkedJobs(**parked_counts(), newest=newest[:shown])
 
 
 @dataclass(frozen=True)
@@ -169,7 +164,8 @@ class Dashboard:
     pauses: list[str]
 
 
-def dashboard(now: datetime, stale_days: int) -> Dashboard:
+def dashboard(now: datetime, stale_days: int, pauses: list[SendingPause]) -> Dashboard:
+    """The dashboard's figures; ``pauses`` (in force) as the caller already read them."""
     return Dashboard(
         now=now,
         topics=subscribers_by_topic(),
@@ -178,7 +174,7 @@ def dashboard(now: datetime, stale_days: int) -> Dashboard:
         failing_feeds=failing_feeds(),
         stale_feeds=stale_feeds(now, stale_days),
         parked=parked_jobs(),
-        pauses=sending_paused(),
+        pauses=[describe_pause(pause) for pause in pauses],
     )
 
 

@@ -141,7 +141,13 @@ def empty_tables(flask_app: Flask) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_state(app: Flask, mail_dir: Path) -> Iterator[None]:
+    """Every test starts from empty tables, an empty mail folder, fresh limits and the
+    session app's own settings: a test that changes ``app.config`` cannot leak its change
+    into whichever test the same worker runs next."""
+    settings = dict(app.config)
     yield
+    app.config.clear()
+    app.config.update(settings)
     empty_tables(app)
     for path in mail_dir.glob("*"):
         path.unlink()

@@ -158,8 +158,10 @@ def test_a_hostile_feed_title_cannot_add_a_header(app, mailbox):
     assert "\r" not in emails["alert"]["Subject"] and "\n" not in emails["alert"]["Subject"]
 
 
-def test_a_hostile_or_accented_site_name_stays_inside_list_id(app, mailbox):
-    app.config["SITE_NAME"] = 'Alerts "quoted"\r\nBcc: victim@evil.example\r\n\r\nbody'
+def test_a_hostile_or_accented_site_name_stays_inside_list_id(app, mailbox, monkeypatch):
+    monkeypatch.setitem(
+        app.config, "SITE_NAME", 'Alerts "quoted"\r\nBcc: victim@evil.example\r\n\r\nbody'
+    )
     emails = _every_email(app, mailbox)
 
     message = emails["subscribed"]
@@ -170,8 +172,8 @@ def test_a_hostile_or_accented_site_name_stays_inside_list_id(app, mailbox):
     )
 
 
-def test_a_welsh_site_name_is_encoded_in_list_id(app, mailbox):
-    app.config["SITE_NAME"] = "Rhybuddion e-bost: Cymraeg â'r ŵyl"
+def test_a_welsh_site_name_is_encoded_in_list_id(app, mailbox, monkeypatch):
+    monkeypatch.setitem(app.config, "SITE_NAME", "Rhybuddion e-bost: Cymraeg â'r ŵyl")
     emails = _every_email(app, mailbox)
 
     head = _head(mailbox, emails["digest-daily"])

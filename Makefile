@@ -40,6 +40,12 @@ test: install ## Install test needs (chromium, PostgreSQL) and run the whole sui
 	@echo "== tests on PostgreSQL"
 	ALERTSVC_TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(UV) run pytest -n 2 $(PYTEST_ARGS)
 
+.PHONY: reliability
+reliability: install ## Run the fault, load and hostile-input scenarios (PostgreSQL) and print their table
+	@scripts/ensure-test-services.sh
+	@scripts/ensure-bench-tools.sh
+	$(UV) run python -m bench.reliability.run $(SCENARIOS)
+
 .PHONY: test-sqlite
 test-sqlite: install ## Run the suite on SQLite only
 	$(UV) run pytest -n 2 $(PYTEST_ARGS)

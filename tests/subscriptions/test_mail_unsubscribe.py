@@ -213,3 +213,22 @@ def test_a_port_in_use_is_one_line_and_exit_1(app, database_url, mail_dir, tmp_p
         f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
     )
     assert "Traceback" not in result.output
+
+
+def test_a_database_that_cannot_be_reached_is_a_451_so_the_sender_retries(app, mailbox, app_with):
+    reader, _, message = _subscribed_email(app, mailbox)
+    address, request = unsubscribe_request(message)
+    unreachable = app_with(
+        SQLALCHEMY_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    )
+    port = _free_port()
+    controller = inbound_smtp.listener(unreachable, "127.0.0.1", port)
+    controller.start()
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            _send(port, request, address)
+    finally:
+        controller.stop()
+
+    assert refused.value.smtp_code == 451
+    assert len(live_subscriptions(app, reader)) == 2

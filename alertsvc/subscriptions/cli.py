@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 
 import click
@@ -43,13 +44,25 @@ def inbound_smtp_command(host: str, port: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    controller = inbound_smtp.listener(app, host, port)
+    try:
+        controller.start()
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {_reason(error)}") from error
     click.echo(f"Receiving mail for {app.config['UNSUBSCRIBE_MAILTO']} on {host}:{port}")
     try:
-        inbound_smtp.serve(app, host, port, stop)
-    except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from error
+        while not stop.wait(1.0):
+            pass
+    finally:
+        controller.stop()
     click.echo("Stopped receiving mail")
+
+
+def _reason(error: OSError) -> str:
+    """The system's words for a bind or name-lookup failure, without asyncio's wrapping."""
+    if isinstance(error, socket.gaierror):
+        return error.strerror or str(error)
+    return os.strerror(error.errno) if error.errno else str(error)
 
 
 COMMANDS = [inbound_smtp_command]

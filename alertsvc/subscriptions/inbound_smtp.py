@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -66,13 +65,26 @@ class UnsubscribeHandler:
         log.info("inbound mail to %s: %s", self.mailto, done.result)
         return "250 2.0.0 OK"
 
+    async def handle_exception(self, error: Exception) -> str:
+        """Anything unexpected: logged here, and the sender told to try later, never told
+        what went wrong (aiosmtpd would send the exception's text)."""
+        log.error("inbound SMTP: %s while handling a message", type(error).__name__)
+        return "451 4.3.0 Temporary failure, please try again later"
+
     def act(self, raw: bytes) -> MailUnsubscribe:
+        """One message, one transaction: the listener is this unit of work's entry point,
+        as a route or a job is for theirs."""
         with self.app.app_context(), transaction():
             return unsubscribe_by_mail(raw)
 
 
 def listener(app: Flask, host: str, port: int) -> Controller:
-    """An SMTP server for the unsubscribe address on ``host:port``, not yet started."""
+    """An SMTP server for the unsubscribe address on ``host:port``, not yet started.
+
+    No AUTH (nobody signs in to give us mail), and aiosmtpd's per-command log kept to
+    warnings: at INFO it writes several lines for every connection.
+    """
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     return Controller(
         UnsubscribeHandler(app),
         hostname=host,
@@ -80,16 +92,5 @@ def listener(app: Flask, host: str, port: int) -> Controller:
         data_size_limit=MAX_MESSAGE_BYTES,
         timeout=IDLE_TIMEOUT_SECONDS,
         ident="alertsvc unsubscribe",
+        auth_exclude_mechanism=["LOGIN", "PLAIN"],
     )
-
-
-def serve(app: Flask, host: str, port: int, stop: threading.Event) -> None:
-    """Listen until ``stop`` is set. ``OSError`` if the address cannot be bound."""
-    controller = listener(app, host, port)
-    controller.start()
-    log.info("accepting mail for %s on %s:%d", app.config["UNSUBSCRIBE_MAILTO"], host, port)
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        controller.stop()

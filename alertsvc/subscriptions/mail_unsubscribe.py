@@ -12,8 +12,9 @@ message to the address with that subject. Mail reaches us two ways, and both end
 The signed token is what authorises the unsubscribe, as it is for the link; the sender's
 address is not checked, because forwarding and aliases change it, and a stranger cannot make
 a token. The token is looked for in the Subject first, then in the first text part (some
-clients drop or rewrite the subject); the first one that verifies acts. Nothing is ever sent
-back: a reply to a forged sender would be backscatter.
+clients drop or rewrite the subject); the first one that verifies acts. Automatic replies
+(``Auto-Submitted``) are ignored: an out-of-office quoting an email is nobody asking to
+leave. Nothing is ever sent back: a reply to a forged sender would be backscatter.
 
 Plain functions over the session; the caller owns the transaction.
 """
@@ -29,6 +30,9 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+import idna
+
+from alertsvc.config import ascii_domain
 from alertsvc.subscriptions import services
 from alertsvc.tokens import InvalidToken, TokenPurpose, read_token
 
@@ -47,10 +51,13 @@ _TOKEN = re.compile(r"(?<![\w.-])\.?[\w-]{2,2000}\.[\w-]{4,16}\.[\w-]{16,200}(?!
 
 
 class MailResult(enum.StrEnum):
+    """What became of one message to the unsubscribe address (logged; never answered)."""
+
     UNSUBSCRIBED = "unsubscribed"
     NO_TOKEN = "no token"  # noqa: S105 - an outcome, not a password
     INVALID_TOKEN = "invalid token"  # noqa: S105
     NOT_READABLE = "not readable"
+    AUTOMATIC_REPLY = "automatic reply"
 
 
 @dataclass(frozen=True)
@@ -65,16 +72,17 @@ class MailUnsubscribe:
 def is_unsubscribe_address(address: str, unsubscribe_mailto: str) -> bool:
     """Whether ``address`` (an envelope or header recipient) is the unsubscribe address.
 
-    Case-insensitive, the domain compared in its ASCII (IDNA) form, as the setting holds it.
+    Case-insensitive (ASCII), the domain compared in its ASCII form by the same rule that
+    made the setting's (``config.ascii_domain``).
     """
     local, at, domain = address.strip().strip("<>").rpartition("@")
     if not at or not local:
         return False
     try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        domain = ascii_domain(domain)
+    except (idna.IDNAError, UnicodeError):
         return False
-    return f"{local}@{domain}".casefold() == unsubscribe_mailto.casefold()
+    return f"{local}@{domain}".lower() == unsubscribe_mailto.lower()
 
 
 def _parse(raw: bytes) -> EmailMessage | None:
@@ -99,6 +107,16 @@ def _texts(message: EmailMessage) -> list[str]:
     return texts
 
 
+def _automatic(message: EmailMessage) -> bool:
+    """An out-of-office or other automatic reply (RFC 3834 ``Auto-Submitted`` other than
+    ``no``): it may quote an email's links, but nobody asked to leave."""
+    try:
+        value = str(message.get("Auto-Submitted", "no"))
+    except (ValueError, TypeError, LookupError):
+        return False
+    return value.split(";", 1)[0].strip().lower() not in ("", "no")
+
+
 def candidate_tokens(message: EmailMessage) -> list[str]:
     """Token-shaped strings in the Subject, then the body, in order, each once."""
     found: list[str] = []
@@ -120,6 +138,8 @@ def unsubscribe_by_mail(raw: bytes) -> MailUnsubscribe:
     message = _parse(raw)
     if message is None:
         return MailUnsubscribe(MailResult.NOT_READABLE)
+    if _automatic(message):
+        return MailUnsubscribe(MailResult.AUTOMATIC_REPLY)
     candidates = candidate_tokens(message)
     if not candidates:
         return MailUnsubscribe(MailResult.NO_TOKEN)

@@ -232,3 +232,31 @@ def test_a_database_that_cannot_be_reached_is_a_451_so_the_sender_retries(app, m
 
     assert refused.value.smtp_code == 451
     assert len(live_subscriptions(app, reader)) == 2
+
+
+def test_an_automatic_reply_quoting_the_email_changes_nothing(app, mailbox, listener):
+    """An out-of-office quoting the email carries its unsubscribe link; nobody asked."""
+    reader, _, message = _subscribed_email(app, mailbox)
+    address, request = unsubscribe_request(message)
+    request["Auto-Submitted"] = "auto-replied"
+
+    assert _send(listener, request, address) == {}
+
+    assert len(live_subscriptions(app, reader)) == 2
+
+
+def test_an_unexpected_error_is_a_451_that_tells_the_sender_nothing(
+    app, mailbox, listener, monkeypatch
+):
+    _, _, message = _subscribed_email(app, mailbox)
+    address, request = unsubscribe_request(message)
+
+    def broken(raw):
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    monkeypatch.setattr(inbound_smtp, "unsubscribe_by_mail", broken)
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        _send(listener, request, address)
+
+    assert refused.value.smtp_code == 451
+    assert b"SQLite" not in refused.value.smtp_error

@@ -14,7 +14,9 @@ POST), the confirmation email found at the sink and its link followed (GET, POST
 daily digest run planned on the scheduler's host (``alertsvc digest run daily --at``) for
 that reader and a few thousand seeded subscribers, sent by the two workers within a
 fleet-wide rate kept in Redis. While mail is being sent one worker's link is cut
-(``ip link set … down``) for 20 s (5 s in the short variant), then restored. Afterwards
+(``ip link set … down`` on its switch port) for 20 s (5 s in the short variant), then
+restored. The sink answers each send 50 ms after taking it, so the cut always catches sends
+SES has taken and not yet answered: those must be waited for, not sent again. Afterwards
 every email queued is at the sink exactly once (its Message-ID against the outbox).
 
 Needs root (``ip netns``, ``mount``, ``runuser``), iproute2, PostgreSQL 15's server

@@ -83,6 +83,9 @@ DEFAULTS: dict[str, Any] = {
     "SES_CONFIGURATION_SET": None,
     "SES_ENDPOINT_URL": None,
     "SES_TIMEOUT_SECONDS": 10,
+    # How long a send waits for SES's answer once the message is handed over (see
+    # delivery.ses.SesTransport): longer than a network blip, as botocore's own default.
+    "SES_READ_TIMEOUT_SECONDS": 60,
     # None: read MaxSendRate from SES's GetAccount; a number overrides it (tests against
     # moto, whose account reports 1/s; SES-compatible endpoints).
     "SES_MAX_SEND_RATE": None,

@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import httpx
 from flask_migrate import upgrade
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import HypothesisWarning
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 
@@ -391,7 +393,10 @@ def _run(strategy: st.SearchStrategy[Any], cases: int, body: Callable[[Any], Non
     def run(example: Any) -> None:
         body(example)
 
-    run()
+    with warnings.catch_warnings():
+        # "Generating overly large repr": the huge values are the point here.
+        warnings.simplefilter("ignore", HypothesisWarning)
+        run()
 
 
 # -- the service's data --------------------------------------------------------------------

@@ -907,6 +907,17 @@ def fuzz_cli(app: Any, tables: Tables, share: float) -> Target:
     commands = cli_commands(app)
     runner = app.test_cli_runner()
     names = sorted(commands)
+    # The log goes to the real stderr, which the runner does not capture: a record with an
+    # exception is a traceback an operator would see.
+    logged: list[str] = []
+    root = logging.getLogger()
+
+    class Catcher(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.exc_info:
+                logged.append(f"{record.name}: {record.getMessage()}")
+
+    catcher = Catcher()
 
     def invoke(case: tuple[str, tuple[list[str], str]]) -> None:
         name, (args, stdin) = case
@@ -914,7 +925,12 @@ def fuzz_cli(app: Any, tables: Tables, share: float) -> Target:
         if name == "worker":
             argv.insert(1, "--burst")
         t.cases += 1
-        result = runner.invoke(args=argv, input=stdin)
+        logged.clear()
+        root.addHandler(catcher)
+        try:
+            result = runner.invoke(args=argv, input=stdin)
+        finally:
+            root.removeHandler(catcher)
         with app.app_context():
             db.session.remove()
         label = f"alertsvc {_short(argv, 160)}"
@@ -924,6 +940,8 @@ def fuzz_cli(app: Any, tables: Tables, share: float) -> Target:
             t.tracebacks.append(f"{label}: {type(exception).__name__}: {_short(str(exception))}")
         elif "Traceback (most recent call last)" in result.output:
             t.tracebacks.append(f"{label}: printed a traceback")
+        elif logged:
+            t.tracebacks.append(f"{label}: logged a traceback: {_short(logged[0])}")
         moved = tables.changed()
         if result.exit_code != 0 and moved:
             t.stored.append(f"{label} -> exit {result.exit_code} changed {moved}")

@@ -1017,6 +1017,11 @@ def schemathesis_run(base_url: str, token: str, examples: int) -> tuple[int, lis
                     cases += 1
                     kwargs = case.as_transport_kwargs(base_url=base_url, headers=headers)
                     kwargs.pop("verify", None)
+                    cookies = kwargs.pop("cookies", None) or {}
+                    if cookies:
+                        kwargs.setdefault("headers", {})["Cookie"] = "; ".join(
+                            f"{name}={value}" for name, value in cookies.items()
+                        )
                     try:
                         response = client.request(**kwargs)
                     except httpx.HTTPError as error:

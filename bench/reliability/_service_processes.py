@@ -38,12 +38,15 @@ def service_env(database_url: str, **settings: str) -> dict[str, str]:
     return env
 
 
-def start_alertsvc(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``alertsvc ARGS`` as a Python process of its own (the pid is the command's), in a new
-    process group, output to ``log``."""
+def start_alertsvc(
+    args: list[str], env: Mapping[str, str], log: Path, *, nice: int = 0
+) -> subprocess.Popen[bytes]:
+    """``alertsvc ARGS`` as a Python process of its own (the pid is the command's: ``nice``
+    execs it), in a new process group, output to ``log``."""
+    prefix = ["nice", "-n", str(nice)] if nice else []
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-c", "from alertsvc.cli import main; main()", *args],
+            [*prefix, sys.executable, "-c", "from alertsvc.cli import main; main()", *args],
             cwd=PROJECT_ROOT,
             env=dict(env),
             stdout=out,

@@ -30,12 +30,14 @@ unsubscribe have no limit of their own.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -45,7 +47,7 @@ import redis
 from flask import Flask
 
 from alertsvc.tokens import TokenPurpose, make_token, unsubscribe_payload
-from bench._support import alertsvc_command, gunicorn, step
+from bench._support import Server, alertsvc_command, gunicorn, step
 from bench.reliability._common import scenario_database
 from bench.reliability._digest_audience import (
     check_run,
@@ -200,6 +202,19 @@ def _requests(
     return made
 
 
+@contextlib.contextmanager
+def _web(env: dict[str, str]) -> Iterator[Server]:
+    """``gunicorn wsgi:app``; one that does not start is this scenario's failure (a
+    RuntimeError for the table), not the end of the whole run (``gunicorn`` exits)."""
+    try:
+        with gunicorn(
+            "wsgi:app", env=env, workers=WEB_WORKERS, ready_path="/healthz", ready_timeout=120
+        ) as web:
+            yield web
+    except SystemExit as stopped:
+        raise RuntimeError(f"gunicorn: {stopped}") from None
+
+
 def _cpu_ticks(pid: int) -> int | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -341,9 +356,7 @@ def run(short: bool) -> Row:
                     start_alertsvc(["worker"], env, logs / f"worker-{n}.log", nice=BATCH_NICE)
                 )
             step(f"starting gunicorn ({WEB_WORKERS} workers) and {SENDING_WORKERS} workers")
-            with gunicorn(
-                "wsgi:app", env=env, workers=WEB_WORKERS, ready_path="/healthz", ready_timeout=120
-            ) as web:
+            with _web(env) as web:
                 cookie, csrf = _browser_session(web.url)
                 booted_s = _wait_for_web_workers(web.pid, WEB_WORKERS, 120)
                 step(f"all {WEB_WORKERS} web workers idle after {booted_s:.0f} s more")

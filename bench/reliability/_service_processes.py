@@ -82,13 +82,19 @@ def tail(log: Path, chars: int = 3000) -> str:
 
 
 @contextlib.contextmanager
-def ses_sink(log: Path) -> Iterator[str]:
-    """``bench/_ses_sink.py`` on a free port: its base URL, once it answers."""
+def ses_sink(log: Path, *, nice: int = 0) -> Iterator[str]:
+    """``bench/_ses_sink.py`` on a free port (at ``nice``): its base URL, once it answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "_ses_sink.py"), "--port", str(port)],
+            [
+                *(["nice", "-n", str(nice)] if nice else []),
+                sys.executable,
+                str(BENCH_DIR / "_ses_sink.py"),
+                "--port",
+                str(port),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

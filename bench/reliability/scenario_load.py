@@ -14,9 +14,9 @@ PostgreSQL while a large digest is planned and sent: 0 errors, p50/p99 per endpo
    a browser would have from the form), a confirm POST (the confirm page's button, its
    token made with the app's key and its salt) and an RFC 8058 one-click unsubscribe POST
    (no cookie, no CSRF). As it starts, ``alertsvc digest run daily`` plans the run, and
-   the workers send it. Workers and planner run at nice 10: in a fleet they have hosts of
-   their own; here they share two cores with the web and PostgreSQL, and the figures are
-   the web's, not the web's share of a machine busy sending.
+   the workers send it. Workers, planner and sink run at nice 10: in a fleet they have
+   hosts of their own (the sink stands for SES); here they share two cores with the web
+   and PostgreSQL, and the figures are the web's, not its share of a machine busy sending.
 4. After the load: the run planned, and the fleet left to send every queued email.
    Checked: no answer outside 2xx/3xx and no timeout (5 s); each request did what it says
    (a subscriber and signup request per signup, each confirm confirmed, each leaver has no
@@ -76,10 +76,11 @@ NEEDS_POSTGRESQL = True
 REDIS_URL = "redis://127.0.0.1:6379/0"
 NO_LIMIT = "1000000 per minute"
 TIMEOUT_S = 5.0
-WEB_WORKERS = 8  # sync workers; most of a request is spent waiting on PostgreSQL
+WEB_WORKERS = 4  # sync workers; most of a request is spent waiting on PostgreSQL
 SENDING_WORKERS = 2
-# The sending workers and the planner yield the CPU to the web (nice 10): in a fleet they
-# run on hosts of their own, and here they share two cores with gunicorn and PostgreSQL.
+# The sending workers, the planner and the SES sink yield the CPU to the web (nice 10): in
+# a fleet they run on hosts of their own (the sink stands for SES), and here they share
+# two cores with gunicorn and PostgreSQL.
 BATCH_NICE = 10
 CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 FORM = "application/x-www-form-urlencoded"
@@ -323,7 +324,7 @@ def run(short: bool) -> Row:
     with (
         scenario_database("load") as url,
         tempfile.TemporaryDirectory() as tmp,
-        ses_sink(Path(tmp) / "sink.log") as sink,
+        ses_sink(Path(tmp) / "sink.log", nice=BATCH_NICE) as sink,
     ):
         dsn = dsn_of(url)
         settings = {
@@ -373,6 +374,8 @@ def run(short: bool) -> Row:
                 load_started = time.monotonic()
                 figures = open_loop(web.url, requests, rate, TIMEOUT_S)
                 load_s = time.monotonic() - load_started
+                worst = " ".join(f"{ms:.0f}" for ms in figures.worst_by_second())
+                step(f"slowest answer (ms) among the requests due in each second: {worst}")
                 sent_during_load = sink_count(sink)
                 step(f"load done in {load_s:.1f} s; {sent_during_load:,} emails at the sink")
                 server_log = web.log_tail() if figures.errors else ""
@@ -402,8 +405,10 @@ def run(short: bool) -> Row:
 
             _report_load(row, figures, rate)
             sent = outbox.get("sent", 0)
+            planned_line = (tail(logs / "digest-run.log", 400).strip().splitlines() or [""])[-1]
             row.notes.append(
-                f"digest: {check.emails:,} emails queued; {sent_during_load:,} emails at the sink"
+                f"digest: `alertsvc digest run` said: {planned_line.strip()}; {check.emails:,}"
+                f" emails queued; {sent_during_load:,} emails at the sink"
                 f" by the end of the load, all {sent:,} sent {drained_s:.0f} s after it began"
                 f" ({SENDING_WORKERS} workers, {WEB_WORKERS} gunicorn workers, 2 CPUs)"
             )

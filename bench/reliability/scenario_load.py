@@ -404,6 +404,10 @@ def run(short: bool) -> Row:
             )
 
             _report_load(row, figures, rate)
+            row.notes.append(
+                "took effect in the database (timed-out requests may still have): "
+                + ", ".join(f"{endpoint} {effects[endpoint]:,}" for endpoint in ENDPOINTS)
+            )
             sent = outbox.get("sent", 0)
             planned_line = (tail(logs / "digest-run.log", 400).strip().splitlines() or [""])[-1]
             row.notes.append(

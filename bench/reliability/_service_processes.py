@@ -1,0 +1,119 @@
+"""alertsvc processes (scheduler, worker, CLI) and the SES sink, started the way an operator
+starts them, each in a process group of its own that the scenario ends however it ends."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+
+from bench._support import BENCH_DIR, PROJECT_ROOT, free_port
+
+SECRET_KEY = "reliability-secret-key-" + "x" * 32  # signs nothing that outlives the run
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "reliability", "AWS_SECRET_ACCESS_KEY": "reliability"}
+SES_REGION = "eu-west-2"
+
+
+def service_env(database_url: str, **settings: str) -> dict[str, str]:
+    """Production settings (a real key, an https base URL) on ``database_url``, plus
+    ``ALERTSVC_<name>`` for each of ``settings``; nothing inherited from this process's own
+    ``ALERTSVC_*`` variables."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ALERTSVC_")}
+    env.update(AWS_ENV)
+    env.update(
+        ALERTSVC_ENV="production",
+        ALERTSVC_DATABASE_URL=database_url,
+        ALERTSVC_SECRET_KEY=SECRET_KEY,
+        ALERTSVC_BASE_URL="https://alerts.reliability.invalid",
+        ALERTSVC_MAIL_FROM="Public Technology alerts <alerts@alerts.reliability.invalid>",
+    )
+    env.update({f"ALERTSVC_{name}": value for name, value in settings.items()})
+    return env
+
+
+def start_alertsvc(
+    args: list[str], env: Mapping[str, str], log: Path, *, nice: int = 0
+) -> subprocess.Popen[bytes]:
+    """``alertsvc ARGS`` as a Python process of its own (the pid is the command's: ``nice``
+    execs it), in a new process group, output to ``log``."""
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [*prefix, sys.executable, "-c", "from alertsvc.cli import main; main()", *args],
+            cwd=PROJECT_ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process's group, as a crash or ``kill -9`` would, and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM (a warm stop), then SIGKILL to the group after ``grace_s``."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace_s)
+    kill(process)
+
+
+def tail(log: Path, chars: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def ses_sink(log: Path, *, nice: int = 0) -> Iterator[str]:
+    """``bench/_ses_sink.py`` on a free port (at ``nice``): its base URL, once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [
+                *(["nice", "-n", str(nice)] if nice else []),
+                sys.executable,
+                str(BENCH_DIR / "_ses_sink.py"),
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{url}/_sink/stats", timeout=1).raise_for_status()
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the SES sink did not start:\n{tail(log)}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        stop(process, grace_s=5)
+
+
+def sink_count(url: str) -> int:
+    """Messages the sink has accepted."""
+    return int(httpx.get(f"{url}/_sink/stats", timeout=5).json()["count"])

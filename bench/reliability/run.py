@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 from types import ModuleType
 
+from bench._support import exit_cleanly_on_sigterm
 from bench.reliability.table import Row, render
 
 HERE = Path(__file__).resolve().parent
+# The exit codes ``exit_cleanly_on_sigterm`` turns SIGTERM and SIGINT into.
+STOPPED = {128 + signal.SIGTERM, 128 + signal.SIGINT}
 
 
 def scenario_names() -> list[str]:
@@ -36,9 +40,11 @@ def run_one(name: str, *, short: bool) -> Row:
     started = time.monotonic()
     try:
         row = module.run(short=short)
-    # SystemExit too: bench/_support's helpers exit when a server they start never answers,
-    # and that is one failed row, not the end of the table.
     except (Exception, SystemExit) as error:
+        # SystemExit too: bench/_support's helpers exit when a server they start never
+        # answers, and that is one failed row. A stop (SIGTERM, Ctrl-C) still stops the run.
+        if isinstance(error, SystemExit) and error.code in STOPPED:
+            raise
         traceback.print_exc()
         row = Row(scenario=getattr(module, "NAME", name), load="-", faults="-")
         row.failures.append(f"the scenario itself failed: {type(error).__name__}: {error}")
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="the short variants make test runs")
     parser.add_argument("names", nargs="*")
     options = parser.parse_args(argv)
+    # A stopped run still stops what its scenario started (each one's ``finally``).
+    exit_cleanly_on_sigterm()
     known = scenario_names()
     unknown = [name for name in options.names if name not in known]
     if unknown:

@@ -1,16 +1,25 @@
 """A local HTTP server that answers SES v2 ``SendEmail`` and ``GetAccount`` as SES does.
 
-    python bench/_ses_sink.py --port PORT
+    python bench/_ses_sink.py --port PORT [--throttle F] [--slow F] [--slow-seconds S]
 
-A sink for throughput measurements only: it accepts every message, keeps nothing but a
-count and, for each message, when it arrived and its Message-ID header (for the
+By default a sink for throughput measurements: it accepts every message, keeps nothing but
+a count and, for each message, when it arrived and its Message-ID header (for the
 queue-to-sink latency). It is one asyncio process with just enough HTTP/1.1 (keep-alive,
 Content-Length bodies) for botocore, so that the sink costs the machine as little as
 possible and the same for the floor and for alertsvc.
 
-Control endpoints (not SES's): ``GET /_sink/stats`` gives the count and the first and
-last arrival times; ``GET /_sink/arrivals`` gives ``[[time, message_id], ...]``;
-``POST /_sink/reset`` empties both.
+For ``make reliability`` it can misbehave as SES does under load: ``--throttle F`` answers
+that fraction of ``SendEmail`` calls, at random, with SES v2's throttling error (HTTP 429,
+``x-amzn-ErrorType: TooManyRequestsException``, a JSON ``message``: what botocore parses
+into ``ClientError`` code ``TooManyRequestsException``), and accepts nothing from them;
+``--slow F`` accepts another fraction only after ``--slow-seconds`` (2 s by default).
+
+Control endpoints (not SES's): ``GET /_sink/stats`` gives the count, the first and last
+arrival times and how many calls were throttled and slow; ``GET /_sink/arrivals`` gives
+``[[time, message_id], ...]`` of the messages accepted; ``GET /_sink/calls`` gives
+``[[time, message_id, outcome], ...]`` of every ``SendEmail`` call (``outcome``: ``sent``,
+``slow`` or ``throttled``; ``time``: when the request arrived); ``POST /_sink/reset``
+empties them all.
 
 Not a benchmark itself (the leading underscore keeps ``bench/run.py`` from running it).
 """
@@ -22,6 +31,7 @@ import asyncio
 import base64
 import itertools
 import json
+import random
 import re
 import time
 
@@ -33,28 +43,58 @@ ACCOUNT = {
     "SendingEnabled": True,
 }
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
+# SES v2 (rest-json) names the error in this header; botocore reads the code from it.
+THROTTLED_HEADERS = (
+    "x-amzn-ErrorType: TooManyRequestsException:http://internal.amazon.com/coral/"
+    "com.amazon.coral.service/\r\n"
+)
+THROTTLED_BODY = json.dumps({"message": "Maximum sending rate exceeded."}).encode()
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        throttle: float = 0.0,
+        slow: float = 0.0,
+        slow_seconds: float = 2.0,
+        seed: int | None = None,
+    ) -> None:
         self.arrivals: list[tuple[float, str]] = []
+        self.calls: list[tuple[float, str, str]] = []
         self.ids = itertools.count(1)
+        self.throttle = throttle
+        self.slow = slow
+        self.slow_seconds = slow_seconds
+        self.random = random.Random(seed)
 
-    def send_email(self, body: bytes) -> bytes:
+    async def send_email(self, body: bytes) -> tuple[str, bytes, str]:
+        """(status, JSON payload, extra headers) for one ``SendEmail`` call."""
         arrived = time.time()
         raw = base64.b64decode(json.loads(body)["Content"]["Raw"]["Data"])
         headers = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
         found = MESSAGE_ID.search(headers)
-        self.arrivals.append((arrived, found.group(1).decode() if found else ""))
-        return json.dumps({"MessageId": f"sink-{next(self.ids):010d}"}).encode()
+        message_id = found.group(1).decode() if found else ""
+        draw = self.random.random()
+        if draw < self.throttle:
+            self.calls.append((arrived, message_id, "throttled"))
+            return "429 Too Many Requests", THROTTLED_BODY, THROTTLED_HEADERS
+        slow = draw < self.throttle + self.slow
+        self.calls.append((arrived, message_id, "slow" if slow else "sent"))
+        self.arrivals.append((arrived, message_id))
+        if slow:
+            await asyncio.sleep(self.slow_seconds)
+        return "200 OK", json.dumps({"MessageId": f"sink-{next(self.ids):010d}"}).encode(), ""
 
     def stats(self) -> bytes:
         times = [arrived for arrived, _ in self.arrivals]
+        outcomes = [outcome for _, _, outcome in self.calls]
         return json.dumps(
             {
                 "count": len(times),
                 "first": min(times) if times else None,
                 "last": max(times) if times else None,
+                "throttled": outcomes.count("throttled"),
+                "slow": outcomes.count("slow"),
             }
         ).encode()
 
@@ -70,9 +110,14 @@ class Sink:
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
                 body = await reader.readexactly(length) if length else b""
-                status, payload = self.route(method, path.split("?", 1)[0], body)
+                route = path.split("?", 1)[0]
+                extra = ""
+                if method == "POST" and route == "/v2/email/outbound-emails":
+                    status, payload, extra = await self.send_email(body)
+                else:
+                    status, payload = self.route(method, route)
                 writer.write(
-                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}"
                     f"x-amzn-RequestId: sink\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
                     + payload
                 )
@@ -82,23 +127,23 @@ class Sink:
         finally:
             writer.close()
 
-    def route(self, method: str, path: str, body: bytes) -> tuple[str, bytes]:
-        if method == "POST" and path == "/v2/email/outbound-emails":
-            return "200 OK", self.send_email(body)
+    def route(self, method: str, path: str) -> tuple[str, bytes]:
         if method == "GET" and path == "/v2/email/account":
             return "200 OK", json.dumps(ACCOUNT).encode()
         if method == "GET" and path == "/_sink/stats":
             return "200 OK", self.stats()
         if method == "GET" and path == "/_sink/arrivals":
             return "200 OK", json.dumps(self.arrivals).encode()
+        if method == "GET" and path == "/_sink/calls":
+            return "200 OK", json.dumps(self.calls).encode()
         if method == "POST" and path == "/_sink/reset":
             self.arrivals.clear()
+            self.calls.clear()
             return "200 OK", b"{}"
         return "404 Not Found", b'{"message": "not a route of the sink"}'
 
 
-async def serve(port: int) -> None:
-    sink = Sink()
+async def serve(port: int, sink: Sink) -> None:
     server = await asyncio.start_server(sink.handle, "127.0.0.1", port, backlog=1024)
     async with server:
         await server.serve_forever()
@@ -107,7 +152,18 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().port))
+    parser.add_argument(
+        "--throttle", type=float, default=0.0, help="fraction of SendEmail calls answered 429"
+    )
+    parser.add_argument(
+        "--slow", type=float, default=0.0, help="fraction of SendEmail calls answered late"
+    )
+    parser.add_argument("--slow-seconds", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=None, help="for the random draws")
+    args = parser.parse_args()
+    if min(args.throttle, args.slow) < 0 or args.throttle + args.slow > 1:
+        parser.error("--throttle and --slow are fractions adding up to at most 1")
+    asyncio.run(serve(args.port, Sink(args.throttle, args.slow, args.slow_seconds, args.seed)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,152 @@
+"""SES throttling: workers send through an SES that throttles a fifth of the calls and is
+slow (2 s) for a tenth, under a fleet-wide ``SEND_RATE`` counted in Redis.
+
+What it checks (issue 15, scenario 4): every email is delivered (0 lost, 0 sent twice),
+and the fleet's rate is never exceeded. The rate is counted where it is kept, when a
+sending thread is given its turn (the moving window in Redis); the sink sees each call a
+little later, after the message is signed and sent, and that lag varies from call to call
+on a busy machine. So, as in ``tests/delivery/test_rate.py``, the sink's arrivals are
+checked in windows ``LAG_ALLOWANCE_S`` shorter than a second: no such window, wherever it
+starts, may hold more calls than ``SEND_RATE + SEND_BURST``, which holds as long as no call
+lags its turn by more than the allowance more than another does. The busiest whole second
+at the sink is printed beside it. Throttled calls count: they are sends the fleet made.
+
+Redis is the shared one, on a database number of its own (11) and under a key prefix of
+this run's own, so that nothing another scenario or test counts is shared.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench._support import render_url, step
+from bench.reliability._common import scenario_database
+from bench.reliability._sending import (
+    WorkerProcess,
+    alertsvc_env,
+    migrate,
+    queue_emails,
+    reckon,
+    ses_sink,
+    start_worker,
+    stop_workers,
+    wait_until_sent,
+)
+from bench.reliability.table import Row
+
+NAME = "SES throttling"
+NEEDS_POSTGRESQL = True
+
+WORKERS = 3
+CONCURRENCY = 16  # enough threads that the rate, not slow calls, is what holds sending back
+THROTTLED = 0.20
+SLOW = 0.10
+SLOW_SECONDS = 2.0
+REDIS = os.environ.get("RELIABILITY_REDIS_URL", "redis://127.0.0.1:6379/11")
+# Throttled emails come back after 0.5 to 8 s (full jitter), not SES's minutes: the
+# scenario is bounded, and what it shows (every one delivered, within the rate) is the same.
+BACKOFF_BASE_SECONDS = 1
+BACKOFF_MAX_SECONDS = 8
+LAG_ALLOWANCE_S = 0.1
+
+
+def busiest_window(times: list[float], seconds: float = 1.0) -> tuple[int, float]:
+    """The most calls in any window ``[t, t + seconds)`` and where it starts. Every busiest
+    window can be moved to start at a call without losing one, so only those are tried."""
+    times = sorted(times)
+    best, start, end = 0, 0.0, 0
+    for first, at in enumerate(times):
+        while end < len(times) and times[end] < at + seconds:
+            end += 1
+        if end - first > best:
+            best, start = end - first, at
+    return best, start
+
+
+def run(short: bool) -> Row:
+    emails = 600 if short else 6_000
+    rate = 50 if short else 100
+    burst = 0
+    limit = rate + burst
+    row = Row(
+        scenario=NAME,
+        load=f"{emails:,} emails, {WORKERS} workers, SEND_RATE {rate}/s",
+        faults=f"{THROTTLED:.0%} of calls throttled (429), {SLOW:.0%} slow ({SLOW_SECONDS:g} s)",
+    )
+    workers: list[WorkerProcess] = []
+    with (
+        scenario_database("ses_throttling") as url,
+        ses_sink(throttle=THROTTLED, slow=SLOW, slow_seconds=SLOW_SECONDS) as sink,
+        tempfile.TemporaryDirectory(prefix="reliability-throttling-") as logs,
+    ):
+        database_url = render_url(url)
+        migrate(database_url)
+        env = alertsvc_env(
+            database_url,
+            sink,
+            REDIS_URL=REDIS,
+            REDIS_KEY_PREFIX=f"reliability-throttling-{os.getpid()}-{time.time_ns()}",
+            SEND_RATE=rate,
+            SEND_BURST=burst,
+            WORKER_CONCURRENCY=CONCURRENCY,
+            WORKER_POLL_SECONDS=1,
+            WORKER_BACKOFF_BASE_SECONDS=BACKOFF_BASE_SECONDS,
+            WORKER_BACKOFF_MAX_SECONDS=BACKOFF_MAX_SECONDS,
+        )
+        try:
+            workers = [start_worker(env, Path(logs) / f"worker{n}.log") for n in range(WORKERS)]
+            queue_emails(database_url, emails)
+            step(f"SES throttling: {emails:,} emails queued, {WORKERS} workers at {rate}/s")
+            drained = wait_until_sent(
+                database_url, emails / rate + (60 if short else 120), "SES throttling"
+            )
+            exited = [worker.pid for worker in workers if worker.process.poll() is not None]
+        finally:
+            stop_workers(workers)
+        worker_logs = [path.read_text(errors="replace") for path in Path(logs).glob("*.log")]
+        calls = sink.calls()
+        arrivals = sink.arrivals()
+        reckoning = reckon(database_url, arrivals)
+
+    throttled = sum(1 for _, _, outcome in calls if outcome == "throttled")
+    slow = sum(1 for _, _, outcome in calls if outcome == "slow")
+    call_times = [at for at, _, _ in calls]
+    peak, peak_at = busiest_window(call_times, 1.0 - LAG_ALLOWANCE_S)
+    second, _ = busiest_window(call_times)
+    accepted, _ = busiest_window([at for at, _ in arrivals], 1.0 - LAG_ALLOWANCE_S)
+    first = min(at for at, _, _ in calls) if calls else 0.0
+    tracebacks = sum(text.count("Traceback") for text in worker_logs)
+    row.lost = reckoning.lost
+    row.duplicated = reckoning.duplicated
+    row.errors = len(exited) + reckoning.unknown + tracebacks
+    row.notes += [
+        f"{len(calls):,} SendEmail calls: {throttled} throttled, {slow} slow; "
+        f"outbox by status: {reckoning.by_status}",
+        f"busiest {1 - LAG_ALLOWANCE_S:g}-s window at the sink: {peak} calls ({accepted} "
+        f"accepted), {peak_at - first:.1f} s into sending, against SEND_RATE {rate}"
+        + (f" + SEND_BURST {burst}" if burst else "")
+        + f"; busiest whole second: {second} calls; "
+        + (f"all sent in {drained - first:.1f} s" if drained else "not all sent"),
+    ]
+    if exited or tracebacks:
+        row.notes.append(f"workers that exited by themselves: {exited}; tracebacks: {tracebacks}")
+    row.require(drained is not None, "the outbox was not drained within the run")
+    row.require(throttled > 0 and slow > 0, "the sink neither throttled nor slowed any call")
+    row.require(
+        reckoning.lost == 0 and reckoning.rows == emails,
+        f"{reckoning.lost} of {reckoning.rows:,} emails lost (not sent, or never at the sink)",
+    )
+    row.require(reckoning.duplicated == 0, f"{reckoning.duplicated} emails sent twice")
+    row.require(
+        peak <= limit,
+        f"{peak} calls in {1 - LAG_ALLOWANCE_S:g} s at the sink, more than the fleet's {limit}",
+    )
+    row.require(
+        not exited and not tracebacks and reckoning.unknown == 0,
+        f"{len(exited)} workers exited, {tracebacks} tracebacks, "
+        f"{reckoning.unknown} unknown Message-IDs",
+    )
+    return row

@@ -6,6 +6,11 @@ Message-IDs the sink saw more than once are never more than the emails in flight
 workers that were killed; and a short lease (``WORKER_LEASE_SECONDS``) lets the survivors
 take the dead workers' rows over within the run.
 
+The victim is drawn at random among the workers that are up (their log says they listen
+for the outbox); only when none is yet, among all. On a busy machine a worker takes
+seconds to start, and a kill every 2 s drawn from all three would mostly kill workers that
+had not started, which proves nothing about the emails in flight.
+
 In flight at a kill: the rows the dead worker had claimed and not yet recorded. Rows carry
 no worker's name, only a lease (``status='sending'``, ``lease_expires_at``), so they are
 found by what a dead worker cannot do: a live worker's heartbeat moves its batch's lease
@@ -58,6 +63,7 @@ POLL_SECONDS = 1
 # thirds of the lease (4 s) ahead, and no one may take a row over until it has run out.
 CHECK_BEFORE_S = 1.0
 LEASE_LOST = "lease ran out while it was being sent"
+READY = "listening for alertsvc_outbox"
 
 
 @dataclass
@@ -178,7 +184,8 @@ def run(short: bool) -> Row:
                         errors.append(f"worker pid {worker.pid} exited by itself")
                         workers[index] = start(index)
                 if len(kills) < kills_planned and now >= next_kill:
-                    victim = chooser.randrange(WORKERS)
+                    up = [n for n, worker in enumerate(workers) if READY in worker.text()]
+                    victim = chooser.choice(up or list(range(WORKERS)))
                     dead = workers[victim]
                     kill_worker(dead)
                     kills.append(Kill(at=time.time(), worker=victim, pid=dead.pid))

@@ -67,7 +67,7 @@ def busiest_window(times: list[float], seconds: float = 1.0) -> tuple[int, float
 
 
 def run(short: bool) -> Row:
-    emails = 400 if short else 6_000
+    emails = 300 if short else 6_000
     rate = 50 if short else 100
     burst = 0
     limit = rate + burst

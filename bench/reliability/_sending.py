@@ -133,8 +133,10 @@ def migrate(database_url: str) -> None:
     app = create_app(
         {"ENV": "development", "SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": database_url}
     )
-    # The app's logging set-up would log every request the scenario makes to the sink.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The app's logging set-up would log every migration and every request the scenario
+    # makes to the sink.
+    for name in ("alembic", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with app.app_context():
         try:
             upgrade()

@@ -18,7 +18,8 @@ forward every third of the lease, while a dead one's stays where it was. Right a
 kill the scenario notes every row in ``sending`` and its lease; a second before each such
 lease runs out it looks again, and the rows still ``sending`` under that same, never
 extended lease belonged to a dead worker. (Each batch gets a lease of its own, to the
-microsecond; a batch is counted once, against the first kill that saw it.)
+microsecond; a batch is counted once, against the first kill that saw it. The total is
+exact; the count against each kill is, unless a heartbeat came late.)
 """
 
 from __future__ import annotations
@@ -55,12 +56,14 @@ NEEDS_POSTGRESQL = True
 
 WORKERS = 3
 KILL_EVERY_S = 2.0
-# Short enough that a dead worker's rows are taken over within the run; the heartbeat
-# extends a live batch's lease every third of it (2 s), which no healthy worker misses.
-LEASE_SECONDS = 6
+# Short enough that a dead worker's rows are taken over within the run. The heartbeat
+# extends a live batch's lease every third of it (1.7 s): shorter than the time between
+# kills, so that a batch seen at one kill and frozen at the next one's was the second
+# victim's only if that victim's heartbeat was late.
+LEASE_SECONDS = 5
 POLL_SECONDS = 1
 # Look at a lease this long before it runs out: live leases are always at least two
-# thirds of the lease (4 s) ahead, and no one may take a row over until it has run out.
+# thirds of the lease (3.3 s) ahead, and no one may take a row over until it has run out.
 CHECK_BEFORE_S = 1.0
 LEASE_LOST = "lease ran out while it was being sent"
 READY = "listening for alertsvc_outbox"
@@ -71,6 +74,7 @@ class Kill:
     at: float  # epoch seconds
     worker: int
     pid: int
+    up: bool  # False: it had not started listening yet (every worker was still starting)
     in_flight: list[int] = field(default_factory=list)  # row ids
 
 
@@ -188,7 +192,7 @@ def run(short: bool) -> Row:
                     victim = chooser.choice(up or list(range(WORKERS)))
                     dead = workers[victim]
                     kill_worker(dead)
-                    kills.append(Kill(at=time.time(), worker=victim, pid=dead.pid))
+                    kills.append(Kill(at=time.time(), worker=victim, pid=dead.pid, up=victim in up))
                     workers[victim] = start(victim)
                     for row_id, lease in sending_rows(database_url):
                         batches.setdefault(lease, Batch(len(kills) - 1, lease, set()))
@@ -230,7 +234,8 @@ def run(short: bool) -> Row:
     row.notes += [
         f"{len(kills)} kills, in flight in the killed worker at each: "
         f"{', '.join(map(str, in_flight))} (total {sum(in_flight)}); "
-        f"{reckoning.duplicated} Message-IDs at the sink twice or more",
+        f"{reckoning.duplicated} Message-IDs at the sink twice or more; "
+        f"{sum(not kill.up for kill in kills)} kills found every worker still starting",
         f"rows taken over after a lease ran out: {reckoning.retakes} (claims beyond the "
         f"first); outbox by status: {reckoning.by_status}",
         f"lease {LEASE_SECONDS} s, poll {POLL_SECONDS} s, {per_worker_rate}/s per worker; "

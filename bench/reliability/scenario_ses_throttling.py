@@ -14,8 +14,8 @@ The sink's own arrival times are printed too: the busiest second there, and the 
 ``1 - LAG_ALLOWANCE_S`` seconds (tests/delivery/test_rate.py's allowance). A call reaches
 the sink after its turn, once the message is signed and sent, and on a machine whose load
 average is near 10 a thread can wait hundreds of milliseconds for a core in between, so
-the sink sees calls bunch up that were given their turns evenly: 116 to 127 calls in a
-second at 100/s here. SES measures at its end, so a fleet on such machines should keep
+calls given their turns within the rate bunch up at the sink: 116 to 127 calls in a second
+at 100/s here. SES measures at its end, so a fleet on such machines should keep
 ``SEND_RATE`` a little under ``MaxSendRate``.
 
 Redis is the shared one, on a database number of its own (11) and under a key prefix of

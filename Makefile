@@ -46,6 +46,16 @@ reliability: install ## Run the fault, load and hostile-input scenarios (Postgre
 	@scripts/ensure-bench-tools.sh
 	$(UV) run python -m bench.reliability.run $(SCENARIOS)
 
+.PHONY: audit
+# pip-audit asks PyPI's JSON API for each locked package's known vulnerabilities (advisories
+# from the PyPA advisory database, OSV). It needs that service, so it is not part of make test.
+AUDIT_REQUIREMENTS := instance/audit-requirements.txt
+PIP_AUDIT ?= pip-audit==2.10.1
+audit: install ## Audit the locked dependencies for known vulnerabilities (pip-audit; asks PyPI)
+	@mkdir -p instance
+	$(UV) export --frozen --all-groups --no-emit-project --format requirements-txt --output-file $(AUDIT_REQUIREMENTS) >/dev/null
+	$(UV) tool run --from $(PIP_AUDIT) pip-audit --requirement $(AUDIT_REQUIREMENTS) --require-hashes --disable-pip --vulnerability-service pypi --progress-spinner off --strict $(AUDIT_ARGS)
+
 .PHONY: test-sqlite
 test-sqlite: install ## Run the suite on SQLite only
 	$(UV) run pytest -n 2 $(PYTEST_ARGS)

@@ -213,6 +213,7 @@ def register_commands(app: Flask) -> None:
     from alertsvc.delivery import cli as delivery_cli
     from alertsvc.digests import cli as digests_cli
     from alertsvc.retention import cli as retention_cli
+    from alertsvc.subscriptions import cli as subscriptions_cli
     from alertsvc.topics import cli as topics_cli
 
     modules = (
@@ -223,6 +224,7 @@ def register_commands(app: Flask) -> None:
         api_cli,
         admin_cli,
         retention_cli,
+        subscriptions_cli,
     )
     for module in modules:
         for command in module.COMMANDS:

@@ -4,9 +4,9 @@ A NUL in a form field or a query reached the database: PostgreSQL refused it (50
 SQLite stored it, to be shown back on a public page. Control characters are no text
 anyone types, and Unicode's bidirectional overrides make an admin page show text in an
 order other than the one stored. One rule, before any view runs, for every value of every
-key: a query value may hold no control character at all, a form value may hold tab, CR and
-LF (a textarea's lines) and no other; under /admin neither may hold a bidirectional
-override or isolate.
+key: a query value or a path segment (``/topics/<slug>``) may hold no control character at
+all, a form value may hold tab, CR and LF (a textarea's lines) and no other; under /admin
+none may hold a bidirectional override or isolate.
 """
 
 from __future__ import annotations
@@ -36,8 +36,13 @@ def refuse_unusable_characters() -> ResponseReturnValue | None:
     if request.path.startswith(API_PREFIX):
         return None
     admin = request.path == "/admin" or request.path.startswith("/admin/")
-    refused = _unusable(request.args, _IN_QUERY, admin) or (
-        request.mimetype in FORM_TYPES and _unusable(request.form, _IN_FORM, admin)
+    path_values = MultiDict(
+        [(key, value) for key, value in (request.view_args or {}).items() if isinstance(value, str)]
+    )
+    refused = (
+        _unusable(request.args, _IN_QUERY, admin)
+        or _unusable(path_values, _IN_QUERY, admin)
+        or (request.mimetype in FORM_TYPES and _unusable(request.form, _IN_FORM, admin))
     )
     if not refused:
         return None

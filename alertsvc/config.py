@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     "SES_CONFIGURATION_SET": None,
     "SES_ENDPOINT_URL": None,
     "SES_TIMEOUT_SECONDS": 10,
+    # How long a send waits for SES's answer once the message is handed over (see
+    # delivery.ses.SesTransport): longer than a network blip, as botocore's own default.
+    "SES_READ_TIMEOUT_SECONDS": 60,
     # None: read MaxSendRate from SES's GetAccount; a number overrides it (tests against
     # moto, whose account reports 1/s; SES-compatible endpoints).
     "SES_MAX_SEND_RATE": None,
@@ -276,12 +279,11 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     if not config["MAIL_DIR"]:
         config["MAIL_DIR"] = str(instance / "mail")
     config["MAIL_FROM"] = ascii_sender(config["MAIL_FROM"])
-    if not config["UNSUBSCRIBE_MAILTO"]:
-        config["UNSUBSCRIBE_MAILTO"] = f"unsubscribe@{sender_domain(config['MAIL_FROM'])}"
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
     if not config["TEMPLATE_OVERRIDES_DIR"]:
         config["TEMPLATE_OVERRIDES_DIR"] = str(instance / "templates")
     _check_publisher(config)
+    config["UNSUBSCRIBE_MAILTO"] = unsubscribe_mailto(config)
     if config["MAIL_TRANSPORT"] not in MAIL_TRANSPORTS:
         # Refuse at start-up: a web process would otherwise queue mail no worker can send.
         # This is the only check: ``make_transport`` builds what passed it.
@@ -629,13 +631,55 @@ def ascii_sender(mail_from: object) -> str:
     if domain.isascii():
         return text
     try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+        ascii_form = ascii_domain(domain)
     except idna.IDNAError as error:
         raise ConfigurationError(
             f"ALERTSVC_MAIL_FROM: the domain {domain!r} is not a usable domain name ({error})"
         ) from None
     head, _, tail = text.rpartition("@" + domain)
-    return f"{head}@{ascii_domain}{tail}"
+    return f"{head}@{ascii_form}{tail}"
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain in its ASCII form (IDNA, UTS 46, as browsers and ``idna`` do: ``ß`` stays
+    ``ß`` rather than becoming ``ss``); ``idna.IDNAError`` if it is no domain name. The one
+    rule for every domain this service writes into a header or compares with one."""
+    return domain if domain.isascii() else idna.encode(domain, uts46=True).decode("ascii")
+
+
+def unsubscribe_mailto(config: dict[str, Any]) -> str:
+    """``UNSUBSCRIBE_MAILTO`` (default ``unsubscribe@`` + the sender's domain) as the header
+    carries it: a bare address, its domain in ASCII.
+
+    Mail to it unsubscribes whoever's token it carries, so it may not be an address people
+    write to or reply to (From, Reply-To, the contact address): a reply quoting an email
+    would end the reader's subscriptions.
+    """
+    value = str(
+        config["UNSUBSCRIBE_MAILTO"] or f"unsubscribe@{sender_domain(config['MAIL_FROM'])}"
+    ).strip()
+    problem = (
+        "ALERTSVC_UNSUBSCRIBE_MAILTO must be a bare address with an ASCII local part, such "
+        f"as unsubscribe@unsub.alerts.example.org, not {value!r}"
+    )
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or not local.isascii():
+        raise ConfigurationError(problem)
+    if any(character in value for character in ' <>"(),;:?&%[]\\') or "@" in local:
+        raise ConfigurationError(problem)
+    try:
+        address = f"{local}@{ascii_domain(domain).lower()}"
+    except idna.IDNAError:
+        raise ConfigurationError(problem) from None
+    for name in ("MAIL_FROM", "MAIL_REPLY_TO", "CONTACT_EMAIL"):
+        other = parseaddr(str(config.get(name) or ""))[1]
+        if other and other.casefold() == address.casefold():
+            raise ConfigurationError(
+                f"ALERTSVC_UNSUBSCRIBE_MAILTO is the same address as ALERTSVC_{name}: mail "
+                "to it unsubscribes, so replies would end readers' subscriptions; give it an "
+                "address of its own"
+            )
+    return address
 
 
 def sender_domain(mail_from: object) -> str:

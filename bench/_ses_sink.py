@@ -19,7 +19,12 @@ arrival times and how many calls were throttled and slow; ``GET /_sink/arrivals`
 ``[[time, message_id], ...]`` of the messages accepted; ``GET /_sink/calls`` gives
 ``[[time, message_id, outcome], ...]`` of every ``SendEmail`` call (``outcome``: ``sent``,
 ``slow`` or ``throttled``; ``time``: when the request arrived); ``POST /_sink/reset``
-empties them all.
+empties them all. With ``--keep-raw`` it also keeps every message as
+sent, and ``GET /_sink/messages?to=ADDRESS`` gives those addressed to ADDRESS (base64 of
+the raw message, oldest first), for a scenario that follows a link in an email.
+``--host`` binds another address than loopback (a network namespace's veth address);
+``--latency S`` answers each ``SendEmail`` S seconds after it arrived (and was counted), as
+SES across the internet does, so that a send is in flight for a while.
 
 Not a benchmark itself (the leading underscore keeps ``bench/run.py`` from running it).
 """
@@ -34,6 +39,7 @@ import json
 import random
 import re
 import time
+from urllib.parse import parse_qs
 
 ACCOUNT = {
     "DedicatedIpAutoWarmupEnabled": False,
@@ -43,6 +49,7 @@ ACCOUNT = {
     "SendingEnabled": True,
 }
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
+TO = re.compile(rb"^To:\s*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
 # SES v2 (rest-json) names the error in this header; botocore reads the code from it.
 THROTTLED_HEADERS = (
     "x-amzn-ErrorType: TooManyRequestsException:http://internal.amazon.com/coral/"
@@ -54,6 +61,8 @@ THROTTLED_BODY = json.dumps({"message": "Maximum sending rate exceeded."}).encod
 class Sink:
     def __init__(
         self,
+        keep_raw: bool = False,
+        latency: float = 0.0,
         throttle: float = 0.0,
         slow: float = 0.0,
         slow_seconds: float = 2.0,
@@ -62,6 +71,9 @@ class Sink:
         self.arrivals: list[tuple[float, str]] = []
         self.calls: list[tuple[float, str, str]] = []
         self.ids = itertools.count(1)
+        self.keep_raw = keep_raw
+        self.latency = latency
+        self.raw: list[tuple[bytes, bytes]] = []  # (To header, message), with --keep-raw
         self.throttle = throttle
         self.slow = slow
         self.slow_seconds = slow_seconds
@@ -81,6 +93,9 @@ class Sink:
         slow = draw < self.throttle + self.slow
         self.calls.append((arrived, message_id, "slow" if slow else "sent"))
         self.arrivals.append((arrived, message_id))
+        if self.keep_raw:
+            to = TO.search(headers)
+            self.raw.append((to.group(1) if to else b"", raw))
         if slow:
             await asyncio.sleep(self.slow_seconds)
         return "200 OK", json.dumps({"MessageId": f"sink-{next(self.ids):010d}"}).encode(), ""
@@ -110,12 +125,13 @@ class Sink:
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
                 body = await reader.readexactly(length) if length else b""
-                route = path.split("?", 1)[0]
                 extra = ""
-                if method == "POST" and route == "/v2/email/outbound-emails":
+                if method == "POST" and path.partition("?")[0] == "/v2/email/outbound-emails":
                     status, payload, extra = await self.send_email(body)
+                    if self.latency:
+                        await asyncio.sleep(self.latency)
                 else:
-                    status, payload = self.route(method, route)
+                    status, payload = self.route(method, path)
                 writer.write(
                     f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}"
                     f"x-amzn-RequestId: sink\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
@@ -127,7 +143,18 @@ class Sink:
         finally:
             writer.close()
 
-    def route(self, method: str, path: str) -> tuple[str, bytes]:
+    def messages(self, query: str) -> bytes:
+        address = parse_qs(query).get("to", [""])[0].encode().lower()
+        return json.dumps(
+            [
+                base64.b64encode(raw).decode()
+                for to, raw in self.raw
+                if address and address in to.lower()
+            ]
+        ).encode()
+
+    def route(self, method: str, target: str) -> tuple[str, bytes]:
+        path, _, query = target.partition("?")
         if method == "GET" and path == "/v2/email/account":
             return "200 OK", json.dumps(ACCOUNT).encode()
         if method == "GET" and path == "/_sink/stats":
@@ -136,15 +163,18 @@ class Sink:
             return "200 OK", json.dumps(self.arrivals).encode()
         if method == "GET" and path == "/_sink/calls":
             return "200 OK", json.dumps(self.calls).encode()
+        if method == "GET" and path == "/_sink/messages":
+            return "200 OK", self.messages(query)
         if method == "POST" and path == "/_sink/reset":
             self.arrivals.clear()
             self.calls.clear()
+            self.raw.clear()
             return "200 OK", b"{}"
         return "404 Not Found", b'{"message": "not a route of the sink"}'
 
 
-async def serve(port: int, sink: Sink) -> None:
-    server = await asyncio.start_server(sink.handle, "127.0.0.1", port, backlog=1024)
+async def serve(host: str, port: int, sink: Sink) -> None:
+    server = await asyncio.start_server(sink.handle, host, port, backlog=1024)
     async with server:
         await server.serve_forever()
 
@@ -152,6 +182,9 @@ async def serve(port: int, sink: Sink) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--keep-raw", action="store_true", help="keep each message as sent")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
     parser.add_argument(
         "--throttle", type=float, default=0.0, help="fraction of SendEmail calls answered 429"
     )
@@ -160,10 +193,18 @@ def main() -> None:
     )
     parser.add_argument("--slow-seconds", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=None, help="for the random draws")
-    args = parser.parse_args()
-    if min(args.throttle, args.slow) < 0 or args.throttle + args.slow > 1:
+    options = parser.parse_args()
+    if min(options.throttle, options.slow) < 0 or options.throttle + options.slow > 1:
         parser.error("--throttle and --slow are fractions adding up to at most 1")
-    asyncio.run(serve(args.port, Sink(args.throttle, args.slow, args.slow_seconds, args.seed)))
+    sink = Sink(
+        options.keep_raw,
+        options.latency,
+        options.throttle,
+        options.slow,
+        options.slow_seconds,
+        options.seed,
+    )
+    asyncio.run(serve(options.host, options.port, sink))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the test suite talks to is installed and running:
 # Debian's chromium (Playwright drives it; no browser download), Debian's spamassassin (the
-# spam-score test runs it) and the local PostgreSQL.
+# spam-score test runs it), iproute2 and redis-server (the several-hosts scenario) and the
+# local PostgreSQL.
 # The test databases themselves are created by tests/conftest.py.
 set -euo pipefail
 
@@ -22,6 +23,17 @@ fi
 if ! command -v spamassassin >/dev/null 2>&1; then
   echo "Installing Debian's spamassassin (tests/delivery/test_spam_score.py)"
   apt_install spamassassin
+fi
+
+# The "several hosts" scenario (bench/reliability/scenario_hosts.py, its short variant in
+# the PostgreSQL pass) puts processes in network namespaces and starts its own Redis.
+if ! command -v ip >/dev/null 2>&1; then
+  echo "Installing Debian's iproute2 (ip netns)"
+  apt_install iproute2
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "Installing Debian's redis-server"
+  apt_install redis-server
 fi
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -504,3 +504,48 @@ def test_retention_days_beyond_a_century_refuse_to_start(environment, name, valu
 def test_retention_days_of_a_century_are_accepted(app_with):
     app = app_with(RETENTION_OUTBOX_DAYS="36500")
     assert app.config["RETENTION_OUTBOX_DAYS"] == 36500
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, "unsubscribe@alerts.test"),
+        ({"UNSUBSCRIBE_MAILTO": " Leave@Unsub.Alerts.Test "}, "Leave@unsub.alerts.test"),
+        ({"UNSUBSCRIBE_MAILTO": "unsubscribe@Bücher.de"}, "unsubscribe@xn--bcher-kva.de"),
+        # UTS 46, as the sender's domain: ß stays ß (xn--fa-hia), never "ss".
+        ({"MAIL_FROM": "Alerts <alerts@faß.de>"}, "unsubscribe@xn--fa-hia.de"),
+    ],
+)
+def test_the_unsubscribe_mailto_is_a_bare_ascii_address(app_with, settings, expected):
+    from alertsvc.subscriptions.mail_unsubscribe import is_unsubscribe_address
+
+    mailto = app_with(**settings).config["UNSUBSCRIBE_MAILTO"]
+
+    assert mailto == expected
+    unicode_form = expected.replace("xn--bcher-kva", "bücher").replace("xn--fa-hia", "faß")
+    local, _, domain = unicode_form.partition("@")
+    assert is_unsubscribe_address(f"<{local.upper()}@{domain}>", mailto)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"UNSUBSCRIBE_MAILTO": "nonsense"}, "must be a bare address"),
+        ({"UNSUBSCRIBE_MAILTO": "Leave <leave@alerts.test>"}, "must be a bare address"),
+        ({"UNSUBSCRIBE_MAILTO": "müller@alerts.test"}, "must be a bare address"),
+        ({"UNSUBSCRIBE_MAILTO": "leave@exa mple.test"}, "must be a bare address"),
+        ({"UNSUBSCRIBE_MAILTO": "alerts@alerts.test"}, "same address as ALERTSVC_MAIL_FROM"),
+        (
+            {"UNSUBSCRIBE_MAILTO": "desk@alerts.test", "MAIL_REPLY_TO": "Desk <DESK@alerts.test>"},
+            "same address as ALERTSVC_MAIL_REPLY_TO",
+        ),
+        (
+            {"UNSUBSCRIBE_MAILTO": "privacy@alerts.test", "CONTACT_EMAIL": "privacy@alerts.test"},
+            "same address as ALERTSVC_CONTACT_EMAIL",
+        ),
+    ],
+)
+def test_an_unsubscribe_mailto_that_cannot_work_stops_start_up(app_with, settings, message):
+    """Mail to it unsubscribes: an address readers reply to would end subscriptions."""
+    with pytest.raises(ConfigurationError, match=message):
+        app_with(**settings)

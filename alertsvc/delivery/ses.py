@@ -108,6 +108,14 @@ class SesTransport:
     boto3 clients are thread-safe (sessions are not), so the client is built once, here;
     its connection pool holds ``max_pool_connections`` connections so that no sending
     thread waits for one.
+
+    Connecting and waiting for the answer have timeouts of their own. A connection that
+    cannot be made has sent nothing, so it gives up soon (``timeout``) and the email is
+    retried. Once the request is on its way, SES may have accepted the message whether or
+    not its answer arrives, and an email retried then can arrive twice: the answer is
+    waited for much longer (``read_timeout``), so that a network that drops for a while
+    (a link down, a route flapping) delivers the answer when it comes back, TCP resending
+    it, instead of the email being sent again.
     """
 
     def __init__(
@@ -117,6 +125,7 @@ class SesTransport:
         endpoint_url: str | None = None,
         configuration_set: str | None = None,
         timeout: float = 10,
+        read_timeout: float = 60,
         max_pool_connections: int = 10,
         max_send_rate: float | None = None,
         account_refresh_seconds: float = 300,
@@ -128,7 +137,7 @@ class SesTransport:
             endpoint_url=endpoint_url,
             config=Config(
                 connect_timeout=timeout,
-                read_timeout=timeout,
+                read_timeout=read_timeout,
                 # total_max_attempts counts the first try: 1 means no retry by botocore.
                 retries={"total_max_attempts": 1, "mode": "standard"},
                 max_pool_connections=max(max_pool_connections, 10),
@@ -152,6 +161,7 @@ class SesTransport:
             endpoint_url=config["SES_ENDPOINT_URL"] or None,
             configuration_set=config["SES_CONFIGURATION_SET"] or None,
             timeout=float(config["SES_TIMEOUT_SECONDS"]),
+            read_timeout=float(config["SES_READ_TIMEOUT_SECONDS"]),
             # One connection per sending thread, and one for GetAccount.
             max_pool_connections=concurrency + 1,
             max_send_rate=config["SES_MAX_SEND_RATE"],

@@ -1,4 +1,5 @@
-"""``POST /ses/events``: Amazon SNS delivers SES's bounces, complaints and deliveries here.
+"""``POST /ses/events``: Amazon SNS delivers SES's bounces, complaints and deliveries here,
+and the mail SES receives for the ``List-Unsubscribe`` mailto address.
 
 Answers: 200 handled (or already handled: SNS retries), 400 not an SNS message, 403 failed
 verification, 413 too large, 502 a subscription SNS could not be reached to confirm. Only
@@ -115,6 +116,7 @@ def _act(envelope: sns.SnsEnvelope, now: datetime) -> None:
                 limit=int(config["TRANSIENT_BOUNCE_LIMIT"]),
                 window=timedelta(seconds=int(config["TRANSIENT_BOUNCE_WINDOW_SECONDS"])),
             ),
+            unsubscribe_mailto=config["UNSUBSCRIBE_MAILTO"],
         )
     except services.NotUnderstood as error:
         log.warning(
@@ -124,6 +126,8 @@ def _act(envelope: sns.SnsEnvelope, now: datetime) -> None:
             error,
         )
         return
+    if outcome.unsubscribed_by_mail is not None:
+        log.info("SES received mail to the unsubscribe address: %s", outcome.unsubscribed_by_mail)
     if outcome.suppressed:
         log.info(
             "SES %s: suppressed %s; %d subscriptions ended",

@@ -14,7 +14,10 @@ Decisions, per recipient:
   subscription nobody can receive would only queue rows that end as ``suppressed`` and
   count as a reader who is not there;
 - complaint: suppress (``complaint``) and end the subscriptions (``complained``);
-- delivery: record it, and the outbox row SES names becomes ``delivered``.
+- delivery: record it, and the outbox row SES names becomes ``delivered``;
+- received (SES receiving, a receipt rule's SNS action): mail sent to the unsubscribe
+  address of ``List-Unsubscribe``; ``subscriptions.mail_unsubscribe`` acts on its token.
+  Mail the rule received for any other address is ignored.
 
 Queued outbox rows to a newly suppressed address are left to the worker, which ends them
 as ``suppressed`` when it claims them.
@@ -22,6 +25,8 @@ as ``suppressed`` when it claims them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Mapping
@@ -42,6 +47,12 @@ from alertsvc.models import (
     EndedReason,
     SnsMessage,
     SuppressionReason,
+)
+from alertsvc.subscriptions.mail_unsubscribe import (
+    MAX_MESSAGE_BYTES,
+    MailResult,
+    is_unsubscribe_address,
+    unsubscribe_by_mail,
 )
 from alertsvc.subscriptions.services import end_subscriptions_of_addresses
 
@@ -71,6 +82,7 @@ class Outcome:
     suppressed: list[str] = field(default_factory=list)
     subscriptions_ended: int = 0
     delivered: int = 0
+    unsubscribed_by_mail: MailResult | None = None
 
 
 def record_sns_message(message_id: str, topic_arn: str, message_type: str, now: datetime) -> bool:
@@ -91,11 +103,17 @@ def record_sns_message(message_id: str, topic_arn: str, message_type: str, now: 
 
 
 def handle_ses_notification(
-    message: str, *, fallback_time: datetime, now: datetime, transient: TransientBounceRule
+    message: str,
+    *,
+    fallback_time: datetime,
+    now: datetime,
+    transient: TransientBounceRule,
+    unsubscribe_mailto: str,
 ) -> Outcome:
     """Apply one SES notification (the SNS ``Message``). ``NotUnderstood`` if it is not one.
 
-    ``fallback_time`` (the SNS timestamp) dates events whose own timestamp is missing.
+    ``fallback_time`` (the SNS timestamp) dates events whose own timestamp is missing;
+    ``unsubscribe_mailto`` is the address received mail must be for to be acted on.
     """
     try:
         data = json.loads(message)
@@ -114,8 +132,41 @@ def handle_ses_notification(
         return _complaint(_object(data, "complaint"), provider_message_id, fallback_time, now)
     if kind == "Delivery":
         return _delivery(_object(data, "delivery"), provider_message_id, fallback_time)
+    if kind == "Received":
+        return _received(data, unsubscribe_mailto)
     # Send, Open, Click, DeliveryDelay, AmazonSnsSubscriptionSucceeded …: nothing to do.
     return Outcome(kind=str(kind)[:64])
+
+
+def _received(data: dict[str, Any], unsubscribe_mailto: str) -> Outcome:
+    """Mail SES received and published whole (the SNS action): an unsubscribe by email.
+
+    SES sends the message in ``content``, as text or, with the action's ``BASE64``
+    encoding, base64. Only mail the rule received for the unsubscribe address is read.
+    """
+    receipt = _object(data, "receipt")
+    recipients = receipt.get("recipients")
+    if not isinstance(recipients, list) or not any(
+        isinstance(recipient, str) and is_unsubscribe_address(recipient, unsubscribe_mailto)
+        for recipient in recipients[:100]
+    ):
+        log.info("SES received mail not for %s: ignored", unsubscribe_mailto)
+        return Outcome(kind="Received")
+    content = data.get("content")
+    if not isinstance(content, str):
+        raise NotUnderstood("the Received notification has no content (not an SNS action?)")
+    action = receipt.get("action")
+    encoding = action.get("encoding") if isinstance(action, dict) else None
+    if isinstance(encoding, str) and encoding.upper() == "BASE64":
+        try:
+            # Not ``validate``: line-wrapped base64 is still the message.
+            raw = base64.b64decode(content)
+        except (binascii.Error, ValueError) as error:
+            raise NotUnderstood("the Received content is not base64") from error
+    else:
+        raw = content.encode("utf-8", "replace")
+    result = unsubscribe_by_mail(raw[: MAX_MESSAGE_BYTES + 1])
+    return Outcome(kind="Received", unsubscribed_by_mail=result.result)
 
 
 def _object(data: dict[str, Any], name: str) -> dict[str, Any]:

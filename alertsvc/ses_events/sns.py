@@ -104,7 +104,7 @@ def parse_envelope(body: bytes) -> SnsEnvelope:
     if not isinstance(data, dict):
         raise MalformedMessage("the body is not a JSON object")
     message_type = data.get("Type")
-    if message_type not in SIGNED_FIELDS:
+    if not isinstance(message_type, str) or message_type not in SIGNED_FIELDS:
         raise MalformedMessage(f"unknown message Type {str(message_type)[:64]!r}")
     required = [
         f for f in SIGNED_FIELDS[message_type] + ENVELOPE_FIELDS if f not in OPTIONAL_FIELDS

@@ -36,7 +36,9 @@ def run_one(name: str, *, short: bool) -> Row:
     started = time.monotonic()
     try:
         row = module.run(short=short)
-    except Exception as error:
+    # SystemExit too: bench/_support's helpers exit when a server they start never answers,
+    # and that is one failed row, not the end of the table.
+    except (Exception, SystemExit) as error:
         traceback.print_exc()
         row = Row(scenario=getattr(module, "NAME", name), load="-", faults="-")
         row.failures.append(f"the scenario itself failed: {type(error).__name__}: {error}")

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from alertsvc.api.tokens import ApiToken
 from alertsvc.models import AuditEntry, Topic
 from tests.admin.helpers import csrf_token, post_form
-from tests.factories import count, create_topic, rows
+from tests.factories import count, create_token, create_topic, rows
 
 REFUSED = "contains a character that cannot be used"
 
@@ -125,4 +125,33 @@ def test_sign_in_with_a_newline_in_next_is_refused_not_500(app: Flask):
 def test_the_api_keeps_its_own_answers(app: Flask):
     response = app.test_client().get("/api/v1/articles?q=a%00b")
     assert response.status_code != 500
+    assert response.is_json
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/topics/a%00b",
+        "/topics/a%00b.atom",
+        "/topics/a%01b",
+        "/confirm/a%00b",
+        "/manage/a%00b",
+        "/manage/a%00b/erase",
+        "/unsubscribe/a%00b",
+        "/admin/subscribers/1/preview/a%00b",
+    ],
+)
+def test_a_path_with_an_unusable_character_is_refused(app: Flask, admin_client, path):
+    """A NUL in a path segment reached the database as a topic slug: PostgreSQL refused it
+    and the page was a 500 (found by bench/reliability/scenario_hostile_input.py)."""
+    create_topic(app, "data", "Data")
+    assert _refused(admin_client.get(path))
+
+
+def test_an_api_path_with_a_nul_is_answered_by_the_api_not_500(app: Flask):
+    token = create_token(app, "reader", ["read"])
+    response = app.test_client().get(
+        "/api/v1/topics/a%00b", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code in (404, 422)
     assert response.is_json

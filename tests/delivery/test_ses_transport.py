@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
@@ -23,6 +24,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from sqlalchemy import select
 from urllib3.response import HTTPResponse
+from werkzeug import Request, Response
 
 from alertsvc.cli import build_cli
 from alertsvc.delivery.ses import SesTransport
@@ -304,6 +306,37 @@ def test_an_unreachable_endpoint_is_worth_retrying(app_with):
     assert row.last_error.startswith(
         'SES EndpointConnectionError: Could not connect to the endpoint URL: "http://127.0.0.1:9/'
     )
+
+
+def test_an_answer_slower_than_the_connect_timeout_is_waited_for_not_sent_again(
+    app_with, httpserver
+):
+    # SES took the message but answers late (a slow call, or a network down for a while):
+    # giving up at the connect timeout would retry an email SES has already accepted.
+    def slow_answer(request: Request) -> Response:
+        time.sleep(1.5)
+        return Response(
+            json.dumps({"MessageId": "ses-late-1"}), 200, {"Content-Type": "application/json"}
+        )
+
+    httpserver.expect_request("/v2/email/outbound-emails", method="POST").respond_with_handler(
+        slow_answer
+    )
+    app = app_with(
+        MAIL_TRANSPORT="ses",
+        SES_REGION=REGION,
+        SES_ENDPOINT_URL=httpserver.url_for(""),
+        SES_TIMEOUT_SECONDS=0.5,
+        SES_READ_TIMEOUT_SECONDS=30,
+    )
+    row_id = queue_manage_link(app)
+
+    result = send_batch(app, make_transport(app, 2))
+
+    assert (result.sent, result.retried, result.failed) == (1, 0, 0)
+    row = outbox_row(app, row_id)
+    assert (row.status, row.provider_message_id) == (OutboxStatus.SENT, "ses-late-1")
+    assert len(httpserver.log) == 1
 
 
 @pytest.mark.parametrize("code", ["SendingPausedException", "AccountSuspendedException"])

@@ -279,3 +279,46 @@ def ses_delivery(
             "reportingMTA": "a8-70.smtp-out.amazonses.com",
         },
     }
+
+
+def ses_received(
+    raw: bytes,
+    *,
+    recipients: list[str],
+    encoding: str | None = None,
+    topic: str = TOPIC,
+) -> dict[str, Any]:
+    """What a receipt rule's SNS action publishes for ``raw`` (the SES developer guide's
+    "Notification of an SNS action"): the email itself in ``content``, as text or, with the
+    action's ``BASE64`` encoding, base64."""
+    action: dict[str, Any] = {"type": "SNS", "topicArn": topic}
+    if encoding:
+        action["encoding"] = encoding
+    return {
+        "notificationType": "Received",
+        "receipt": {
+            "timestamp": "2026-11-30T09:00:00.936Z",
+            "processingTimeMillis": 222,
+            "recipients": recipients,
+            "spamVerdict": {"status": "PASS"},
+            "virusVerdict": {"status": "PASS"},
+            "spfVerdict": {"status": "PASS"},
+            "dkimVerdict": {"status": "PASS"},
+            "dmarcVerdict": {"status": "PASS"},
+            "action": action,
+        },
+        "mail": {
+            "timestamp": "2026-11-30T09:00:00.936Z",
+            "source": "reader@example.com",
+            "messageId": "d6iitobk75ur44p8kdnnp7g2n800",
+            "destination": recipients,
+            "headersTruncated": False,
+            "headers": [],
+            "commonHeaders": {"from": ["reader@example.com"], "to": recipients},
+        },
+        "content": (
+            base64.b64encode(raw).decode()
+            if encoding == "BASE64"
+            else raw.decode("utf-8", "replace")
+        ),
+    }

@@ -177,8 +177,21 @@ def test_an_expired_signing_certificate(sns_app, reader, ca, post):
         b"[" * 100_000,
         b'{"Type": "Notification"}',
         b'{"Type": "Telegram", "MessageId": "x"}',
+        b'{"Type": {"Notification": 1}}',
+        b'{"Type": ["Notification"]}',
     ],
-    ids=["empty", "text", "array", "string", "brace", "deep", "missing", "type"],
+    ids=[
+        "empty",
+        "text",
+        "array",
+        "string",
+        "brace",
+        "deep",
+        "missing",
+        "type",
+        "type-object",  # was a 500: a dict cannot be looked up in a dict
+        "type-array",
+    ],
 )
 def test_what_is_not_an_sns_message_is_400(body, sns_app, reader, post):
     before = stored_state(sns_app)

@@ -69,8 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_CONCURRENCY": 8,
     "WORKER_POLL_SECONDS": 2.0,
     "WORKER_LEASE_SECONDS": 300,
-    # Claims of a row whose lease ran out (its worker died or hung on it) before it fails:
-    # a poison message. Transient send errors are bounded by MAX_RETRY_AGE instead.
+    # Leases of a row that may run out (its worker died or hung on it) before it fails: a
+    # poison message. Transient send errors (throttling) are bounded by MAX_RETRY_AGE
+    # instead and do not count here.
     "WORKER_MAX_ATTEMPTS": 8,
     "WORKER_BACKOFF_BASE_SECONDS": 30,
     "WORKER_BACKOFF_MAX_SECONDS": 3600,

@@ -101,18 +101,21 @@ LEASE_RAN_OUT = "lease ran out: the worker sending it died or hung"
 
 
 def give_up_on_abandoned_rows(max_attempts: int, now: datetime) -> list[int]:
-    """Fail the rows whose lease ran out on their last attempt; returns their ids.
+    """Fail the rows whose lease ran out for the ``max_attempts``-th time; returns their ids.
 
     A row whose worker keeps dying or hanging on it (a poison message) would otherwise be
-    reclaimed and tried forever: each lease that runs out counts as an attempt, and after
-    ``max_attempts`` the row ends ``failed`` with the reason, where an operator can see it.
+    reclaimed and tried forever: each lease that runs out is counted (``lease_runouts``,
+    the one that has just run out included), and at ``max_attempts`` the row ends
+    ``failed`` with the reason, where an operator can see it. Sends that failed and were
+    retried (throttling, timeouts) are not counted: the retry age bounds those, and a row
+    SES throttled for an hour must not be failed by the first worker that then dies on it.
     """
     abandoned = (
         select(OutboxEmail.id)
         .where(
             OutboxEmail.status == OutboxStatus.SENDING,
             OutboxEmail.lease_expires_at < now,
-            OutboxEmail.attempts >= max_attempts,
+            OutboxEmail.lease_runouts + 1 >= max_attempts,
         )
         .with_for_update(skip_locked=True)
     )
@@ -122,6 +125,7 @@ def give_up_on_abandoned_rows(max_attempts: int, now: datetime) -> list[int]:
         .values(
             status=OutboxStatus.FAILED,
             lease_expires_at=None,
+            lease_runouts=OutboxEmail.lease_runouts + 1,
             last_error=literal("gave up after ")
             + cast(OutboxEmail.attempts, String)
             + literal(" attempts; on the last one the " + LEASE_RAN_OUT),
@@ -145,12 +149,13 @@ def claim_outbox_batch(
     """Take up to ``limit`` due rows in one statement and lease them to this worker.
 
     Due means queued and past ``next_attempt_at``, or still ``sending`` under a lease that
-    ran out (its worker died) with attempts left: ``give_up_on_abandoned_rows`` fails the
-    others. ``paused`` holds back what the pauses in force stop: with ``ALL`` nothing is
-    claimed; with ``SUBSCRIPTIONS`` subscription emails stay queued while confirmation and
-    manage-link emails still go. On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers
-    claim at once without waiting on or taking each other's rows; SQLite has one writer at a
-    time, so the same statement is safe there without it.
+    ran out (its worker died) fewer than ``max_attempts`` times, this one included:
+    ``give_up_on_abandoned_rows`` fails the others. ``paused`` holds back what the pauses
+    in force stop: with ``ALL`` nothing is claimed; with ``SUBSCRIPTIONS`` subscription
+    emails stay queued while confirmation and manage-link emails still go. On PostgreSQL
+    ``FOR UPDATE SKIP LOCKED`` lets many workers claim at once without waiting on or taking
+    each other's rows; SQLite has one writer at a time, so the same statement is safe there
+    without it.
 
     A row claimed for the first time is given its Message-ID here, in the claim's
     transaction, so that every later attempt sends the same one.
@@ -181,7 +186,7 @@ def claim_outbox_batch(
             held_back,
             OutboxEmail.status == OutboxStatus.SENDING,
             OutboxEmail.lease_expires_at < now,
-            true() if max_attempts is None else OutboxEmail.attempts < max_attempts,
+            true() if max_attempts is None else OutboxEmail.lease_runouts + 1 < max_attempts,
         )
         .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
         .limit(limit)
@@ -204,6 +209,10 @@ def claim_outbox_batch(
             status=OutboxStatus.SENDING,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             attempts=OutboxEmail.attempts + 1,
+            lease_runouts=case(
+                (OutboxEmail.status == OutboxStatus.SENDING, OutboxEmail.lease_runouts + 1),
+                else_=OutboxEmail.lease_runouts,
+            ),
             # A row taken over from a worker that died says so until this attempt ends.
             last_error=case(
                 (OutboxEmail.status == OutboxStatus.SENDING, LEASE_RAN_OUT),

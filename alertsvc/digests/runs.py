@@ -232,6 +232,7 @@ def requeue_failed_emails(run_id: int, now: datetime) -> int:
         .values(
             status=OutboxStatus.QUEUED,
             attempts=0,
+            lease_runouts=0,
             next_attempt_at=now,
             lease_expires_at=None,
         )

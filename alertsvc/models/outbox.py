@@ -69,6 +69,10 @@ class OutboxEmail(db.Model):
     message_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Of those attempts, the ones whose lease ran out (the worker died or hung on the row):
+    # WORKER_MAX_ATTEMPTS counts these, so that throttled and other retried sends, which
+    # the retry age bounds, never use up what a poison message is allowed.
+    lease_runouts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

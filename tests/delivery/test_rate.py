@@ -369,3 +369,22 @@ def test_lost_redis_holds_sending_until_it_is_back(tmp_path, redis_prefix, caplo
         assert "Redis is back" in caplog.text
     finally:
         link.close()
+
+
+def test_the_shared_count_keeps_redis_time_not_each_workers_clock(
+    tmp_path, redis_prefix, monkeypatch
+):
+    """Two workers on machines whose clocks differ (or a sending thread held up between
+    reading its clock and reaching Redis, on a busy machine) share one rate: the window is
+    measured on Redis's clock, so a worker whose clock runs ahead gets no extra sends."""
+    settings = {"SEND_RATE": 2, "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": redis_prefix}
+    here = send_rate(FileTransport(tmp_path), **settings)
+    elsewhere = send_rate(FileTransport(tmp_path), **settings)
+    assert here.acquire() and here.acquire()  # the rate's two sends for this second
+
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 1.5)  # the other machine's clock
+    stopper = threading.Timer(0.5, elsewhere.stop.set)
+    stopper.start()
+    assert elsewhere.acquire() is False, "a third send within the second"
+    stopper.join()

@@ -582,6 +582,36 @@ def test_a_row_whose_worker_keeps_dying_fails_with_the_reason_after_max_attempts
     assert Worker(app, burst=True).run().batches == 0, "a failed email is not tried again"
 
 
+def test_throttled_sends_do_not_use_up_the_leases_a_row_may_lose(app_with, mail_dir):
+    """WORKER_MAX_ATTEMPTS is for a message that kills or hangs its worker: it counts the
+    leases that ran out. A row SES throttled again and again (bounded by the retry age
+    instead) is still taken over, and sent, when the worker sending it then dies."""
+    app = app_with(WORKER_MAX_ATTEMPTS=2)
+    row_id = queue_manage_link(app, "reader@example.com")
+    throttled = ScriptedTransport(
+        mail_dir,
+        {
+            "reader@example.com": TransientSendError(
+                "SES TooManyRequestsException: Maximum sending rate exceeded."
+            )
+        },
+    )
+    for _ in range(3):
+        assert send_batch(app, throttled).retried == 1
+        make_due(app, row_id)
+    # The next worker to claim it dies (a deploy's SIGKILL, the OOM killer): the lease runs
+    # out, once.
+    assert _claim(app, 10) == [row_id]
+    expire_lease(app, row_id)
+
+    totals = Worker(app, burst=True).run()
+
+    assert (totals.sent, totals.failed) == (1, 0)
+    row = outbox_row(app, row_id)
+    assert (row.status, row.attempts, row.last_error) == (OutboxStatus.SENT, 5, None)
+    assert delivered_to(mail_dir) == ["reader@example.com"]
+
+
 def test_a_row_taken_over_after_its_lease_ran_out_is_sent_and_forgets_the_lease(app, mail_dir):
     row_id = queue_manage_link(app, "reader@example.com")
     assert _claim(app, 10) == [row_id]

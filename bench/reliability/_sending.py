@@ -1,0 +1,307 @@
+"""What the sending scenarios share: the SES sink, a queue of emails, worker processes, and
+the reckoning of what reached the sink against what the outbox says.
+
+Workers are real ``alertsvc worker`` processes with the ``ses`` transport pointed at
+``bench/_ses_sink.py`` (boto3 ``sesv2`` over HTTP, as in production), each in a process
+group of its own so that a SIGKILL reaches it and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from bench._support import PROJECT_ROOT, free_port, step
+
+SINK_SCRIPT = PROJECT_ROOT / "bench" / "_ses_sink.py"
+REGION = "eu-west-2"
+SECRET_KEY = "reliability-scenarios-only-not-a-real-key-0123456789abcdefghijklmnop"
+# Waits on processes are bounded: a worker that ignores SIGTERM this long is killed.
+STOP_SECONDS = 20.0
+
+
+# -- the sink ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sink:
+    url: str
+
+    def stats(self) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/_sink/stats", timeout=30).json()
+
+    def arrivals(self) -> list[tuple[float, str]]:
+        """(time, Message-ID) of every message the sink accepted."""
+        pairs = httpx.get(f"{self.url}/_sink/arrivals", timeout=60).json()
+        return [(at, found) for at, found in pairs]
+
+    def calls(self) -> list[tuple[float, str, str]]:
+        """(time, Message-ID, outcome) of every SendEmail call, throttled ones included."""
+        return [tuple(call) for call in httpx.get(f"{self.url}/_sink/calls", timeout=60).json()]
+
+
+@contextlib.contextmanager
+def ses_sink(
+    *, throttle: float = 0.0, slow: float = 0.0, slow_seconds: float = 2.0, seed: int = 15
+) -> Iterator[Sink]:
+    """``bench/_ses_sink.py`` on a free port, stopped (its whole group) on leaving."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(SINK_SCRIPT),
+            "--port",
+            str(port),
+            "--throttle",
+            str(throttle),
+            "--slow",
+            str(slow),
+            "--slow-seconds",
+            str(slow_seconds),
+            "--seed",
+            str(seed),
+        ],
+        start_new_session=True,
+    )
+    sink = Sink(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                sink.stats()
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the SES sink did not start")
+            time.sleep(0.1)
+        yield sink
+    finally:
+        stop_group(process)
+
+
+# -- the database --------------------------------------------------------------------------
+
+
+def libpq(database_url: str) -> str:
+    """The SQLAlchemy URL as psycopg wants it."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def alertsvc_env(database_url: str, sink: Sink | None, **settings: object) -> dict[str, str]:
+    """This environment without any ``ALERTSVC_*`` of its own (the test suite's), plus the
+    service's settings for a worker sending through SES to ``sink``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ALERTSVC_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="reliability",
+        AWS_SECRET_ACCESS_KEY="reliability",
+        AWS_EC2_METADATA_DISABLED="true",
+        ALERTSVC_ENV="development",
+        ALERTSVC_SECRET_KEY=SECRET_KEY,
+        ALERTSVC_DATABASE_URL=database_url,
+        ALERTSVC_BASE_URL="https://alerts.example.org",
+        ALERTSVC_MAIL_TRANSPORT="ses",
+        ALERTSVC_SES_REGION=REGION,
+        PYTHONFAULTHANDLER="1",
+    )
+    if sink is not None:
+        env["ALERTSVC_SES_ENDPOINT_URL"] = sink.url
+    env.update({f"ALERTSVC_{name}": str(value) for name, value in settings.items()})
+    return env
+
+
+def migrate(database_url: str) -> None:
+    """The real migrations (``alertsvc db upgrade``) on the scenario's database, run in this
+    process: a CLI process of its own would spend most of its time importing, seconds on a
+    busy machine, inside the short variant's minute."""
+    from flask_migrate import upgrade
+
+    from alertsvc import create_app
+    from alertsvc.extensions import db
+
+    app = create_app(
+        {"ENV": "development", "SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": database_url}
+    )
+    # The app's logging set-up would log every migration and every request the scenario
+    # makes to the sink.
+    for name in ("alembic", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with app.app_context():
+        try:
+            upgrade()
+        finally:
+            db.engine.dispose()
+
+
+def queue_emails(database_url: str, count: int) -> None:
+    """``count`` subscribers and one queued email each, set-based, as the app leaves them.
+
+    Odd rows are ordinary emails with their own address, subject and Message-ID (as
+    ``queue_email`` writes them); even rows are digest rows on one shared body, given their
+    address, subject and Message-ID by the worker that first claims them.
+    """
+    with psycopg.connect(libpq(database_url), autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO subscribers (email, created_at, confirmed_at, timezone, daily_hour,"
+            "                         weekly_day, weekly_hour)"
+            " SELECT 'reader' || n || '@example.com', now(), now(), 'Europe/London', 7, 0, 7"
+            " FROM generate_series(1, %(count)s) AS n",
+            {"count": count},
+        )
+        body_id = connection.execute(
+            "INSERT INTO email_bodies (content_key, subject, html, text, created_at)"
+            " VALUES ('reliability', 'Daily email alert: 1 new article on Data',"
+            "         '<p>Open data strategy published</p>',"
+            "         'Open data strategy published', now()) RETURNING id"
+        ).fetchone()[0]
+        connection.execute(
+            "INSERT INTO outbox (created_at, template, to_address, subject, context,"
+            "                    subscriber_id, unsubscribe_topic_ids, body_id, message_id,"
+            "                    status, attempts, next_attempt_at)"
+            " SELECT now() - interval '1 second',"
+            "        CASE WHEN mod(s.id, 2) = 1 THEN 'manage_link' ELSE 'digest' END,"
+            "        CASE WHEN mod(s.id, 2) = 1 THEN s.email END,"
+            "        CASE WHEN mod(s.id, 2) = 1 THEN 'Manage your email alerts' END,"
+            "        CAST('{}' AS json), s.id,"
+            "        CASE WHEN mod(s.id, 2) = 0 THEN CAST('[1]' AS json) END,"
+            "        CASE WHEN mod(s.id, 2) = 0 THEN %(body)s END,"
+            "        CASE WHEN mod(s.id, 2) = 1"
+            "             THEN '<reliability.' || s.id || '@alerts.example.org>' END,"
+            "        'queued', 0, now() - interval '1 second'"
+            " FROM subscribers s",
+            {"body": body_id},
+        )
+        connection.execute("VACUUM ANALYZE outbox")
+
+
+def unsent(database_url: str) -> int:
+    with psycopg.connect(libpq(database_url), autocommit=True) as connection:
+        return connection.execute("SELECT count(*) FROM outbox WHERE status <> 'sent'").fetchone()[
+            0
+        ]
+
+
+def wait_until_sent(database_url: str, timeout_s: float, what: str) -> float | None:
+    """Poll until every outbox row is sent; the time it happened, or None at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    last_report = 0.0
+    while time.monotonic() < deadline:
+        left = unsent(database_url)
+        if left == 0:
+            return time.time()
+        if time.monotonic() - last_report >= 5:
+            step(f"{what}: {left:,} not sent yet")
+            last_report = time.monotonic()
+        time.sleep(0.25)
+    return None
+
+
+# -- workers -------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    """One ``alertsvc worker`` process, and the log it writes."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    started: float = field(default_factory=time.time)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_worker(env: Mapping[str, str], log: Path, *args: str) -> WorkerProcess:
+    """``alertsvc worker ARGS`` as its own Python process in a group of its own (no ``uv
+    run`` in between: the pid SIGKILL reaches is the worker's)."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from alertsvc.cli import main; main()", "worker", *args],
+            cwd=PROJECT_ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return WorkerProcess(process, log)
+
+
+def kill_worker(worker: WorkerProcess) -> None:
+    """SIGKILL, as a crash or the OOM killer would, and wait until it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        worker.process.wait(timeout=STOP_SECONDS)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a warm stop), then SIGKILL to the group if it has not stopped in time."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_SECONDS)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+def stop_workers(workers: list[WorkerProcess]) -> None:
+    """Ask every worker to stop at once (so they stop together), then wait for each."""
+    for worker in workers:
+        if worker.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        stop_group(worker.process)
+
+
+# -- the reckoning -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reckoning:
+    """The outbox against the sink, after the run."""
+
+    rows: int
+    by_status: dict[str, int]
+    lost: int  # rows not sent, or sent without their Message-ID ever reaching the sink
+    duplicated: int  # arrivals at the sink beyond the first of each Message-ID
+    unknown: int  # Message-IDs at the sink that no outbox row has
+    retakes: int  # claims beyond each row's first (a lease that ran out, or a retry)
+
+
+def reckon(database_url: str, arrivals: list[tuple[float, str]]) -> Reckoning:
+    with psycopg.connect(libpq(database_url), autocommit=True) as connection:
+        rows = connection.execute("SELECT status, message_id, attempts FROM outbox").fetchall()
+    by_status = Counter(status for status, _, _ in rows)
+    seen = Counter(message_id for _, message_id in arrivals)
+    ours = {message_id for _, message_id, _ in rows}
+    lost = sum(
+        1 for status, message_id, _ in rows if status != "sent" or seen.get(message_id, 0) == 0
+    )
+    return Reckoning(
+        rows=len(rows),
+        by_status=dict(by_status),
+        lost=lost,
+        duplicated=sum(n - 1 for message_id, n in seen.items() if n > 1 and message_id in ours),
+        unknown=sum(n for message_id, n in seen.items() if message_id not in ours),
+        retakes=sum(max(attempts - 1, 0) for _, _, attempts in rows),
+    )

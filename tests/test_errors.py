@@ -100,3 +100,27 @@ def test_a_request_after_the_database_dropped_its_pooled_connection_succeeds(app
     response = client.get("/")
 
     assert response.status_code == 200
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="a server that drops connections: PostgreSQL")
+def test_a_page_served_as_the_database_went_away_is_still_served(app_with):
+    """The server dropped the connection after the page's queries: the rollback at the end
+    of the request fails, and must not turn the page into a 500 (nor spoil the next one)."""
+    app = app_with()
+    admin = create_engine(app.config["SQLALCHEMY_DATABASE_URI"], isolation_level="AUTOCOMMIT")
+
+    @app.get("/dropped-after-reading")
+    def dropped_after_reading() -> str:
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return "read before the database went away"
+
+    client = app.test_client()
+    try:
+        response = client.get("/dropped-after-reading")
+        assert response.status_code == 200
+        assert response.get_data(as_text=True) == "read before the database went away"
+        assert client.get("/").status_code == 200
+    finally:
+        admin.dispose()

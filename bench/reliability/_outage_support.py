@@ -242,14 +242,18 @@ def ses_sink() -> Iterator[Sink]:
         stop_group(process, timeout=5)
 
 
-def prepare_database(url: str, topics: tuple[tuple[str, str], ...] = (("data", "Data"),)) -> None:
-    """The real migrations, then ``topics``, in this process (one import of the app rather
-    than a process per command: minutes saved on a busy machine); its connections are
-    closed before it returns, so none is left to a server the scenario stops."""
+def prepare_database(
+    url: str, topics: tuple[tuple[str, str], ...] = (("data", "Data"),), emails: int = 0
+) -> None:
+    """The real migrations, then ``topics`` and ``emails`` queued emails (an "already
+    subscribed" reply each, to its own address), in this process (one import of the app
+    rather than a process per command: minutes saved on a busy machine); its connections
+    are closed before it returns, so none is left to a server the scenario stops."""
     from flask_migrate import upgrade
 
     from alertsvc import create_app
     from alertsvc.database import transaction
+    from alertsvc.delivery.outbox import queue_email
     from alertsvc.extensions import db
     from alertsvc.topics.services import add_topic
 
@@ -260,6 +264,13 @@ def prepare_database(url: str, topics: tuple[tuple[str, str], ...] = (("data", "
             with transaction():
                 for slug, name in topics:
                     add_topic(slug, name)
+                for n in range(emails):
+                    queue_email(
+                        template="already_subscribed",
+                        to_address=f"queued{n}@example.com",
+                        subject="You're already subscribed",
+                        context={"topic_names": ["Data"], "frequency": "daily"},
+                    )
         finally:
             db.session.remove()
             db.engine.dispose()

@@ -20,9 +20,13 @@ their clocks in sync (NTP), as they must anyway for leases.
 runs) each worker goes on alone at ``rate / N`` (and ``burst / N``), counted in its own
 memory, while Redis is out of reach, and looks for Redis again every
 ``FALLBACK_PROBE_SECONDS``. Each switch, to its own count and back to the shared one, starts
-with a quiet window (the longest window, a second or two): sends counted in one place are
-then out of every window before sends counted in the other begin, so no window holds both.
+with a quiet spell: sends counted in one place are then out of every window before sends
+counted in the other begin, so no window holds both. Going alone, the longest window (a
+second or two) is enough: nobody can count in a Redis that is gone. Going back, the other
+workers may still be alone until their next look, so the spell is longer by two looks.
 Without the setting a worker sends nothing while Redis is lost: it cannot know its share.
+A worker cut off from a Redis the others still reach sends its share on top of their rate:
+the fallback is for Redis being lost, not one worker's network.
 """
 
 from __future__ import annotations
@@ -301,15 +305,17 @@ class SendRate:
             if self.alone_since is None:
                 return True
             self.next_probe = now + FALLBACK_PROBE_SECONDS
-            if not self.storage.check():
+            # The first look may draw a connection Redis dropped when it went away.
+            if not (self.storage.check() or self.storage.check()):
                 return False
+            quiet = self._quiet_window() + 2 * FALLBACK_PROBE_SECONDS
             log.info(
                 "Redis is back after %.1f s: counting the fleet's rate there again, after "
                 "a quiet %g s",
                 now - self.alone_since,
-                self._quiet_window(),
+                quiet,
             )
-            self.quiet_until = time.monotonic() + self._quiet_window()
+            self.quiet_until = time.monotonic() + quiet
             self.alone_since = None
             self.storage_failing = False
             return True

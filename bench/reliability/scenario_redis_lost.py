@@ -24,7 +24,6 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -61,10 +60,22 @@ class Plan:
     down_s: float
     after_s: float
     signup_threads: int
+    web_workers: int
 
 
-SHORT = Plan(rate=40, workers=2, emails=1200, warm_s=5, down_s=10, after_s=9, signup_threads=2)
-FULL = Plan(rate=60, workers=3, emails=4000, warm_s=15, down_s=10, after_s=25, signup_threads=3)
+SHORT = Plan(
+    rate=40, workers=2, emails=1200, warm_s=4, down_s=10, after_s=8, signup_threads=2, web_workers=1
+)
+FULL = Plan(
+    rate=60,
+    workers=3,
+    emails=4000,
+    warm_s=15,
+    down_s=10,
+    after_s=25,
+    signup_threads=3,
+    web_workers=2,
+)
 
 
 def busiest_window(times: list[float], seconds: float) -> int:
@@ -148,13 +159,29 @@ def _keys(redis: RedisServer) -> list[str]:
     return listed.split() if listed else []
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float) -> float | None:
-    started = time.time()
-    while time.time() - started < timeout:
-        if condition():
-            return time.time() - started
+def _keys_back(redis: RedisServer, up: float, timeout: float) -> tuple[float | None, float | None]:
+    """Seconds from ``up`` until the send rate's key, and a signup limit's key, are in Redis
+    again (None: not within ``timeout``)."""
+    send_back = limits_back = None
+    while time.time() - up < timeout and (send_back is None or limits_back is None):
+        keys = _keys(redis)
+        if send_back is None and any("send" in key for key in keys):
+            send_back = time.time() - up
+        if limits_back is None and any("signup" in key for key in keys):
+            limits_back = time.time() - up
         time.sleep(0.1)
-    return None
+    return send_back, limits_back
+
+
+def busiest_start(times: list[float], seconds: float) -> float:
+    """Where the busiest window of ``seconds`` starts."""
+    most, first, start = 0, 0, times[0] if times else 0.0
+    for last, moment in enumerate(times):
+        while times[first] <= moment - seconds:
+            first += 1
+        if last - first + 1 > most:
+            most, start = last - first + 1, times[first]
+    return start
 
 
 def run(short: bool) -> Row:
@@ -163,7 +190,7 @@ def run(short: bool) -> Row:
         scenario=NAME,
         load=(
             f"{plan.workers} workers at SEND_RATE={plan.rate}/s, "
-            f"{plan.signup_threads} readers signing up"
+            f"{plan.signup_threads} readers signing up (web x{plan.web_workers})"
         ),
         faults=f"Redis stopped for {plan.down_s:g} s",
     )
@@ -187,12 +214,15 @@ def run(short: bool) -> Row:
         step("starting web and workers")
         workers = [start_service(f"worker{n}", ["worker"], env, logs) for n in range(plan.workers)]
         try:
-            with gunicorn("wsgi:app", env=env, workers=2, ready_timeout=90) as web:
+            with gunicorn("wsgi:app", env=env, workers=plan.web_workers, ready_timeout=90) as web:
                 step(f"sending and signups for {plan.warm_s:g} s")
                 with Signups(web.url, plan.signup_threads) as signups:
                     time.sleep(plan.warm_s)
                     before = _keys(redis)
-                    step(f"Redis keys in use: {', '.join(sorted(before)) or 'none'}")
+                    step(
+                        f"Redis holds {sum('send' in k for k in before)} send rate key(s) and "
+                        f"{sum('signup' in k for k in before)} signup limit keys"
+                    )
                     down = time.time()
                     redis.stop()
                     step(f"Redis stopped; down for {plan.down_s:g} s")
@@ -200,11 +230,10 @@ def run(short: bool) -> Row:
                     redis.start()
                     up = time.time()
                     step("Redis started again (empty)")
-                    send_back = _wait_for(lambda: any("send" in k for k in _keys(redis)), 30)
-                    limits_back = _wait_for(lambda: any("signup" in k for k in _keys(redis)), 30)
+                    send_back, limits_back = _keys_back(redis, up, 30)
                     step(
-                        f"keys back: send rate after {send_back} s, signup limits after "
-                        f"{limits_back} s"
+                        f"counted in Redis again: send rate after {_seconds(send_back)}, "
+                        f"signup limits after {_seconds(limits_back)}"
                     )
                     time.sleep(max(0.0, plan.after_s - (time.time() - up)))
                 end = time.time()
@@ -241,6 +270,8 @@ def _measure(
     busiest = busiest_window(times, 1.0 - SLACK)
     busiest_1s = busiest_window(times, 1.0)
     busiest_outage = busiest_window(outage, 1.0 - SLACK)
+    busiest_outage_1s = busiest_window(outage, 1.0)
+    busiest_at = busiest_start(times, 1.0 - SLACK) - down
     late = [at for at in times if end - 5 <= at < end]
     before = [at for at in times if down - 5 <= at < down]
     failures = signups.failures()
@@ -252,9 +283,11 @@ def _measure(
     row.recovery_s = max(backs) if len(backs) == 2 else None
     row.notes.append(
         f"sink: {len(times)} emails; busiest {1 - SLACK:g} s window {busiest} "
-        f"(rate {plan.rate}), busiest 1 s window {busiest_1s}; {len(before) / 5:.0f}/s before "
+        f"(rate {plan.rate}) at {busiest_at:+.1f} s from Redis stopping, busiest 1 s "
+        f"window {busiest_1s}; {len(before) / 5:.0f}/s before "
         f"the outage, {len(outage) / (up - down):.1f}/s while Redis was down (busiest "
-        f"{1 - SLACK:g} s: {busiest_outage}, the workers' shares {share:g}/s), "
+        f"{1 - SLACK:g} s: {busiest_outage}, 1 s: {busiest_outage_1s}; the workers' shares "
+        f"{share:g}/s), "
         f"{len(late) / 5:.0f}/s at the end"
     )
     row.notes.append(

@@ -47,7 +47,7 @@ def test_a_page_answers_503_with_a_clear_page_while_the_database_is_unreachable(
 
 
 @pytest.mark.parametrize("database", unreachable_databases(), ids=["postgresql", "sqlite"])
-def test_the_api_answers_503_in_json_while_the_database_is_unreachable(app_with, database):
+def test_the_api_answers_503_in_json_while_the_database_is_unreachable(app_with, database, caplog):
     client = app_with(SQLALCHEMY_DATABASE_URI=database).test_client()
 
     token = "alertsvc_" + "x" * 43  # well formed: looked up in the database
@@ -60,6 +60,7 @@ def test_the_api_answers_503_in_json_while_the_database_is_unreachable(app_with,
         "detail": "We could not reach our records just now. Nothing you entered has been "
         "saved. Wait a few seconds, then try again.",
     }
+    assert "rate limit" not in caplog.text.lower(), "the limiter did not take it for its own"
 
 
 def test_other_database_errors_are_still_a_500(app, app_with):

@@ -265,7 +265,12 @@ def run(short: bool) -> Row:
                     if row.failures:
                         for service in services:
                             print(f"--- {service.name} log (end):\n{service.output()[-6000:]}")
-                        print(f"--- web log (end):\n{web.log_tail(20000)}")
+                        trouble = [
+                            line
+                            for line in web.log_tail(10**8).splitlines()
+                            if "unavailable" in line or "error" in line.lower()
+                        ]
+                        print("--- web log, its errors (last 60):\n" + "\n".join(trouble[-60:]))
                     step("stopping web, worker and scheduler")
                     for service in services:
                         service.process.terminate()  # while gunicorn stops
@@ -307,7 +312,9 @@ def _measure(
     worker_recovery: list[float] = []
     after_recovery_failures = 0
     for n, (down, up) in enumerate(outages):
-        end = outages[n + 1][0] if n + 1 < len(outages) else float("inf")
+        # Up to the next restart, less a request's length: one begun as it stops may be
+        # answered with the outage's 503.
+        end = outages[n + 1][0] - 1.0 if n + 1 < len(outages) else float("inf")
         during = [a for a in answers if down <= a.started < up]
         unavailable = Counter(a.kind for a in during if a.outcome == "unavailable")
         row.require(
@@ -319,9 +326,15 @@ def _measure(
         web_s = (first_ok.started - up) if first_ok else float("inf")
         web_recovery.append(web_s)
         if first_ok:
-            after_recovery_failures += sum(
-                1 for a in answers if first_ok.started <= a.started < end and a.outcome != "ok"
-            )
+            failed_after = [
+                a for a in answers if first_ok.started <= a.started < end and a.outcome != "ok"
+            ]
+            after_recovery_failures += len(failed_after)
+            for a in failed_after[:5]:
+                row.notes.append(
+                    f"restart {n + 1}: after recovery, {a.kind} at +{a.started - up:.2f} s "
+                    f"from PostgreSQL back: {a.outcome}"
+                )
         first_arrival = min((at for at, _ in arrivals if up <= at < end), default=None)
         worker_s = (first_arrival - up) if first_arrival is not None else float("inf")
         worker_recovery.append(worker_s)

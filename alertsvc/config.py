@@ -31,6 +31,8 @@ ENVIRONMENTS = ("development", "testing", "production")
 # Environments that may show what production must not (the mail the file transport wrote).
 LOCAL_ENVIRONMENTS = ("development", "testing")
 MAIL_TRANSPORTS = ("file", "smtp", "ses")
+# Seconds a web process waits for Redis (its rate limits) before counting in memory.
+REDIS_TIMEOUT_SECONDS = 2
 MIN_SECRET_KEY_LENGTH = 32
 MIN_SECRET_KEY_CHARACTERS = 8
 # Published in this project's history as the old development default: never a real key.
@@ -111,6 +113,10 @@ DEFAULTS: dict[str, Any] = {
     "SEND_RATE": None,
     # Emails that may go at once above the rate, in any one second.
     "SEND_BURST": 0,
+    # The most worker processes the fleet runs: while Redis is lost each worker sends alone
+    # at SEND_RATE / this (so the fleet stays within the rate). None: a worker sends
+    # nothing while Redis is lost.
+    "SEND_RATE_FALLBACK_WORKERS": None,
     # SNS topics whose messages /ses/events believes (a JSON list or comma-separated ARNs);
     # empty: every message is refused.
     "SNS_TOPIC_ARNS": [],
@@ -159,11 +165,18 @@ DEFAULTS: dict[str, Any] = {
     "JOB_MAX_ATTEMPTS": 5,
     "JOB_BACKOFF_BASE_SECONDS": 60,
     "JOB_BACKOFF_MAX_SECONDS": 3600,
-    # Recycle connections before servers or proxies drop idle ones, rather than pinging the
-    # database before every request (a round trip each time).
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
+    # Recycle connections before servers or proxies drop idle ones, and test each one as it
+    # leaves the pool (a round trip, well under a millisecond on a local network): after a
+    # database restart or failover every pooled connection is dead, and without the test
+    # each would fail the first request or batch that drew it.
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800, "pool_pre_ping": True},
     "WTF_CSRF_TIME_LIMIT": 3600 * 6,
     "RATELIMIT_HEADERS_ENABLED": True,
+    # Redis lost: each web process counts the rate limits in its own memory (the same
+    # limits, per process) and goes back to Redis when it answers again; an error of the
+    # limiter's storage never fails a request.
+    "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+    "RATELIMIT_SWALLOW_ERRORS": True,
     # Operators (/admin): signed out after this long without a request.
     "ADMIN_SESSION_IDLE_SECONDS": 30 * 60,
     "ADMIN_SIGNIN_RATE_LIMIT_PER_IP": "10 per minute;50 per hour",
@@ -280,6 +293,16 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         config["MAIL_DIR"] = str(instance / "mail")
     config["MAIL_FROM"] = ascii_sender(config["MAIL_FROM"])
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
+    if config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://")):
+        # A Redis that stops answering must not hold a signup for long: after this the
+        # limiter counts in memory instead.
+        config.setdefault(
+            "RATELIMIT_STORAGE_OPTIONS",
+            {
+                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_TIMEOUT_SECONDS,
+            },
+        )
     if not config["TEMPLATE_OVERRIDES_DIR"]:
         config["TEMPLATE_OVERRIDES_DIR"] = str(instance / "templates")
     _check_publisher(config)
@@ -438,6 +461,21 @@ def _check_transport(config: dict[str, Any]) -> None:
         if rate is not None:
             config[name] = rate
     config["SEND_BURST"] = burst_setting(config)
+    config["SEND_RATE_FALLBACK_WORKERS"] = fallback_workers_setting(config)
+
+
+def fallback_workers_setting(config: dict[str, Any]) -> int | None:
+    """``SEND_RATE_FALLBACK_WORKERS``: a whole number of worker processes, 1 or more."""
+    value = config["SEND_RATE_FALLBACK_WORKERS"]
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigurationError(
+        "ALERTSVC_SEND_RATE_FALLBACK_WORKERS must be the most worker processes the fleet "
+        f"runs, a whole number of 1 or more, not {value!r}; leave it unset to stop sending "
+        "while Redis is lost"
+    )
 
 
 # A DNS name as DKIM's s= and d= carry it: labels of letters, digits and inner hyphens.

@@ -11,6 +11,8 @@ from sqlalchemy import ColumnElement, CursorResult, bindparam, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -32,6 +34,32 @@ def transaction() -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database could not be reached or dropped the connection
+    (restarted, failed over, out of connections), rather than refused what was asked.
+
+    Such an error says nothing about the request or the unit of work: the web answers 503
+    (try again shortly) and the long-running processes wait and go on, where any other
+    database error is a bug or bad data. The driver's ``OperationalError`` and
+    ``InterfaceError`` cover a refused connection and a server that went away; a
+    ``connection_invalidated`` error is one SQLAlchemy recognised as a disconnect; a pool
+    timeout is every connection busy. SQLite reports a mistake in the SQL as an
+    ``OperationalError`` too; there only a file it cannot open or a lock it cannot get
+    counts.
+    """
+    if isinstance(error, PoolTimeoutError):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if type(error.orig).__module__ == "sqlite3":
+        return any(sign in str(error.orig) for sign in SQLITE_UNAVAILABLE)
+    return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+
+
+# What sqlite3 says when the file cannot be reached (rather than when the SQL is wrong).
+SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "disk I/O error")
 
 
 def insert_skipping_existing(

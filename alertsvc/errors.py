@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from alertsvc.database import database_unavailable
 from alertsvc.extensions import db
 
 log = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait before trying again while the database is unreachable:
+# about as long as a restart or a failover takes.
+RETRY_AFTER_SECONDS = 10
+UNAVAILABLE = (
+    "Sorry, the service is unavailable at the moment",
+    "We could not reach our records just now. Nothing you entered has been saved. "
+    "Wait a few seconds, then try again.",
+)
 
 MESSAGES = {
     400: ("Sorry, there is a problem with your request", "Go back and try again."),
@@ -53,6 +66,30 @@ def register(app: Flask) -> None:
         if request.path.startswith("/api/"):
             return {"error": error.name, "detail": error.description}, status
         return _page(status, title, detail)
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeoutError)
+    def database_error(error: SQLAlchemyError) -> ResponseReturnValue:
+        """A database that cannot be reached (restarting, failing over, out of connections)
+        is the service being briefly unavailable, not a bug: 503 with ``Retry-After``, one
+        log line and no traceback. The next request gets a fresh connection (the pool pings
+        before handing one out). Any other database error is unexpected."""
+        if not database_unavailable(error):
+            return unexpected_error(error)
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.rollback()
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.path,
+            (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0],
+        )
+        title, detail = UNAVAILABLE
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if request.path.startswith("/api/"):
+            return {"error": "Service Unavailable", "detail": detail}, 503, headers
+        page = render_template("web/unavailable.html", title=title, detail=detail)
+        return page, 503, headers
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> ResponseReturnValue:

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from alertsvc.articles.jobs import poll_due_feeds
-from alertsvc.database import schema_problem
+from alertsvc.database import database_unavailable, schema_problem
 from alertsvc.delivery.wakeup import ARTICLES_CHANNEL, Listener, listen_url
 from alertsvc.digests.jobs import plan_due_digests, run_immediate_alerts, sweep_digest_runs
 from alertsvc.digests.planning import PlanResult
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x616C657274  # "alert"
 IMMEDIATE_ALERTS_JOB = "immediate_alerts"
+# How often the leader checks it still holds the lock (its connection is alive).
+LEADERSHIP_CHECK_SECONDS = 5
+# How often a scheduler that cannot reach the database tries again to take the lead.
+DATABASE_RETRY_SECONDS = 1.0
 # The retention purge, daily (UTC), away from the top of the hour when digest runs start.
 RETENTION_PURGE_HOUR = 3
 RETENTION_PURGE_MINUTE = 37
@@ -72,10 +76,14 @@ class PostgresLeaderLock(LeaderLock):
     def acquire(self) -> bool:
         with self.app.app_context():
             connection = db.engine.connect()
-        held = connection.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
-        ).scalar()
-        connection.commit()
+        try:
+            held = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            ).scalar()
+            connection.commit()
+        except BaseException:
+            connection.close()
+            raise
         if held:
             self.connection = connection
             return True
@@ -283,18 +291,37 @@ def build_scheduler(
     )
 
     def check_leadership() -> None:
-        if not lock.still_held():
-            log.error("no longer the leader: stopping so another scheduler can lead")
-            scheduler.shutdown(wait=False)
+        """A leader whose lock connection died (the database restarted or failed over) has
+        lost the lock with it: take it again at once if nobody else has, else stop the jobs
+        and wait to lead again."""
+        if lock.still_held():
+            return
+        lock.release()
+        try:
+            taken = lock.acquire()
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            taken = False
+        if taken:
+            log.warning("lost the leader lock's connection; took the lead again")
+            return
+        log.error("no longer the leader: stopping the jobs until this scheduler leads again")
+        scheduler.shutdown(wait=False)
 
     scheduler.add_job(
-        check_leadership, "interval", seconds=15, id="check_leadership", name="check_leadership"
+        check_leadership,
+        "interval",
+        seconds=LEADERSHIP_CHECK_SECONDS,
+        id="check_leadership",
+        name="check_leadership",
     )
     return scheduler
 
 
 def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
-    """Wait to lead, then run the jobs until stopped.
+    """Wait to lead, then run the jobs until stopped; a leader that loses the lead goes
+    back to waiting, so a database restart never ends the process.
 
     The signal handler only sets ``stopping``; the main thread shuts the scheduler down.
     Shutting down inside the handler could deadlock (the handler may interrupt the main
@@ -308,18 +335,43 @@ def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    announced = False
-    while not stopping.is_set() and not lock.acquire():
-        if not announced:
-            log.info("another scheduler leads; waiting to take over")
-            announced = True
-        stopping.wait(wait_seconds)
-    if stopping.is_set():
-        return
+    while wait_to_lead(lock, stopping, wait_seconds):
+        lead(app, lock, stopping)
+    log.info("scheduler stopped")
+
+
+def wait_to_lead(lock: LeaderLock, stopping: threading.Event, wait_seconds: float) -> bool:
+    """Take the leader lock, trying every ``wait_seconds`` while another scheduler leads
+    and every ``DATABASE_RETRY_SECONDS`` while the database cannot be reached; False if
+    stopped first."""
+    announced: str | None = None
+    while not stopping.is_set():
+        try:
+            if lock.acquire():
+                return True
+            wait, why = wait_seconds, "another scheduler leads; waiting to take over"
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            wait = min(wait_seconds, DATABASE_RETRY_SECONDS)
+            why = "cannot reach the database to take the lead; trying again every second"
+            if announced != why:
+                log.error("%s (%s)", why, (str(error).strip().splitlines() or [""])[0])
+                announced = why
+        if announced != why:
+            log.info(why)
+            announced = why
+        stopping.wait(wait)
+    return False
+
+
+def lead(app: Flask, lock: LeaderLock, stopping: threading.Event) -> None:
+    """Run the jobs while holding the lock, until stopped or the lead is lost."""
     log.info("scheduler leading")
+    lost = threading.Event()
     alerts = WakeableJob(IMMEDIATE_ALERTS_JOB, _job(app, run_immediate_alerts))
     scheduler = build_scheduler(app, lock, alerts)
-    scheduler.add_listener(lambda event: stopping.set(), EVENT_SCHEDULER_SHUTDOWN)
+    scheduler.add_listener(lambda event: lost.set(), EVENT_SCHEDULER_SHUTDOWN)
     conninfo = listen_url(app.config["SQLALCHEMY_DATABASE_URI"])
     # Only the leader listens: it is the one that runs the job.
     listener = (
@@ -333,7 +385,7 @@ def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
             listener.start()
         # Wake now and then: the kernel may deliver SIGTERM to a job thread, and Python runs
         # the handler only when the main thread next wakes.
-        while not stopping.wait(timeout=1.0):
+        while not lost.is_set() and not stopping.wait(timeout=1.0):
             pass
     finally:
         if listener:
@@ -341,7 +393,6 @@ def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
         if scheduler.running:
             scheduler.shutdown(wait=True)  # let running jobs finish while still the leader
         lock.release()
-        log.info("scheduler stopped")
 
 
 @click.command("scheduler")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -10,9 +12,10 @@ from datetime import timedelta
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from alertsvc.database import transaction
+from alertsvc.extensions import db
 from alertsvc.models import SignupRequest, utcnow
 from alertsvc.scheduler import WakeableJob, build_scheduler, make_leader_lock
 from alertsvc.subscriptions.jobs import purge_signup_requests
@@ -172,3 +175,60 @@ def test_a_woken_job_runs_at_once_and_a_wake_while_it_runs_runs_it_again():
     finally:
         scheduler.shutdown(wait=True)
     assert runs == [1, 2]
+
+
+def test_a_scheduler_that_cannot_reach_the_database_keeps_waiting_to_lead(app_with, caplog):
+    """A database restart must not end the scheduler: it keeps trying to take the lead."""
+    from alertsvc.scheduler import wait_to_lead
+
+    with socket.socket() as probe:  # a port with nothing listening: no server there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = app_with(
+        SQLALCHEMY_DATABASE_URI=f"postgresql+psycopg://postgres@127.0.0.1:{port}/alertsvc"
+    )
+    lock = make_leader_lock(unreachable)
+    stopping = threading.Event()
+    outcome: list[object] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(wait_to_lead(lock, stopping, 0.2))
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    thread.join(timeout=2)
+    assert thread.is_alive(), f"stopped waiting: {outcome}"
+    stopping.set()
+    thread.join(timeout=10)
+    assert outcome == [False]
+    assert caplog.text.count("cannot reach the database to take the lead") == 1
+
+
+@pytest.mark.skipif(
+    not os.environ.get("ALERTSVC_TEST_DATABASE_URL", "").startswith("postgresql"),
+    reason="the leader lock's connection: PostgreSQL",
+)
+def test_a_leader_whose_lock_connection_died_takes_the_lead_again(app, app_with):
+    """After a database restart the lock went with the leader's connection: the leader
+    takes it again at its next check instead of stopping."""
+    leader = app_with()
+    lock = make_leader_lock(leader)
+    scheduler = build_scheduler(leader, lock)
+    try:
+        assert lock.acquire()
+        with leader.app_context():
+            pid = lock.connection.execute(text("SELECT pg_backend_pid()")).scalar()
+            lock.connection.commit()
+        with app.app_context():
+            db.session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            db.session.commit()
+
+        scheduler.get_job("check_leadership").func()
+
+        assert lock.still_held()
+        assert not make_leader_lock(app).acquire(), "held again, by the leader"
+    finally:
+        lock.release()

@@ -9,6 +9,7 @@ is refused to everyone: forgetting the declaration fails closed, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -19,13 +20,14 @@ from flask import Response, current_app, g, jsonify, request
 from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import UnprocessableEntity
 
 from alertsvc.api import tokens
 from alertsvc.api.schemas import ErrorSchema
 from alertsvc.audit import Actor, set_actor
-from alertsvc.database import transaction
-from alertsvc.extensions import limiter
+from alertsvc.database import database_unavailable, transaction
+from alertsvc.extensions import db, limiter
 
 # No field takes a long number; this only bounds the work of reading one.
 NUMBER_MAX_CHARACTERS = 100
@@ -138,7 +140,17 @@ def _client_key() -> str:
     A missing or invalid token counts against the client's address: were each presented
     token its own key, sending a different made-up token every time would never be limited.
     """
-    token = current_token()
+    try:
+        token = current_token()
+    except SQLAlchemyError as error:
+        # The database is out of reach (the request goes on to its 503): without a token
+        # to look up, the address's allowance applies. Raised here, the limiter would
+        # take the database's outage for its own storage's and stop counting in Redis.
+        if not database_unavailable(error):
+            raise
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.rollback()
+        token = None
     return f"api-token:{token.id}" if token is not None else "api-ip:" + get_remote_address()
 
 

@@ -21,6 +21,18 @@ its send in the past, and a worker whose clock runs ahead sees the window as emp
 it is; either lets the fleet exceed its rate (its algorithm granted 60 to 98 sends in one
 second of Redis's time at 50/s, three processes of 16 threads on the 2-core machine; this
 script, 50). In memory (one process, one clock) ``limits`` counts.
+
+**Redis lost.** With ``SEND_RATE_FALLBACK_WORKERS`` (N, the most worker processes the fleet
+runs) each worker goes on alone at ``rate / N`` (and ``burst / N``), counted in its own
+memory, while Redis is out of reach, and looks for Redis again every
+``FALLBACK_PROBE_SECONDS``. Each switch, to its own count and back to the shared one, starts
+with a quiet spell: sends counted in one place are then out of every window before sends
+counted in the other begin, so no window holds both. Going alone, the longest window (a
+second or two) is enough: nobody can count in a Redis that is gone. Going back, the other
+workers may still be alone until their next look, so the spell is longer by two looks.
+Without the setting a worker sends nothing while Redis is lost: it cannot know its share.
+A worker cut off from a Redis the others still reach sends its share on top of their rate:
+the fallback is for Redis being lost, not one worker's network.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from typing import Any
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.errors import StorageError
-from limits.storage import RedisStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from redis.commands.core import Script
 from redis.exceptions import RedisError
@@ -50,8 +62,12 @@ MAX_WAIT_SECONDS = 0.5
 # After Redis fails, wait this long before asking again, doubling up to the maximum.
 STORAGE_RETRY_SECONDS = 0.5
 STORAGE_RETRY_MAX_SECONDS = 5.0
-# Redis that does not answer within this long counts as lost (and nothing is sent).
+# Redis that does not answer within this long counts as lost.
 REDIS_TIMEOUT_SECONDS = 5.0
+# While a worker counts alone (Redis lost, SEND_RATE_FALLBACK_WORKERS set), how often it
+# looks for Redis again: shorter than the quiet window, so that workers going back to the
+# shared count never overlap with one still counting alone.
+FALLBACK_PROBE_SECONDS = 0.5
 
 # One send in every moving window, or the seconds until the fullest has room. KEYS: one list
 # per window (``limits``' keys and layout: newest send first, at most ``amount`` kept);
@@ -135,9 +151,11 @@ class SendRate:
         key_prefix: str,
         refresh_seconds: float,
         stop: threading.Event,
+        fallback_workers: int | None = None,
     ) -> None:
         self.configured = configured
         self.burst = burst
+        self.fallback_workers = fallback_workers
         self.transport = transport
         self.storage_uri = storage_uri
         self.key = (key_prefix, "send")
@@ -147,6 +165,8 @@ class SendRate:
         self.provider = transport.max_send_rate()
         self.refreshed_at = time.monotonic()
         self.items: list[RateLimitItem] = []
+        # This worker's share, counted in its own memory while Redis is lost.
+        self.fallback_items: list[RateLimitItem] = []
         self._make_items()
         self.storage: Storage = self._storage()
         self.limiter = MovingWindowRateLimiter(self.storage)
@@ -155,7 +175,14 @@ class SendRate:
             if isinstance(self.storage, RedisStorage)
             else None
         )
+        self.fallback_limiter = MovingWindowRateLimiter(MemoryStorage())
         self.storage_failing = False
+        # Counting alone (Redis lost, a fallback share set): since when, and when to look
+        # for Redis again; None: counting in Redis.
+        self.alone_since: float | None = None
+        self.next_probe = 0.0
+        # No send before this time (time.monotonic()): the quiet window of a switch.
+        self.quiet_until = 0.0
         if self.items and not self.storage.check():
             raise ConfigurationError(
                 f"cannot reach Redis at {self._where()} (ALERTSVC_REDIS_URL), which holds the "
@@ -176,6 +203,7 @@ class SendRate:
             key_prefix=str(config.get("REDIS_KEY_PREFIX") or "alertsvc"),
             refresh_seconds=float(config["SES_ACCOUNT_REFRESH_SECONDS"]),
             stop=stop,
+            fallback_workers=config.get("SEND_RATE_FALLBACK_WORKERS"),
         )
 
     def _storage(self) -> Storage:
@@ -196,6 +224,14 @@ class SendRate:
     def _make_items(self) -> None:
         limit = effective_rate(self.configured, self.burst, self.provider)
         self.items = rate_items(*limit) if limit else []
+        shared = not self.storage_uri.startswith("memory://")
+        if limit and shared and self.fallback_workers:
+            rate, burst = limit
+            self.fallback_items = rate_items(
+                rate / self.fallback_workers, burst / self.fallback_workers
+            )
+        else:
+            self.fallback_items = []
         if self.items:
             log.info(
                 "sending at most %s (%s), counted %s",
@@ -240,31 +276,88 @@ class SendRate:
         rest of its batch could take ``batch / rate`` seconds, longer than a process
         manager waits; those rows go back to the queue untried. Each wait is short (at most
         ``MAX_WAIT_SECONDS``) so that stopping is seen at once. If Redis cannot be reached,
-        nothing is sent until it can again: the rate is never exceeded because the count was
-        lost.
+        the worker counts its share alone when ``SEND_RATE_FALLBACK_WORKERS`` gives one,
+        and otherwise sends nothing until Redis is back: the rate is never exceeded because
+        the count was lost.
         """
         self._refresh()
         retry = STORAGE_RETRY_SECONDS
         while self.items:
             if self.stop.is_set():
                 return False
-            items = self.items
-            try:
-                wait = self._try(items)
-            except StorageError as error:
-                self._storage_lost(error.storage_error, retry)
-                self.stop.wait(retry)
-                retry = min(retry * 2, STORAGE_RETRY_MAX_SECONDS)
+            quiet = self.quiet_until - time.monotonic()
+            if quiet > 0:
+                self.stop.wait(min(MAX_WAIT_SECONDS, quiet))
                 continue
-            if self.storage_failing:
-                self.storage_failing = False
-                log.info("Redis is back: sending again within the fleet's rate")
+            if self.alone_since is not None:
+                if self._redis_back():
+                    continue  # its quiet window first
+                wait = self._try_alone()
+            else:
+                try:
+                    wait = self._try(self.items)
+                except StorageError as error:
+                    self._storage_lost(error.storage_error, retry)
+                    if self.alone_since is None:
+                        self.stop.wait(retry)
+                        retry = min(retry * 2, STORAGE_RETRY_MAX_SECONDS)
+                    continue
+                if self.storage_failing:
+                    self.storage_failing = False
+                    log.info("Redis is back: sending again within the fleet's rate")
             if wait is None:
                 return True
             # A little jitter, so the threads that all wait for the same free slot do not
             # all ask at the same moment.
             self.stop.wait(min(MAX_WAIT_SECONDS, wait) + random.uniform(0, 0.005))
         return True
+
+    def _quiet_window(self) -> float:
+        """Seconds of the longest window: after them, no send counted before is in any."""
+        return float(max((item.get_expiry() for item in self.items), default=0))
+
+    def _try_alone(self) -> float | None:
+        """``_try`` against this worker's own count of its share."""
+        items = self.fallback_items
+        for item in items:
+            if not self.fallback_limiter.test(item, *self.key):
+                return self._until_free_alone(item)
+        for item in items:
+            if not self.fallback_limiter.hit(item, *self.key):
+                return self._until_free_alone(item)
+        return None
+
+    def _until_free_alone(self, item: RateLimitItem) -> float:
+        reset = self.fallback_limiter.get_window_stats(item, *self.key).reset_time
+        return max(0.001, reset - time.time())
+
+    def _redis_back(self) -> bool:
+        """While counting alone: look for Redis (one thread, every
+        ``FALLBACK_PROBE_SECONDS``); once it answers, go back to the shared count after a
+        quiet window. True when this worker counts in Redis again."""
+        now = time.monotonic()
+        if now < self.next_probe or not self.lock.acquire(blocking=False):
+            return self.alone_since is None
+        try:
+            if self.alone_since is None:
+                return True
+            self.next_probe = now + FALLBACK_PROBE_SECONDS
+            # The first look may draw a connection Redis dropped when it went away.
+            if not (self.storage.check() or self.storage.check()):
+                return False
+            quiet = self._quiet_window() + 2 * FALLBACK_PROBE_SECONDS
+            log.info(
+                "Redis is back after %.1f s: counting the fleet's rate there again, after "
+                "a quiet %g s",
+                now - self.alone_since,
+                quiet,
+            )
+            self.quiet_until = time.monotonic() + quiet
+            self.alone_since = None
+            self.storage_failing = False
+            return True
+        finally:
+            self.lock.release()
 
     def _try(self, items: list[RateLimitItem]) -> float | None:
         """Count one send if every window has room (None), else the seconds until one may.
@@ -300,11 +393,29 @@ class SendRate:
         return max(0.001, reset - time.time())
 
     def _storage_lost(self, error: Exception, retry: float) -> None:
+        with self.lock:
+            if self.fallback_items and self.alone_since is None:
+                self.alone_since = time.monotonic()
+                self.next_probe = self.alone_since + FALLBACK_PROBE_SECONDS
+                self.quiet_until = self.alone_since + self._quiet_window()
+                self.storage_failing = True
+                log.error(
+                    "lost Redis at %s (%s): sending alone at %s, this worker's share "
+                    "(SEND_RATE_FALLBACK_WORKERS=%s), until it is back",
+                    self._where(),
+                    error,
+                    describe(self.fallback_items),
+                    self.fallback_workers,
+                )
+                return
+        if self.alone_since is not None:
+            return
         if not self.storage_failing:
             self.storage_failing = True
             log.error(
                 "lost Redis at %s (%s): not sending until it is back; trying again every "
-                "few seconds",
+                "few seconds (set ALERTSVC_SEND_RATE_FALLBACK_WORKERS to send a share "
+                "meanwhile)",
                 self._where(),
                 error,
             )

@@ -8,6 +8,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alertsvc.addresses import address_hash
-from alertsvc.database import transaction
+from alertsvc.database import database_unavailable, transaction
 from alertsvc.delivery.feedback import attach_feedback
 from alertsvc.delivery.messages import ascii_address, build_message
 from alertsvc.delivery.outbox import row_message_id
@@ -58,6 +59,10 @@ from alertsvc.text import plural
 log = logging.getLogger(__name__)
 
 PAUSED_BY_SES = "ses"
+# After failing to reach the database, the worker waits this long before trying again,
+# doubling up to the maximum.
+DATABASE_RETRY_SECONDS = 0.5
+DATABASE_RETRY_MAX_SECONDS = 4.0
 
 
 @dataclass
@@ -546,15 +551,47 @@ def send_outbox_batch(
             result.failed += 1
             log.warning("outbox email %s failed: %s", row.id, reason)
         changes.append(change)
-    with transaction():
+    if pause_error is not None:
+        result.paused = result.paused | {PauseScope.ALL}
+
+    def record() -> None:
         if pause_error is not None:
             record_provider_pause(pause_error, result.held, now)
-            result.paused = result.paused | {PauseScope.ALL}
         record_outbox_results(changes)
+
+    # The rows keep this worker's lease for at least two thirds of it after the last beat.
+    record_despite_outage(record, lease_seconds / 3)
     count_emails(
         sent=result.sent, failed=result.failed, suppressed=result.suppressed, retried=result.retried
     )
     return result
+
+
+def record_despite_outage(record: Callable[[], None], within_seconds: float) -> None:
+    """Run ``record`` in a transaction, trying again while the database cannot be reached,
+    for up to ``within_seconds``.
+
+    The batch has been sent: if its results were not written, its rows would stay leased
+    until the lease ran out and then be sent a second time. A database restart or failover
+    takes seconds; the lease, minutes.
+    """
+    deadline = time.monotonic() + within_seconds
+    wait = DATABASE_RETRY_SECONDS
+    while True:
+        try:
+            with transaction():
+                record()
+            return
+        except Exception as error:
+            if not database_unavailable(error) or time.monotonic() + wait > deadline:
+                raise
+            log.warning(
+                "could not record what was sent (%s); trying again in %.1f s",
+                (str(error).strip().splitlines() or [""])[0],
+                wait,
+            )
+        time.sleep(wait)
+        wait = min(wait * 2, DATABASE_RETRY_MAX_SECONDS)
 
 
 def record_provider_pause(error: SendingPausedError, held: int, now: datetime) -> None:
@@ -661,13 +698,24 @@ class Worker:
         wakeup = Wakeup(config["SQLALCHEMY_DATABASE_URI"], OUTBOX_CHANNEL, self.stop.event)
         next_reputation_check = time.monotonic()
         waiting_for_resume = False
+        # Seconds waited after the last failure to reach the database; 0: reachable.
+        database_wait = 0.0
         with wakeup, ThreadPoolExecutor(concurrency, "alertsvc-send") as pool:
             while not self.stop.event.is_set():
                 if time.monotonic() >= next_reputation_check:
                     self.guard_reputation()
                     next_reputation_check = time.monotonic() + config["REPUTATION_CHECK_SECONDS"]
-                with job_context("send_outbox_batch"), self.app.app_context():
-                    result = send_outbox_batch(transport, pool, rate)
+                try:
+                    with job_context("send_outbox_batch"), self.app.app_context():
+                        result = send_outbox_batch(transport, pool, rate)
+                except Exception as error:
+                    if self.burst or not database_unavailable(error):
+                        raise
+                    database_wait = self.wait_for_database(error, database_wait)
+                    continue
+                if database_wait:
+                    log.info("the database is back: sending again")
+                    database_wait = 0.0
                 totals.paused = result.paused
                 if result.claimed:
                     totals.add(result)
@@ -687,6 +735,24 @@ class Worker:
                 wakeup.wait(config["WORKER_POLL_SECONDS"])
         transport.close()
         return totals
+
+    def wait_for_database(self, error: Exception, waited: float) -> float:
+        """The database could not be reached: say so (once per outage), wait a little
+        longer each time (up to ``DATABASE_RETRY_MAX_SECONDS``, so the worker is back within
+        seconds of the database), and return how long it waited.
+
+        A burst worker (tests, cron) stops with the error instead: its next run retries.
+        Rows this worker had claimed stay leased to it and are taken over when the lease
+        runs out; none is lost.
+        """
+        if not waited:
+            log.error(
+                "lost the database (%s): retrying every few seconds",
+                (str(error).strip().splitlines() or [""])[0],
+            )
+        wait = min(DATABASE_RETRY_MAX_SECONDS, max(DATABASE_RETRY_SECONDS, waited * 2))
+        self.stop.event.wait(wait)
+        return wait
 
     def guard_reputation(self) -> None:
         """Run the reputation guard in a transaction of its own; a failure is logged and

@@ -388,3 +388,67 @@ def test_the_shared_count_keeps_redis_time_not_each_workers_clock(
     stopper.start()
     assert elsewhere.acquire() is False, "a third send within the second"
     stopper.join()
+
+
+def permits_for(rate: SendRate, seconds: float, threads: int = 4) -> list[float]:
+    """Permits taken by ``threads`` threads, as fast as allowed, for ``seconds``."""
+    times: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def take() -> None:
+        while time.monotonic() < deadline:
+            if rate.acquire():
+                with lock:
+                    times.append(time.time())
+
+    workers = [threading.Thread(target=take, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=seconds + 30)
+    return sorted(times)
+
+
+def test_lost_redis_with_a_fallback_share_sends_that_share_until_it_is_back(
+    tmp_path, redis_prefix, caplog
+):
+    """With SEND_RATE_FALLBACK_WORKERS a worker goes on alone at rate / N while Redis is
+    lost, and counts in Redis again once it is back."""
+    caplog.set_level(logging.INFO, logger="alertsvc.delivery.rate")
+    target = redis.Redis.from_url(REDIS_URL).connection_pool.connection_kwargs
+    link = CuttableLink((target["host"], target["port"]))
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        rate = send_rate(
+            FileTransport(tmp_path),
+            SEND_RATE=10,
+            SEND_RATE_FALLBACK_WORKERS=2,
+            REDIS_URL=f"redis://127.0.0.1:{link.port}/{target['db']}",
+            REDIS_KEY_PREFIX=redis_prefix,
+        )
+        assert rate.acquire()
+
+        link.cut()
+        client.delete(*client.scan_iter(f"*{redis_prefix}*"))  # as a restarted Redis has
+        alone = permits_for(rate, 3.5)
+        assert "sending alone at 5/s" in caplog.text
+        assert len(alone) >= 5, "sending went on"
+        assert busiest_window(alone, 1.0) <= 5, "at this worker's share"
+        assert not list(client.scan_iter(f"*{redis_prefix}*")), "counted in memory"
+
+        link.mend()
+        shared = permits_for(rate, 3.0)
+        assert "Redis is back" in caplog.text
+        assert shared, "sending went on"
+        assert list(client.scan_iter(f"*{redis_prefix}*")), "counted in Redis again"
+        assert busiest_window(sorted(alone + shared), 1.0) <= 10
+    finally:
+        link.close()
+        client.close()
+
+
+def test_the_fallback_share_must_be_a_whole_number_of_workers(app_with):
+    with pytest.raises(ConfigurationError, match="SEND_RATE_FALLBACK_WORKERS must be"):
+        app_with(SEND_RATE_FALLBACK_WORKERS=0)
+    assert app_with(SEND_RATE_FALLBACK_WORKERS=3).config["SEND_RATE_FALLBACK_WORKERS"] == 3

@@ -693,3 +693,58 @@ def test_no_database_connection_is_held_while_the_transport_sends(app, mail_dir)
     assert send_batch(app, WatchingTransport()).sent == 1
     assert held == [0], "claiming and loading the shared body ended before sending began"
     assert "Open data strategy published" in text_part(read_message(next(mail_dir.glob("*.eml"))))
+
+
+UNREACHABLE_DATABASE = "sqlite:////nonexistent-directory/alertsvc.sqlite3"
+
+
+def test_a_worker_that_cannot_reach_the_database_waits_and_goes_on(app_with, caplog):
+    """A database restart must not end the worker: it says so once, retries with a short
+    backoff, and stops normally when asked."""
+    worker = Worker(app_with(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE))
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: "lost the database" in caplog.text, 30, "the worker to lose the database")
+        thread.join(timeout=3)  # a few tries at the database
+        assert thread.is_alive(), f"the worker stopped: {raised}"
+    finally:
+        worker.stop.event.set()
+        thread.join(timeout=30)
+    assert not raised, raised
+    assert not thread.is_alive(), "stopped when asked"
+    assert caplog.text.count("lost the database") == 1, "said once per outage, not per try"
+
+
+def test_results_of_a_sent_batch_are_recorded_once_the_database_is_back(app, mail_dir):
+    """The batch was sent: losing its results would send it a second time once the lease
+    ran out, so recording is tried again while the database is unreachable."""
+    from sqlalchemy.exc import OperationalError
+
+    from alertsvc.delivery.worker import record_despite_outage
+
+    row_id = queue_manage_link(app)
+    calls: list[int] = []
+
+    def record() -> None:
+        calls.append(1)
+        db.session.execute(
+            OutboxEmail.__table__.update()
+            .where(OutboxEmail.__table__.c.id == row_id)
+            .values(status=OutboxStatus.SENT)
+        )
+        if len(calls) == 1:
+            raise OperationalError("UPDATE outbox", {}, Exception("server closed the connection"))
+
+    with app.app_context():
+        record_despite_outage(record, within_seconds=30)
+    assert len(calls) == 2
+    assert statuses(app)[row_id] == OutboxStatus.SENT

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 from sqlalchemy import select
 
+from alertsvc.extensions import limiter
 from alertsvc.models import OutboxEmail, SignupRequest, Subscriber, Subscription
 from tests.factories import count, create_subscriber, live_subscriptions, rows, seed_topics
 from tests.mail import html_part, link_path, text_part
@@ -342,3 +344,29 @@ def test_topics_are_listed_in_their_display_order_everywhere(client, app, mailbo
         "Cyber security",
         "Data",
     ]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_signups_go_on_with_the_limits_in_memory_while_redis_is_lost(app_with, app):
+    """Redis holds the shared rate limits; without it a web process counts them in its own
+    memory (the same limits) rather than failing every signup."""
+    limited = app_with(
+        RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{_closed_port()}/0",
+        SIGNUP_RATE_LIMIT_PER_IP="3 per minute",
+    )
+    seed_topics(app)
+    client = limited.test_client()
+    try:
+        statuses = [post_signup(client, f"lost{i}@example.com").status_code for i in range(4)]
+    finally:
+        # The limiter is one object for every app: point it back at memory, as the other
+        # tests expect, and forget that its storage was lost.
+        app_with()
+        limiter._storage_dead = False
+    assert statuses == [200, 200, 200, 429], "signed up, and still limited"
+    assert count(app, Subscriber) == 3

@@ -1,0 +1,352 @@
+"""Servers of a scenario's own, to stop and start at will: a PostgreSQL cluster, a Redis, the
+SES sink, and the alertsvc processes running against them.
+
+The shared PostgreSQL (5432) and Redis (6379) are never touched: an outage scenario starts
+its own on free ports, in a temporary directory, and removes them afterwards. Every process
+is started in a group of its own and stopped by group, with bounded waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from bench._support import PROJECT_ROOT, free_port, step
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SINK_SCRIPT = PROJECT_ROOT / "bench" / "_ses_sink.py"
+REGION = "eu-west-2"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "reliability", "AWS_SECRET_ACCESS_KEY": "reliability"}
+SECRET_KEY = "reliability-scenario-key-0123456789abcdefghijklmnop"
+
+
+def _as_postgres(*command: str) -> list[str]:
+    """``command`` as the ``postgres`` OS user (PostgreSQL refuses to run as root)."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return list(command)
+
+
+@dataclass
+class PostgresCluster:
+    """A PostgreSQL 15 cluster of this scenario's own, on a free loopback port."""
+
+    directory: Path
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "server.log"
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _ctl(self, *args: str, timeout: float = 60) -> None:
+        subprocess.run(
+            _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args),
+            check=True,
+            timeout=timeout,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} "
+            "-c fsync=off -c max_connections=100"
+        )
+        self._ctl("-o", options, "-l", str(self.log), "-w", "-t", "30", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: roll back open transactions and disconnect every client, as a restart
+        for an upgrade or a failover does."""
+        self._ctl("-m", mode, "-w", "-t", "30", "stop")
+
+    def create_database(self, name: str) -> str:
+        """Create ``name`` (the cluster is new and goes with the scenario: nothing to drop)
+        and return its SQLAlchemy URL."""
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True
+        ) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """initdb a fresh cluster in a temporary directory, start it; stop and remove it after."""
+    directory = Path(tempfile.mkdtemp(prefix="alertsvc-reliability-pg-"))
+    cluster = PostgresCluster(directory, free_port())
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(directory, "postgres", "postgres")
+        subprocess.run(
+            _as_postgres(
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(cluster.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ),
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+        )
+        cluster.start()
+        step(f"own PostgreSQL cluster on port {cluster.port} in {directory}")
+        yield cluster
+    finally:
+        if cluster.running():
+            with contextlib.suppress(subprocess.SubprocessError):
+                cluster.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of this scenario's own, on a free loopback port, without persistence."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.ping():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process, timeout=5)
+            self.process = None
+
+    def ping(self) -> bool:
+        return self.command("PING") == "PONG"
+
+    def command(self, *args: str) -> str | None:
+        """One redis-cli command's output, or None if Redis did not answer."""
+        try:
+            result = subprocess.run(
+                ["redis-cli", "-p", str(self.port), *args],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return None
+        if result.returncode != 0 or "Could not connect" in result.stdout + result.stderr:
+            return None
+        return result.stdout.strip()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    directory = Path(tempfile.mkdtemp(prefix="alertsvc-reliability-redis-"))
+    server = RedisServer(free_port(), directory)
+    try:
+        server.start()
+        step(f"own Redis on port {server.port}")
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class Sink:
+    """bench/_ses_sink.py: answers SES v2 SendEmail, keeps each arrival's time and
+    Message-ID."""
+
+    url: str
+
+    def arrivals(self) -> list[tuple[float, str]]:
+        data = httpx.get(f"{self.url}/_sink/arrivals", timeout=60).json()
+        return [(float(at), str(message_id)) for at, message_id in data]
+
+    def count(self) -> int:
+        return int(httpx.get(f"{self.url}/_sink/stats", timeout=30).json()["count"])
+
+
+@contextlib.contextmanager
+def ses_sink() -> Iterator[Sink]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(SINK_SCRIPT), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{url}/_sink/stats", timeout=1).raise_for_status()
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the SES sink did not start")
+            time.sleep(0.1)
+        yield Sink(url)
+    finally:
+        stop_group(process, timeout=5)
+
+
+def prepare_database(
+    url: str, topics: tuple[tuple[str, str], ...] = (("data", "Data"),), emails: int = 0
+) -> None:
+    """The real migrations, then ``topics`` and ``emails`` queued emails (an "already
+    subscribed" reply each, to its own address), in this process (one import of the app
+    rather than a process per command: minutes saved on a busy machine); its connections
+    are closed before it returns, so none is left to a server the scenario stops."""
+    from flask_migrate import upgrade
+
+    from alertsvc import create_app
+    from alertsvc.database import transaction
+    from alertsvc.delivery.outbox import queue_email
+    from alertsvc.extensions import db
+    from alertsvc.topics.services import add_topic
+
+    app = create_app({"ENV": "development", "SECRET_KEY": SECRET_KEY, "DATABASE_URL": url})
+    with app.app_context():
+        try:
+            upgrade()
+            with transaction():
+                for slug, name in topics:
+                    add_topic(slug, name)
+                for n in range(emails):
+                    queue_email(
+                        template="already_subscribed",
+                        to_address=f"queued{n}@example.com",
+                        subject="You're already subscribed",
+                        context={"topic_names": ["Data"], "frequency": "daily"},
+                    )
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def service_env(database_url: str, sink: Sink, **settings: str) -> dict[str, str]:
+    """Settings for web, worker and scheduler: this database, the ses transport into the
+    sink, a fixed key (no file written in the tree), text logs."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ALERTSVC_")}
+    env.update(AWS_ENV)
+    env.update(
+        ALERTSVC_ENV="development",
+        ALERTSVC_SECRET_KEY=SECRET_KEY,
+        ALERTSVC_DATABASE_URL=database_url,
+        ALERTSVC_BASE_URL="https://alerts.example.org",
+        ALERTSVC_MAIL_TRANSPORT="ses",
+        ALERTSVC_SES_REGION=REGION,
+        ALERTSVC_SES_ENDPOINT_URL=sink.url,
+        ALERTSVC_LOG_FORMAT="text",
+        FLASK_SKIP_DOTENV="1",
+        PYTHONFAULTHANDLER="1",
+    )
+    env.update({f"ALERTSVC_{name}": value for name, value in settings.items()})
+    return env
+
+
+@dataclass
+class Service:
+    """An ``alertsvc`` command running as its own process group, output to a log file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    started: float = field(default_factory=time.time)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_service(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Service:
+    """``alertsvc ARGS`` as its own Python process (the package of this tree)."""
+    log = log_dir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from alertsvc.cli import main; main()", *args],
+            cwd=PROJECT_ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Service(name, process, log)
+
+
+def stop_groups(processes: list[subprocess.Popen[bytes]], timeout: float = 20) -> None:
+    """``stop_group`` for each, all asked at once so that their waits overlap."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        stop_group(process, timeout)
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM the process's group, then SIGKILL it if it has not gone within ``timeout``."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)

@@ -36,9 +36,11 @@ test: install ## Install test needs (chromium, PostgreSQL) and run the whole sui
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	@echo "== tests on SQLite"
-	$(UV) run pytest -n 2 $(PYTEST_ARGS)
+	$(UV) run pytest -n 2 -m "not scenario" $(PYTEST_ARGS)
 	@echo "== tests on PostgreSQL"
-	ALERTSVC_TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(UV) run pytest -n 2 $(PYTEST_ARGS)
+	ALERTSVC_TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(UV) run pytest -n 2 -m "not scenario" $(PYTEST_ARGS)
+	@echo "== reliability scenarios, short variants (PostgreSQL, one at a time)"
+	ALERTSVC_TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(UV) run pytest -p no:xdist -m scenario tests/reliability/test_scenarios.py $(PYTEST_ARGS)
 
 .PHONY: reliability
 reliability: install ## Run the fault, load and hostile-input scenarios (PostgreSQL) and print their table
@@ -58,7 +60,7 @@ audit: install ## Audit the locked dependencies for known vulnerabilities (pip-a
 
 .PHONY: test-sqlite
 test-sqlite: install ## Run the suite on SQLite only
-	$(UV) run pytest -n 2 $(PYTEST_ARGS)
+	$(UV) run pytest -n 2 -m "not scenario" $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install ## Check style with ruff

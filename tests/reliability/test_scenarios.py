@@ -1,7 +1,9 @@
 """The short variant of every ``make reliability`` scenario, against real processes.
 
 Each scenario reports what it found rather than asserting; this test fails with the
-scenario's own account of every figure that missed its target.
+scenario's own account of every figure that missed its target. ``make test`` runs them
+after the parallel passes, one at a time on PostgreSQL: each starts a fleet of processes and
+measures it, which a test running beside it on the same two cores would distort.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ ON_POSTGRESQL = os.environ.get("ALERTSVC_TEST_DATABASE_URL", "").startswith("pos
 
 
 @pytest.mark.slow
+@pytest.mark.scenario
 @pytest.mark.parametrize("name", scenario_names())
 def test_the_short_scenario_meets_its_figures(name: str) -> None:
     if getattr(load(name), "NEEDS_POSTGRESQL", True) and not ON_POSTGRESQL:

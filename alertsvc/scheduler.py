@@ -48,6 +48,15 @@ ADVISORY_LOCK_KEY = 0x616C657274  # "alert"
 IMMEDIATE_ALERTS_JOB = "immediate_alerts"
 # How often the leader checks it still holds the lock (its connection is alive).
 LEADERSHIP_CHECK_SECONDS = 5
+# TCP keepalive of the leader lock's connection, set on the server's side of it: PostgreSQL
+# frees the lock only once it notices the connection is gone, which for a leader whose
+# network was cut takes over two hours with the operating system's defaults, and about
+# idle + interval x count seconds with these.
+LOCK_KEEPALIVE = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+}
 # How often a scheduler that cannot reach the database tries again to take the lead.
 DATABASE_RETRY_SECONDS = 1.0
 # The retention purge, daily (UTC), away from the top of the hour when digest runs start.
@@ -77,6 +86,12 @@ class PostgresLeaderLock(LeaderLock):
         with self.app.app_context():
             connection = db.engine.connect()
         try:
+            for name, seconds in LOCK_KEEPALIVE.items():
+                # Session settings any user may change; a Unix socket ignores them.
+                connection.execute(
+                    text("SELECT set_config(:name, :value, false)"),
+                    {"name": name, "value": str(seconds)},
+                )
             held = connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
             ).scalar()

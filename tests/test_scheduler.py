@@ -47,6 +47,28 @@ def test_second_leader_lock_is_refused_until_the_first_is_released(app, app_with
         second.release()
 
 
+def test_the_leader_lock_connection_is_one_the_server_notices_is_gone_within_seconds(app):
+    """A leader cut off from the network holds the lock until PostgreSQL notices its
+    connection died: TCP keepalive on the lock's connection makes that seconds, not hours."""
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("the file lock beside an SQLite database has no connection")
+    lock = make_leader_lock(app)
+    try:
+        assert lock.acquire()
+        shown = {
+            name: lock.connection.execute(text(f"SHOW {name}")).scalar()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+    finally:
+        lock.release()
+
+    assert shown == {
+        "tcp_keepalives_idle": "10",
+        "tcp_keepalives_interval": "5",
+        "tcp_keepalives_count": "3",
+    }
+
+
 def test_released_leader_lock_can_be_taken_again_by_the_same_process(app, app_with):
     elsewhere = app_with()
     lock = make_leader_lock(app)

@@ -442,7 +442,9 @@ def test_lost_redis_with_a_fallback_share_sends_that_share_until_it_is_back(
         assert "Redis is back" in caplog.text
         assert shared, "sending went on"
         assert list(client.scan_iter(f"*{redis_prefix}*")), "counted in Redis again"
-        assert busiest_window(sorted(alone + shared), 1.0) <= 10
+        # Shared sends are counted on Redis's clock and recorded here on this one: SLACK,
+        # as for the other shared counts in this file.
+        assert busiest_window(sorted(alone + shared), 1.0 - SLACK) <= 10
     finally:
         link.close()
         client.close()

@@ -13,11 +13,9 @@ from cryptography import x509
 from flask import Flask
 from moto import mock_aws
 
-from alertsvc.database import transaction
-from alertsvc.delivery.outbox import queue_email
 from alertsvc.ses_events import sns
-from tests.factories import create_subscriber, live_subscriptions, seed_topics, stored_state
-from tests.mail import unsubscribe_request
+from tests.factories import live_subscriptions, stored_state
+from tests.mail import subscribed_email, unsubscribe_request
 from tests.ses_events.helpers import notification, ses_received, sign
 
 READER = "reader@example.com"
@@ -38,20 +36,7 @@ def _as_received(request: EmailMessage) -> bytes:
 def subscribed(app: Flask, mailbox):
     """A reader of Data and Cyber security, and the unsubscribe request their mail client
     builds from the "you're subscribed" email about Data."""
-    topics = seed_topics(app)
-    reader = create_subscriber(
-        app, READER, {topics["data"]: "daily", topics["cyber-security"]: "weekly"}
-    )
-    with app.app_context(), transaction():
-        queue_email(
-            template="subscribed",
-            to_address=READER,
-            subject="You're subscribed: Data",
-            context={"topic_names": ["Data"], "frequency": "daily"},
-            subscriber_id=reader,
-            unsubscribe_topic_ids=[topics["data"]],
-        )
-    [message] = mailbox.deliver()
+    reader, topics, message = subscribed_email(app, mailbox, READER)
     address, request = unsubscribe_request(message)
     assert address == UNSUBSCRIBE_ADDRESS
     return reader, topics, request

@@ -14,12 +14,11 @@ import pytest
 from flask import Flask
 
 from alertsvc.database import transaction
-from alertsvc.delivery.outbox import queue_email
 from alertsvc.subscriptions import inbound_smtp
 from alertsvc.subscriptions.services import erase_subscriber, load_subscriber
 from alertsvc.tokens import TokenPurpose, make_token
-from tests.factories import create_subscriber, live_subscriptions, seed_topics, stored_state
-from tests.mail import unsubscribe_request
+from tests.factories import live_subscriptions, stored_state
+from tests.mail import subscribed_email, unsubscribe_request
 from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_for
 
 READER = "reader@example.com"
@@ -41,33 +40,13 @@ def listener(app: Flask) -> Iterator[int]:
     controller.stop()
 
 
-def _subscribed_email(app: Flask, mailbox) -> tuple[int, dict[str, int], EmailMessage]:
-    """A reader of Data (daily) and Cyber security (weekly), and the "you're subscribed"
-    email about Data that the worker sent them."""
-    topics = seed_topics(app)
-    reader = create_subscriber(
-        app, READER, {topics["data"]: "daily", topics["cyber-security"]: "weekly"}
-    )
-    with app.app_context(), transaction():
-        queue_email(
-            template="subscribed",
-            to_address=READER,
-            subject="You're subscribed: Data",
-            context={"topic_names": ["Data"], "frequency": "daily"},
-            subscriber_id=reader,
-            unsubscribe_topic_ids=[topics["data"]],
-        )
-    [message] = mailbox.deliver()
-    return reader, topics, message
-
-
 def _send(port: int, request: EmailMessage, to: str) -> dict:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         return client.send_message(request, to_addrs=[to])
 
 
 def test_mail_to_the_mailto_ends_the_subscriptions_the_email_was_about(app, mailbox, listener):
-    reader, topics, message = _subscribed_email(app, mailbox)
+    reader, topics, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
     assert address == "unsubscribe@alerts.test"
 
@@ -80,7 +59,7 @@ def test_mail_to_the_mailto_ends_the_subscriptions_the_email_was_about(app, mail
 
 
 def test_a_token_in_the_body_is_enough_when_the_client_rewrote_the_subject(app, mailbox, listener):
-    reader, topics, message = _subscribed_email(app, mailbox)
+    reader, topics, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
     token = str(request["Subject"]).removeprefix("unsubscribe ")
     del request["Subject"]
@@ -93,7 +72,7 @@ def test_a_token_in_the_body_is_enough_when_the_client_rewrote_the_subject(app, 
 
 
 def test_other_recipients_are_refused_and_nothing_is_relayed(app, mailbox, listener):
-    reader, _, message = _subscribed_email(app, mailbox)
+    reader, _, message = subscribed_email(app, mailbox)
     _, request = unsubscribe_request(message)
 
     with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
@@ -116,7 +95,7 @@ def test_other_recipients_are_refused_and_nothing_is_relayed(app, mailbox, liste
 def test_mail_without_a_valid_token_is_accepted_and_changes_nothing(
     app, mailbox, listener, subject
 ):
-    _, _, message = _subscribed_email(app, mailbox)
+    _, _, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
     del request["Subject"]
     request["Subject"] = subject.replace("\r\n", " ")
@@ -128,7 +107,7 @@ def test_mail_without_a_valid_token_is_accepted_and_changes_nothing(
 
 
 def test_a_token_of_another_purpose_or_for_an_erased_reader_does_nothing(app, mailbox, listener):
-    reader, _, message = _subscribed_email(app, mailbox)
+    reader, _, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
     with app.app_context():
         manage_token = make_token(TokenPurpose.MANAGE, reader)
@@ -148,7 +127,7 @@ def test_a_token_of_another_purpose_or_for_an_erased_reader_does_nothing(app, ma
 
 
 def test_a_message_larger_than_any_unsubscribe_request_is_refused(app, mailbox, listener):
-    reader, _, message = _subscribed_email(app, mailbox)
+    reader, _, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
     request.set_content("x" * (inbound_smtp.MAX_MESSAGE_BYTES + 1000))
 
@@ -171,7 +150,7 @@ def _listening(port: int) -> bool:
 def test_the_inbound_smtp_command_unsubscribes_until_sigterm(
     app, mailbox, database_url, mail_dir, tmp_path
 ):
-    reader, topics, message = _subscribed_email(app, mailbox)
+    reader, topics, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
     port = _free_port()
     log = tmp_path / "inbound.log"
@@ -216,7 +195,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(app, database_url, mail_dir, tmp_p
 
 
 def test_a_database_that_cannot_be_reached_is_a_451_so_the_sender_retries(app, mailbox, app_with):
-    reader, _, message = _subscribed_email(app, mailbox)
+    reader, _, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
     unreachable = app_with(
         SQLALCHEMY_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
@@ -236,7 +215,7 @@ def test_a_database_that_cannot_be_reached_is_a_451_so_the_sender_retries(app, m
 
 def test_an_automatic_reply_quoting_the_email_changes_nothing(app, mailbox, listener):
     """An out-of-office quoting the email carries its unsubscribe link; nobody asked."""
-    reader, _, message = _subscribed_email(app, mailbox)
+    reader, _, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
     request["Auto-Submitted"] = "auto-replied"
 
@@ -248,7 +227,7 @@ def test_an_automatic_reply_quoting_the_email_changes_nothing(app, mailbox, list
 def test_an_unexpected_error_is_a_451_that_tells_the_sender_nothing(
     app, mailbox, listener, monkeypatch
 ):
-    _, _, message = _subscribed_email(app, mailbox)
+    _, _, message = subscribed_email(app, mailbox)
     address, request = unsubscribe_request(message)
 
     def broken(raw):

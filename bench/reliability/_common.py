@@ -26,3 +26,16 @@ def scenario_database(name: str) -> Iterator[str]:
     url = make_url(postgres_server()).set(database=f"alertsvc_reliability_{name}")
     with fresh_database(url.render_as_string(hide_password=False)) as fresh:
         yield fresh
+
+
+def busiest_window(times: list[float], seconds: float = 1.0) -> tuple[int, float]:
+    """The most events in any window ``[t, t + seconds)`` and where it starts. Every busiest
+    window can be moved to start at an event without losing one, so only those are tried."""
+    times = sorted(times)
+    best, start, end = 0, 0.0, 0
+    for first, at in enumerate(times):
+        while end < len(times) and times[end] < at + seconds:
+            end += 1
+        if end - first > best:
+            best, start = end - first, at
+    return best, start

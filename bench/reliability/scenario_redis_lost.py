@@ -31,7 +31,7 @@ from tempfile import TemporaryDirectory
 import httpx
 
 from bench._support import gunicorn, step
-from bench.reliability._common import scenario_database
+from bench.reliability._common import busiest_window, scenario_database
 from bench.reliability._outage_support import (
     RedisServer,
     prepare_database,
@@ -76,16 +76,6 @@ FULL = Plan(
     signup_threads=3,
     web_workers=2,
 )
-
-
-def busiest_window(times: list[float], seconds: float) -> int:
-    """The most arrivals in any window ``[t, t + seconds)``, wherever it starts."""
-    most, first = 0, 0
-    for last, moment in enumerate(times):
-        while times[first] <= moment - seconds:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 class Signups:
@@ -173,17 +163,6 @@ def _keys_back(redis: RedisServer, up: float, timeout: float) -> tuple[float | N
     return send_back, limits_back
 
 
-def busiest_start(times: list[float], seconds: float) -> float:
-    """Where the busiest window of ``seconds`` starts."""
-    most, first, start = 0, 0, times[0] if times else 0.0
-    for last, moment in enumerate(times):
-        while times[first] <= moment - seconds:
-            first += 1
-        if last - first + 1 > most:
-            most, start = last - first + 1, times[first]
-    return start
-
-
 def run(short: bool) -> Row:
     plan = SHORT if short else FULL
     row = Row(
@@ -267,11 +246,11 @@ def _measure(
     times = sorted(at for at, _ in arrivals)
     outage = [at for at in times if down <= at < up]
     share = plan.workers * plan.rate / FALLBACK_WORKERS
-    busiest = busiest_window(times, 1.0 - SLACK)
-    busiest_1s = busiest_window(times, 1.0)
-    busiest_outage = busiest_window(outage, 1.0 - SLACK)
-    busiest_outage_1s = busiest_window(outage, 1.0)
-    busiest_at = busiest_start(times, 1.0 - SLACK) - down
+    busiest, busiest_from = busiest_window(times, 1.0 - SLACK)
+    busiest_1s, _ = busiest_window(times, 1.0)
+    busiest_outage, _ = busiest_window(outage, 1.0 - SLACK)
+    busiest_outage_1s, _ = busiest_window(outage, 1.0)
+    busiest_at = busiest_from - down
     late = [at for at in times if end - 5 <= at < end]
     before = [at for at in times if down - 5 <= at < down]
     failures = signups.failures()

@@ -35,7 +35,7 @@ import redis
 
 from alertsvc.delivery.rate import rate_items
 from bench._support import render_url, step
-from bench.reliability._common import scenario_database
+from bench.reliability._common import busiest_window, scenario_database
 from bench.reliability._sending import (
     WorkerProcess,
     alertsvc_env,
@@ -67,19 +67,6 @@ BACKOFF_MAX_SECONDS = 4
 # machine's load average near 10: 106 calls in 0.9 s, against 116 in the whole second).
 LAG_ALLOWANCE_S = 0.2
 RECORD_EVERY_S = 0.2
-
-
-def busiest_window(times: list[float], seconds: float = 1.0) -> tuple[int, float]:
-    """The most calls in any window ``[t, t + seconds)`` and where it starts. Every busiest
-    window can be moved to start at a call without losing one, so only those are tried."""
-    times = sorted(times)
-    best, start, end = 0, 0.0, 0
-    for first, at in enumerate(times):
-        while end < len(times) and times[end] < at + seconds:
-            end += 1
-        if end - first > best:
-            best, start = end - first, at
-    return best, start
 
 
 class TurnRecorder:

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import secrets
+import sys
 import tempfile
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -289,6 +290,10 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         config["SQLALCHEMY_DATABASE_URI"] = (
             config["DATABASE_URL"] or f"sqlite:///{instance / 'alertsvc.sqlite3'}"
         )
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = _named_connections(
+            config["SQLALCHEMY_ENGINE_OPTIONS"]
+        )
     if not config["MAIL_DIR"]:
         config["MAIL_DIR"] = str(instance / "mail")
     config["MAIL_FROM"] = ascii_sender(config["MAIL_FROM"])
@@ -316,6 +321,36 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         )
     _check_transport(config)
     _check_feedback(config)
+
+
+COMMAND_WORD = re.compile(r"[a-z][a-z-]{0,30}")
+
+
+def process_name(argv: list[str] | None = None) -> str:
+    """What this process is, in a few words: ``alertsvc web`` under gunicorn, else the
+    command (``alertsvc worker``, ``alertsvc digest run``), without its options or values;
+    ``alertsvc`` alone for anything else.
+
+    PostgreSQL shows it as each connection's ``application_name`` (``pg_stat_activity``),
+    so an operator can tell the web's connections from a worker's or a planner's, and see
+    which process holds a lock or runs a slow statement.
+    """
+    argv = sys.argv if argv is None else argv
+    if argv and Path(argv[0]).name.startswith("gunicorn"):
+        return "alertsvc web"
+    words = []
+    for word in argv[1:3]:
+        if not COMMAND_WORD.fullmatch(word):
+            break
+        words.append(word)
+    return " ".join(["alertsvc", *words])[:63]  # PostgreSQL keeps 63 bytes
+
+
+def _named_connections(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with this process's name as every connection's application_name (a
+    copy: the defaults are shared by every app this process makes)."""
+    connect_args = {"application_name": process_name(), **options.get("connect_args", {})}
+    return {**options, "connect_args": connect_args}
 
 
 # botocore's own check of a region name, so that a bad one is refused at start-up.

@@ -16,7 +16,7 @@ from flask import Flask
 
 from alertsvc import PROJECT_ROOT, create_app
 from alertsvc.cli import build_cli
-from alertsvc.config import ConfigurationError, load_config
+from alertsvc.config import ConfigurationError, load_config, process_name
 from alertsvc.extensions import db
 from alertsvc.models import OutboxStatus
 from alertsvc.tokens import TokenPurpose, make_token, read_token
@@ -549,3 +549,23 @@ def test_an_unsubscribe_mailto_that_cannot_work_stops_start_up(app_with, setting
     """Mail to it unsubscribes: an address readers reply to would end subscriptions."""
     with pytest.raises(ConfigurationError, match=message):
         app_with(**settings)
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["/srv/alertsvc/.venv/bin/gunicorn", "wsgi:app", "-w", "4"], "alertsvc web"),
+        (["/srv/alertsvc/.venv/bin/alertsvc", "worker", "--concurrency", "16"], "alertsvc worker"),
+        (
+            ["alertsvc", "digest", "run", "daily", "--at", "2026-12-01T07:00Z"],
+            "alertsvc digest run",
+        ),
+        (["-c", "scheduler"], "alertsvc scheduler"),
+        (["alertsvc", "operators", "create", "ops@example.com"], "alertsvc operators create"),
+        (["/usr/bin/pytest", "-p", "no:xdist", "tests/test_config.py"], "alertsvc"),
+        (["alertsvc", "wörker"], "alertsvc"),
+        ([], "alertsvc"),
+    ],
+)
+def test_the_process_name_postgresql_shows_is_the_command_without_its_values(argv, name):
+    assert process_name(argv) == name

@@ -57,6 +57,26 @@ def start_idle_worker(database_url: str, tmp_path: Path) -> tuple[subprocess.Pop
     return process, log
 
 
+def test_each_connection_says_which_process_it_belongs_to(app, database_url, tmp_path):
+    """An operator looking at pg_stat_activity tells a worker's connections from the
+    web's or a planner's by their application_name."""
+    process, _log = start_idle_worker(database_url, tmp_path)
+    try:
+        with app.app_context():
+            names = db.session.scalars(
+                text(
+                    "SELECT application_name FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " ORDER BY application_name"
+                )
+            ).all()
+            db.session.remove()
+        assert "alertsvc worker" in names, names
+        assert "alertsvc-worker-listen" in names, names
+    finally:
+        kill(process)
+
+
 def arrived(mail_dir: Path, started: float, what: str, logs: list[Path]) -> list[Path]:
     """Wait for the first email in ``mail_dir``, at most ``WITHIN_SECONDS`` after ``started``."""
     deadline = started + WITHIN_SECONDS

@@ -21,16 +21,29 @@ from alertsvc.models.types import UTCDateTime
 
 
 @contextmanager
-def transaction() -> Iterator[Session]:
+def transaction(*, keep_loaded: bool = False) -> Iterator[Session]:
     """Commit what the block did, or roll all of it back if it raised.
 
     Services add and change rows but never commit; the caller wraps a whole request, command
     or job in this, so each either happens completely or not at all.
+
+    ``keep_loaded``: the objects the session holds keep their values after the commit
+    instead of being loaded again when next read. For a page that shows what its request
+    has just written: those values are the ones committed, and the session ends with the
+    request. Not for long-lived sessions, which must see other processes' changes.
     """
     session = db.session
     try:
         yield session
-        session.commit()
+        if keep_loaded:
+            current = session()  # the request's own Session behind the scoped proxy
+            current.expire_on_commit = False
+            try:
+                current.commit()
+            finally:
+                current.expire_on_commit = True
+        else:
+            session.commit()
     except BaseException:
         session.rollback()
         raise

@@ -154,13 +154,11 @@ def confirm(token: str) -> str | tuple[str, int]:
                 topics=services.request_topics(signup_request),
                 form=form,
             ), 400
-        with transaction():
-            newly = services.confirm_signup(signup_request)
-        if newly:
+        with transaction(keep_loaded=True):
+            subscribed = services.confirm_signup(signup_request)
+        if subscribed is not None:
             return render_template(
-                "web/confirmed.html",
-                topics=services.request_topics(signup_request),
-                frequency=signup_request.frequency,
+                "web/confirmed.html", topics=subscribed, frequency=signup_request.frequency
             )
     if request.method == "POST" or signup_request.confirmed_at is not None:
         return render_template(

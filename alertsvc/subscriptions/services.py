@@ -6,13 +6,14 @@ Plain functions over the session; the caller (a route or a command) owns the tra
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import joinedload
 
 from alertsvc.addresses import InvalidAddress, address_hash, normalise_email, stored_forms
 from alertsvc.database import insert_skipping_existing
@@ -145,7 +146,7 @@ def load_signup_request(payload: Any) -> SignupRequest:
     """The request a confirm token points at, or ``InvalidToken``."""
     if not isinstance(payload, int):
         raise InvalidToken("unexpected confirm token payload")
-    request = db.session.get(SignupRequest, payload)
+    request = db.session.get(SignupRequest, payload, options=[joinedload(SignupRequest.subscriber)])
     if request is None:
         raise InvalidToken("no such signup request")
     if request.subscriber.erased_at is not None:
@@ -219,61 +220,89 @@ def _digest_position(subscription: Subscription) -> datetime:
 
 
 def subscribe(subscriber: Subscriber, topic_id: int, frequency: Frequency) -> Subscription:
-    """Make ``subscriber`` follow a topic at ``frequency``, keeping history append-only.
+    """Make ``subscriber`` follow one topic at ``frequency`` (see ``subscribe_to_topics``)."""
+    return subscribe_to_topics(subscriber, [topic_id], frequency)[0]
 
-    Two requests may start the same subscription at once (a double-clicked manage form):
-    the new row goes in with ``ON CONFLICT DO NOTHING`` on the one-live-row index, and the
-    request that finds it already there starts again from the row the other one made,
-    instead of failing on the unique index.
+
+def subscribe_to_topics(
+    subscriber: Subscriber, topic_ids: Sequence[int], frequency: Frequency
+) -> list[Subscription]:
+    """Make ``subscriber`` follow each of ``topic_ids`` at ``frequency``, keeping history
+    append-only; the live subscriptions, in the order of ``topic_ids``.
+
+    Two statements whatever the number of topics: the live rows are read (and locked) at
+    once, and the new ones go in as one INSERT. Two requests may start the same
+    subscription at once (a double-clicked manage form): the rows go in with ``ON CONFLICT
+    DO NOTHING`` on the one-live-row index, and a topic whose row the other request made
+    first is done again from that row, instead of failing on the unique index.
     """
-    current = db.session.scalars(
-        select(Subscription)
-        .where(
-            Subscription.subscriber_id == subscriber.id,
-            Subscription.topic_id == topic_id,
-            Subscription.ended_at.is_(None),
+    topic_ids = list(dict.fromkeys(topic_ids))
+    current = {
+        s.topic_id: s
+        for s in db.session.scalars(
+            select(Subscription)
+            .where(
+                Subscription.subscriber_id == subscriber.id,
+                Subscription.topic_id.in_(topic_ids),
+                Subscription.ended_at.is_(None),
+            )
+            # OF: the topic is eager-loaded by an outer join, which PostgreSQL cannot lock.
+            .with_for_update(of=Subscription)
         )
-        # OF: the topic is eager-loaded by an outer join, which PostgreSQL cannot lock.
-        .with_for_update(of=Subscription)
-    ).one_or_none()
+    }
     now = utcnow()
-    delivered_until = now
-    carried_position = False
-    if current is not None:
-        if current.frequency == frequency:
-            return current
-        current.ended_at = now
-        current.ended_reason = EndedReason.FREQUENCY_CHANGED
-        if Frequency.IMMEDIATELY not in (current.frequency, frequency):
-            # Daily <-> weekly: the new digest picks up exactly where the old one stopped.
-            # To or from immediately the change counts from now: alerts went out as
-            # articles arrived, and a digest's unsent articles are not turned into alerts.
-            delivered_until = _digest_position(current)
-            carried_position = True
-        db.session.flush()
-    created = db.session.scalars(
-        select(Subscription).from_statement(
-            insert_skipping_existing(
-                Subscription, ["subscriber_id", "topic_id"], where=Subscription.ended_at.is_(None)
-            )
-            .values(
-                subscriber_id=subscriber.id,
-                topic_id=topic_id,
-                frequency=frequency,
-                created_at=now,
-                delivered_until=delivered_until,
-                carried_position=carried_position,
-            )
-            .returning(Subscription)
+    kept: dict[int, Subscription] = {}
+    rows = []
+    for topic_id in topic_ids:
+        existing = current.get(topic_id)
+        delivered_until = now
+        carried_position = False
+        if existing is not None:
+            if existing.frequency == frequency:
+                kept[topic_id] = existing
+                continue
+            existing.ended_at = now
+            existing.ended_reason = EndedReason.FREQUENCY_CHANGED
+            if Frequency.IMMEDIATELY not in (existing.frequency, frequency):
+                # Daily <-> weekly: the new digest picks up exactly where the old one
+                # stopped. To or from immediately the change counts from now: alerts went
+                # out as articles arrived, and a digest's unsent articles are not turned
+                # into alerts.
+                delivered_until = _digest_position(existing)
+                carried_position = True
+        rows.append(
+            {
+                "subscriber_id": subscriber.id,
+                "topic_id": topic_id,
+                "frequency": frequency,
+                "created_at": now,
+                "delivered_until": delivered_until,
+                "carried_position": carried_position,
+            }
         )
-    ).one_or_none()
-    if created is None:
-        return subscribe(subscriber, topic_id, frequency)
-    return created
+    if rows:
+        db.session.flush()
+        created = db.session.scalars(
+            select(Subscription).from_statement(
+                insert_skipping_existing(
+                    Subscription,
+                    ["subscriber_id", "topic_id"],
+                    where=Subscription.ended_at.is_(None),
+                )
+                .values(rows)
+                .returning(Subscription)
+            )
+        ).all()
+        kept.update((s.topic_id, s) for s in created)
+    raced = [topic_id for topic_id in topic_ids if topic_id not in kept]
+    if raced:
+        kept.update(zip(raced, subscribe_to_topics(subscriber, raced, frequency), strict=True))
+    return [kept[topic_id] for topic_id in topic_ids]
 
 
-def confirm_signup(request: SignupRequest) -> bool:
-    """Subscribe as the request asked. Returns False if it was already confirmed.
+def confirm_signup(request: SignupRequest) -> list[Topic] | None:
+    """Subscribe as the request asked. Returns the topics now followed (those still offered),
+    or None if the request was already confirmed.
 
     The request is claimed by one conditional UPDATE, so of two clicks at once exactly one
     confirms and sends the welcome email: on PostgreSQL the second waits for the first's row
@@ -287,7 +316,7 @@ def confirm_signup(request: SignupRequest) -> bool:
         .values(confirmed_at=now)
     ).rowcount
     if not claimed:
-        return False
+        return None
     subscriber = request.subscriber
     subscriber.confirmed_at = subscriber.confirmed_at or now
     subscriber.timezone = request.timezone
@@ -295,8 +324,7 @@ def confirm_signup(request: SignupRequest) -> bool:
     subscriber.weekly_day = request.weekly_day
     subscriber.weekly_hour = request.weekly_hour
     topics = request_topics(request)
-    for topic in topics:
-        subscribe(subscriber, topic.id, Frequency(request.frequency))
+    subscribe_to_topics(subscriber, [t.id for t in topics], Frequency(request.frequency))
     if topics:
         queue_email(
             template="subscribed",
@@ -309,7 +337,7 @@ def confirm_signup(request: SignupRequest) -> bool:
             subscriber_id=subscriber.id,
             unsubscribe_topic_ids=[t.id for t in topics],
         )
-    return True
+    return topics
 
 
 def load_subscriber(payload: Any) -> Subscriber:
@@ -385,9 +413,10 @@ def update_subscriptions(
     current = live_frequencies(subscriber)
     dropped = [topic_id for topic_id, frequency in wanted.items() if frequency is None]
     end_subscriptions(subscriber.id, [t for t in dropped if t in current], EndedReason.UNSUBSCRIBED)
-    for topic_id, frequency in wanted.items():
-        if frequency is not None and current.get(topic_id) != frequency:
-            subscribe(subscriber, topic_id, frequency)
+    for frequency in Frequency:
+        starting = [t for t, f in wanted.items() if f == frequency and current.get(t) != f]
+        if starting:
+            subscribe_to_topics(subscriber, starting, frequency)
     subscriber.timezone = schedule.timezone
     subscriber.daily_hour = schedule.daily_hour
     subscriber.weekly_day = schedule.weekly_day

@@ -5,11 +5,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
 from alertsvc.extensions import db
-from alertsvc.models import SignupRequest, Subscriber, Subscription, utcnow
+from alertsvc.models import SignupRequest, Subscriber, Subscription, Topic, utcnow
 from alertsvc.subscriptions import services
 from alertsvc.tokens import InvalidToken, TokenPurpose, read_token
 from tests.factories import (
@@ -409,3 +409,36 @@ def test_confirm_link_of_an_erased_subscriber_whose_request_survived_does_not_wo
 
     _assert_link_problem(client.get(path), 400)
     _assert_link_problem(post_form(client, path, csrf_from="/"), 400)
+
+
+def test_confirming_many_topics_costs_the_statements_one_topic_does(client, app, mailbox):
+    """The subscriptions a confirmation starts go in together: no statement per topic
+    (a signup for every topic must not cost the database more round trips than one)."""
+    topics = seed_topics(app)
+    one = sign_up_for_link(client, mailbox, "one@example.com", topics=["data"])
+    every = sign_up_for_link(client, mailbox, "every@example.com", topics=sorted(topics))
+    statements: list[str] = []
+
+    def count_statements(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    costs = {}
+    with app.app_context():
+        engine = db.engine
+    for name, path in (("one", one), ("every", every)):
+        token = csrf_token(client, path)
+        event.listen(engine, "before_cursor_execute", count_statements)
+        try:
+            response = client.post(path, data={"csrf_token": token})
+        finally:
+            event.remove(engine, "before_cursor_execute", count_statements)
+        assert response.status_code == 200, page_text(response)
+        assert "Subscription confirmed" in page_text(response)
+        costs[name] = len(statements)
+        statements.clear()
+    page = page_text(response)
+    with app.app_context():
+        names = [db.session.get(Topic, topic_id).name for topic_id in topics.values()]
+    assert all(name in page for name in names)
+    assert len(live_subscriptions(app, subscriber_id_for(app, "every@example.com"))) == len(topics)
+    assert costs["every"] == costs["one"], costs

@@ -5,9 +5,11 @@ import socket
 
 import pytest
 from sqlalchemy import select
+from wtforms import SelectField, widgets
 
 from alertsvc.extensions import limiter
 from alertsvc.models import OutboxEmail, SignupRequest, Subscriber, Subscription
+from alertsvc.subscriptions.forms import OptionsOnceSelect, SignupForm
 from tests.factories import count, create_subscriber, live_subscriptions, rows, seed_topics
 from tests.mail import html_part, link_path, text_part
 from tests.subscriptions.helpers import (
@@ -370,3 +372,30 @@ def test_signups_go_on_with_the_limits_in_memory_while_redis_is_lost(app_with, a
         limiter._storage_dead = False
     assert statuses == [200, 200, 200, 429], "signed up, and still limited"
     assert count(app, Subscriber) == 3
+
+
+@pytest.mark.parametrize("timezone", ["Europe/London", "America/Argentina/Buenos_Aires", "UTC"])
+def test_the_signup_page_selects_render_as_wtforms_own_select_does(app, timezone):
+    """The selects reuse each option's markup (OptionsOnceSelect): the page a reader gets is
+    the one WTForms' own widget makes, with the reader's choices selected and every label
+    escaped."""
+    with app.test_request_context(
+        "/", method="POST", data={"timezone": timezone, "daily_hour": "23", "weekly_day": "6"}
+    ):
+        form = SignupForm(topics=[])
+        form.topics.choices = [("a&b", 'Data & "AI" <policy>'), ("c", "Cyber")]
+        form.topics.data = ["a&b"]
+        for name in ("timezone", "daily_hour", "weekly_day", "weekly_hour", "frequency"):
+            field = form[name]
+            if isinstance(field.widget, OptionsOnceSelect):
+                rendered = field()
+                assert rendered == widgets.Select()(field), name
+        assert f'<option selected value="{timezone}">' in form.timezone()
+        assert '<option selected value="23">23:00</option>' in form.daily_hour()
+        assert form.timezone().count("<option") > 400
+        flagged = SelectField(choices=[("x", 'Say "hi" & <bye>')], widget=OptionsOnceSelect()).bind(
+            form, "flagged"
+        )
+        flagged.process(None, "x")
+        assert flagged() == widgets.Select()(flagged)
+        assert "Say &#34;hi&#34; &amp; &lt;bye&gt;" in flagged()

@@ -127,6 +127,28 @@ def test_an_unknown_article_falls_back_to_the_topic_parameters_or_none(client, a
         assert hidden_topics(response) == []
 
 
+@pytest.mark.parametrize("path", ["/embed/register", "/"])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "http://www.publisher.example:99999/news/councils-share-data",
+        "https://www.publisher.example:-1/news",
+        "https://www.publisher.example:port/news",
+    ],
+    ids=["port-out-of-range", "negative-port", "port-not-a-number"],
+)
+def test_an_article_address_with_an_impossible_port_falls_back_to_the_topics(
+    client, article, path, odd
+):
+    """Such an address was taken for a web link, then failed to parse further on (500)."""
+    response = client.get(f"{path}?" + urlencode({"article": odd, "topic": "data"}))
+    assert response.status_code == 200
+    if path == "/":
+        assert ticked_topics(response) == ["data"]
+    else:
+        assert hidden_topics(response) == ["data"]
+
+
 def test_retired_topics_of_the_article_are_never_ticked(client, app, article):
     retire(app, "local-digital")
     response = client.get("/embed/register?" + urlencode({"article": ARTICLE}))

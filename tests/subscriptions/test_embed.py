@@ -71,6 +71,24 @@ def test_the_wording_is_the_publishers(client, app_with):
     assert "Register For Alerts" not in text
 
 
+@pytest.mark.parametrize("setting", ["EMBED_HEADING", "EMBED_BUTTON"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_blank_heading_or_button_stops_start_up_with_one_line(make_app, setting, value):
+    """A button with no words has no name a screen reader can say, nor a heading."""
+    with pytest.raises(ConfigurationError, match=f"^ALERTSVC_{setting} must not be blank"):
+        make_app(**{setting: value})
+
+
+def test_the_wording_is_read_from_the_environment_as_it_is_written(make_app, monkeypatch, client):
+    """``from_prefixed_env`` reads JSON: ``true`` became the button "True", ``["A"]`` a list."""
+    monkeypatch.setenv("ALERTSVC_EMBED_BUTTON", "true")
+    monkeypatch.setenv("ALERTSVC_EMBED_HEADING", '["Alerts"]')
+    monkeypatch.setenv("ALERTSVC_EMBED_TEXT", "2026")
+    app = make_app()
+    assert (app.config["EMBED_BUTTON"], app.config["EMBED_HEADING"]) == ("true", '["Alerts"]')
+    assert app.config["EMBED_TEXT"] == "2026"
+
+
 def test_the_box_passes_on_known_live_topics_only(client, app):
     seed_topics(app)
     retire(app, "health-and-care")

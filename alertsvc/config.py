@@ -248,6 +248,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     app.config.update(DEFAULTS)
     app.config.from_prefixed_env("ALERTSVC")
     _keys_as_text(app.config)
+    _wording_as_text(app.config)
     if overrides:
         app.config.update(overrides)
     config = app.config
@@ -271,6 +272,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     config["EMBED_ORIGINS"] = embed_origins(
         config["EMBED_ORIGINS"], production=config["ENV"] == "production"
     )
+    _check_embed_wording(config)
     if config["BASE_URL"]:
         config["BASE_URL"] = bare_origin(config["BASE_URL"])
     instance = Path(app.instance_path)
@@ -878,6 +880,27 @@ def _keys_as_text(config: dict[str, Any]) -> None:
     fallbacks = os.environ.get("ALERTSVC_SECRET_KEY_FALLBACKS")
     if fallbacks is not None and not fallbacks.lstrip().startswith("["):
         config["SECRET_KEY_FALLBACKS"] = fallbacks
+
+
+# The Register For Alerts box's words (``EMBED_*``): text as the publisher wrote it.
+EMBED_WORDING = ("EMBED_HEADING", "EMBED_TEXT", "EMBED_BUTTON")
+
+
+def _wording_as_text(config: dict[str, Any]) -> None:
+    """The box's words are text as written: ``from_prefixed_env`` reads JSON, which made
+    the button ``true`` say "True" and a heading ``["Alerts"]`` a list."""
+    for name in EMBED_WORDING:
+        value = os.environ.get(f"ALERTSVC_{name}")
+        if value is not None:
+            config[name] = value
+
+
+def _check_embed_wording(config: dict[str, Any]) -> None:
+    """The box's heading and button need words: a button with none has no name a screen
+    reader can say (WCAG 4.1.2), an empty heading is no heading."""
+    for name in ("EMBED_HEADING", "EMBED_BUTTON"):
+        if not str(config[name] or "").strip():
+            raise ConfigurationError(f"ALERTSVC_{name} must not be blank: it is the box's words")
 
 
 def _check_production(config: dict[str, Any], *, env_chosen: bool) -> None:

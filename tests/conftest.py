@@ -69,7 +69,9 @@ def mail_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_config(database_url: str, mail_dir: Path) -> dict[str, Any]:
+def base_config(
+    database_url: str, mail_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     return {
         "ENV": "testing",
         "SECRET_KEY": TEST_SECRET_KEY,
@@ -82,6 +84,9 @@ def base_config(database_url: str, mail_dir: Path) -> dict[str, Any]:
         "SIGNUP_RATE_LIMIT_PER_IP": "1000 per minute",
         "SIGNUP_RATE_LIMIT_PER_ADDRESS": "1000 per minute",
         "WORKER_CONCURRENCY": 2,
+        # Empty: a publisher's own wording in instance/templates (the default folder, as the
+        # README shows) must not change what the tests see.
+        "TEMPLATE_OVERRIDES_DIR": str(tmp_path_factory.mktemp("template-overrides")),
     }
 
 

@@ -74,8 +74,11 @@ def summary_text(summary: str) -> str:
 
 
 def is_web_url(value: str) -> bool:
+    """An http(s) address with a host, and a port only if it is a number in 0-65535:
+    ``normalise_url`` reads the port, which raises for ``:99999`` or ``:port``."""
     try:
         parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -24,6 +25,19 @@ LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _TIME_RANGE = validate.Range(min=EARLIEST, max=LATEST, error="Must be between 1970 and 2100.")
 # Regexp matches from the start; JSON Schema patterns search: this reads the same in both.
 _HAS_TEXT = validate.Regexp(r"[\s\S]*\S", error="Must not be blank.")
+
+
+def _port_in_range(value: str) -> None:
+    """marshmallow's ``Url`` lets ``:99999`` through, which ingestion cannot take for a link
+    (``is_web_url``). Only the port is checked here: ``Url`` reports everything else."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ma.ValidationError("Not a valid URL.") from None
 
 
 class JsonBoolean(fields.Boolean):
@@ -49,7 +63,7 @@ class ArticleInSchema(ma.Schema):
     url = fields.Url(
         required=True,
         schemes={"http", "https"},
-        validate=validate.Length(max=URL_MAX),
+        validate=[validate.Length(max=URL_MAX), _port_in_range],
         metadata={"format": "uri", "description": "The article's http(s) address."},
     )
     guid = fields.String(validate=[validate.Length(min=1, max=GUID_MAX), _HAS_TEXT])

@@ -55,6 +55,8 @@ PAGE_SETTINGS = (
 )
 # Characters XML 1.0 does not allow, even escaped (C0 controls but tab, CR and LF; U+FFFE/F).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# An absolute IRI (RFC 3987): a scheme, then no space and none of the characters it excludes.
+_IRI = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s<>"{}|\\^`]+$')
 
 
 class TopicSignupForm(Form):
@@ -139,7 +141,7 @@ def article_link(article: Article) -> ArticleLink:
     published = article.published_at
     updated = max(d for d in (published, article.updated_at, article.changed_at) if d)
     # An Atom id must be an IRI; a feed's GUID is often just a number or a string.
-    guid = article.guid if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$", article.guid) else ""
+    guid = article.guid if _IRI.match(article.guid) else ""
     host = urlsplit(current_app.config["BASE_URL"]).hostname
     return ArticleLink(
         id=xml_text(guid or f"tag:{host},{article.created_at:%Y-%m-%d}:article:{article.id}"),

@@ -84,6 +84,30 @@ def test_cli_add_refuses_bad_input(app):
     assert count(app, Article) == 0
 
 
+def test_a_link_with_an_impossible_port_is_refused_or_skipped(app):
+    """``:99999`` passed for a web link, then failed when the link was normalised (a
+    traceback from the CLI, a 500 from the API, a failed feed poll)."""
+    seed_topics(app)
+    result = app.test_cli_runner().invoke(
+        args=[
+            "articles",
+            "add",
+            "--title",
+            "T",
+            "--topic",
+            "data",
+            "--url",
+            "http://x.example:99999/",
+        ]
+    )
+    assert result.exit_code == 1 and "url: Not a valid URL." in result.output
+    outcome = ingest(
+        app, [ArticleInput(title="T", url="https://x.example:port/a")], source=ArticleSource.FEED
+    )
+    assert [o.status.value for o in outcome.outcomes] == ["skipped"]
+    assert count(app, Article) == 0
+
+
 def test_import_json_with_progress_and_rerun(app, tmp_path):
     seed_topics(app)
     path = tmp_path / "articles.json"

@@ -8,9 +8,11 @@ listed). alertsvc runs on a live server of its own, made with that setting.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,11 +21,12 @@ from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 from werkzeug.serving import make_server
 
+from alertsvc import PROJECT_ROOT
 from alertsvc.extensions import db
 from tests.browser.conftest import TIMEOUT_MS
 from tests.browser.helpers import LiveServer, heading
 from tests.browser.test_accessibility import assert_accessible
-from tests.factories import seed_topics
+from tests.factories import create_article, seed_topics
 from tests.mail import Mailbox, text_part
 
 pytestmark = pytest.mark.browser
@@ -44,24 +47,33 @@ def _publisher_page(embed_url: str) -> bytes:
 </html>""".encode()
 
 
-def _plain_form_page(embed_url: str) -> bytes:
-    """The README's plain-HTML variant, for sites that allow no frames."""
+README = PROJECT_ROOT / "README.md"
+# Where the README's snippets say alertsvc is, and the article its iframe snippet names.
+README_HOST = "https://ALERTS-HOST"
+README_ARTICLE = "https://www.example.org/news/councils-share-data"
+
+
+def readme_snippets() -> tuple[str, str]:
+    """The README's two snippets for the Register For Alerts box, exactly as a publisher
+    copies them: the iframe, then the plain form."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## The Register For Alerts box")
+    section = text[start : text.index("\n## ", start + 1)]
+    iframe, plain = re.findall(r"```html\n(.*?)```", section, re.S)
+    assert "<iframe" in iframe and "<form" in plain
+    return iframe, plain
+
+
+def _article_page(snippet: str, embed_url: str) -> bytes:
+    """A publisher's article page with ``snippet`` pasted in, pointing at alertsvc."""
     return f"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Councils share data - Publisher</title></head>
 <body>
 <main>
 <h1>Councils share data</h1>
-<form method="get" action="{embed_url}/" target="_blank" rel="noopener">
-  <h2>Register For Alerts</h2>
-  <p>Keep informed. Get the latest news about the use of technology, digital &amp; data
-    for the public good in your inbox</p>
-  <input type="hidden" name="topic" value="data">
-  <input type="hidden" name="topic" value="local-digital">
-  <label for="alerts-email">Email address</label>
-  <input id="alerts-email" name="email" type="email" autocomplete="email">
-  <button type="submit">Sign up</button>
-</form>
+<p>The article's text.</p>
+{snippet.replace(README_HOST, embed_url)}
 </main>
 </body>
 </html>""".encode()
@@ -70,12 +82,14 @@ def _plain_form_page(embed_url: str) -> bytes:
 @pytest.fixture(scope="module")
 def publisher_port() -> Iterator[tuple[int, dict[str, bytes]]]:
     """The publisher's site: an article page that frames the box (every path), or carries
-    the plain form (paths under ``/plain/``), written once alertsvc's address is known."""
-    holder: dict[str, bytes] = {"page": b"", "plain": b""}
+    the README's plain form (paths under ``/plain/``) or its iframe (under ``/readme/``),
+    written once alertsvc's address is known."""
+    holder: dict[str, bytes] = {"page": b"", "plain": b"", "readme": b""}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = holder["plain"] if self.path.startswith("/plain/") else holder["page"]
+            folder = self.path.split("/")[1]
+            body = holder[folder] if folder in ("plain", "readme") else holder["page"]
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -109,7 +123,9 @@ def embed_server(make_app: Callable[..., Flask], publisher_port) -> Iterator[Liv
     server = make_server("127.0.0.1", own_port, app, threaded=True, fd=listener.fileno())
     listener.close()
     holder["page"] = _publisher_page(origin)
-    holder["plain"] = _plain_form_page(origin)
+    iframe, plain = readme_snippets()
+    holder["plain"] = _article_page(plain, origin)
+    holder["readme"] = _article_page(iframe, origin)
     thread = threading.Thread(target=server.serve_forever, name="embed-server", daemon=True)
     thread.start()
     try:
@@ -224,6 +240,38 @@ def test_a_page_from_an_origin_not_listed_cannot_frame_the_box(
     assert frame.locator("form").count() == 0
     assert frame.get_by_text("Register For Alerts").count() == 0
     assert any("frame-ancestors" in error for error in errors), errors
+
+
+def test_the_readmes_iframe_snippet_ticks_the_articles_topics(
+    embed_context, embed_server, embed_mailbox, allowed_publisher
+):
+    """The README's iframe, pasted as it is: the box names only the article's address."""
+    topics = seed_topics(embed_server.app)
+    create_article(
+        embed_server.app,
+        "Councils share data",
+        [topics["data"], topics["local-digital"]],
+        datetime(2026, 11, 30, tzinfo=UTC),
+        url=README_ARTICLE,
+    )
+    page = embed_context.new_page()
+    page.goto(f"{allowed_publisher}/readme/news/councils-share-data")
+    box = page.frame_locator("iframe[title='Register For Alerts']")
+    expect(box.get_by_text("Alerts about Data and Local digital.")).to_be_visible()
+    box.get_by_label("Email address").fill("reader@example.com")
+    with embed_context.expect_page() as opened:
+        box.get_by_role("button", name="Sign up").click()
+    signup = opened.value
+    signup.wait_for_load_state()
+    expect(signup.get_by_label("Email address")).to_have_value("reader@example.com")
+    expect(signup.get_by_label("Data", exact=True)).to_be_checked()
+    expect(signup.get_by_label("Local digital", exact=True)).to_be_checked()
+    expect(signup.get_by_label("Cyber security", exact=True)).not_to_be_checked()
+
+    signup.get_by_role("button", name="Subscribe").click()
+    expect(heading(signup)).to_have_text("Check your email")
+    [message] = embed_mailbox.deliver()
+    assert message["Subject"] == "Confirm your email alerts: Data, Local digital"
 
 
 def test_the_plain_form_on_a_page_that_frames_nothing_leads_to_the_prefilled_signup(

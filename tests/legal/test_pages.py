@@ -182,7 +182,8 @@ def test_a_publishers_override_replaces_the_wording(app_with, tmp_path: Path) ->
     assert "Contact us at" in text(client.get("/contact"))  # other pages keep theirs
 
 
-def test_default_override_folder_is_in_the_instance_folder(app) -> None:
+def test_default_override_folder_is_in_the_instance_folder(app_with) -> None:
+    app = app_with(TEMPLATE_OVERRIDES_DIR=None)  # the tests' own app uses an empty folder
     assert app.config["TEMPLATE_OVERRIDES_DIR"] == str(Path(app.instance_path) / "templates")
 
 

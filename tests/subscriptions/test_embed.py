@@ -71,6 +71,24 @@ def test_the_wording_is_the_publishers(client, app_with):
     assert "Register For Alerts" not in text
 
 
+@pytest.mark.parametrize("setting", ["EMBED_HEADING", "EMBED_BUTTON"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_blank_heading_or_button_stops_start_up_with_one_line(make_app, setting, value):
+    """A button with no words has no name a screen reader can say, nor a heading."""
+    with pytest.raises(ConfigurationError, match=f"^ALERTSVC_{setting} must not be blank"):
+        make_app(**{setting: value})
+
+
+def test_the_wording_is_read_from_the_environment_as_it_is_written(make_app, monkeypatch, client):
+    """``from_prefixed_env`` reads JSON: ``true`` became the button "True", ``["A"]`` a list."""
+    monkeypatch.setenv("ALERTSVC_EMBED_BUTTON", "true")
+    monkeypatch.setenv("ALERTSVC_EMBED_HEADING", '["Alerts"]')
+    monkeypatch.setenv("ALERTSVC_EMBED_TEXT", "2026")
+    app = make_app()
+    assert (app.config["EMBED_BUTTON"], app.config["EMBED_HEADING"]) == ("true", '["Alerts"]')
+    assert app.config["EMBED_TEXT"] == "2026"
+
+
 def test_the_box_passes_on_known_live_topics_only(client, app):
     seed_topics(app)
     retire(app, "health-and-care")
@@ -125,6 +143,28 @@ def test_an_unknown_article_falls_back_to_the_topic_parameters_or_none(client, a
         response = client.get("/embed/register?" + urlencode({"article": odd}))
         assert response.status_code == 200
         assert hidden_topics(response) == []
+
+
+@pytest.mark.parametrize("path", ["/embed/register", "/"])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "http://www.publisher.example:99999/news/councils-share-data",
+        "https://www.publisher.example:-1/news",
+        "https://www.publisher.example:port/news",
+    ],
+    ids=["port-out-of-range", "negative-port", "port-not-a-number"],
+)
+def test_an_article_address_with_an_impossible_port_falls_back_to_the_topics(
+    client, article, path, odd
+):
+    """Such an address was taken for a web link, then failed to parse further on (500)."""
+    response = client.get(f"{path}?" + urlencode({"article": odd, "topic": "data"}))
+    assert response.status_code == 200
+    if path == "/":
+        assert ticked_topics(response) == ["data"]
+    else:
+        assert hidden_topics(response) == ["data"]
 
 
 def test_retired_topics_of_the_article_are_never_ticked(client, app, article):

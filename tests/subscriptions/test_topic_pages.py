@@ -241,6 +241,22 @@ def test_an_article_without_a_uri_guid_gets_a_tag_id(app, client):
     assert feed.entries[0].id == f"tag:{host},2026-11-02:article:{article}"
 
 
+@pytest.mark.parametrize(
+    "guid", ['urn:x:<b>"1"</b>', "post:{1234}", "x:a|b", "x:a\\b", "x:a^b", "x:a`b"]
+)
+def test_a_guid_that_is_no_iri_is_not_used_as_an_atom_id(app, client, guid):
+    """RFC 4287 §4.2.6: an atom:id is an IRI (RFC 3987), which cannot hold < > " { } | \\ ^ `."""
+    data = create_topic(app, "data", "Data")
+    article = create_article(app, "Odd guid", [data], DAY)
+    with app.app_context(), transaction():
+        db.session.execute(update(Article).where(Article.id == article).values(guid=guid))
+
+    feed = feedparser.parse(client.get("/topics/data.atom").data)
+
+    host = urlsplit(app.config["BASE_URL"]).hostname
+    assert feed.entries[0].id == f"tag:{host},2026-11-02:article:{article}"
+
+
 def test_an_empty_topic_has_a_valid_feed(app, client):
     create_topic(app, "data", "Data")
 

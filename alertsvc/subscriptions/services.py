@@ -237,6 +237,8 @@ def subscribe_to_topics(
     first is done again from that row, instead of failing on the unique index.
     """
     topic_ids = list(dict.fromkeys(topic_ids))
+    if not topic_ids:
+        return []
     current = {
         s.topic_id: s
         for s in db.session.scalars(

@@ -217,6 +217,24 @@ def test_sign_in_is_rate_limited_per_address(app_with):
     assert sign_in(client, "someone.else@publisher.example").status_code == 400
 
 
+def test_sign_in_is_rate_limited_per_client(app_with):
+    """One client guessing at many addresses is stopped, whatever address it types next;
+    another client is not."""
+    app = app_with(
+        ADMIN_SIGNIN_RATE_LIMIT_PER_IP="3 per hour",
+        ADMIN_SIGNIN_RATE_LIMIT_PER_ADDRESS="100 per hour",
+    )
+    create_operator(app)
+    guesser = {"REMOTE_ADDR": "203.0.113.9"}
+    for n in range(3):
+        response = sign_in(app.test_client(), f"guess{n}@publisher.example", environ_base=guesser)
+        assert response.status_code == 400
+    assert sign_in(app.test_client(), environ_base=guesser).status_code == 429
+    assert (
+        sign_in(app.test_client(), environ_base={"REMOTE_ADDR": "198.51.100.4"}).status_code == 302
+    )
+
+
 def test_only_failed_sign_ins_count_against_the_limits(app_with):
     """Successful sign-ins used to count too: an operator locked themselves out."""
     app = app_with(

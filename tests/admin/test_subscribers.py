@@ -512,6 +512,20 @@ def test_erase_leaves_the_address_nowhere_but_a_suppression_hash(app, admin_clie
     assert status == "suppressed"
 
 
+def test_the_erase_page_offers_the_button_only_when_it_can_work(app, admin_client, viewer_client):
+    """A viewer, or anyone once the subscriber is erased, is told so instead of being
+    offered a button that would be refused or do nothing."""
+    subscriber, _topics = _reader(app)
+    path = f"/admin/subscribers/{subscriber}/erase"
+    button = f'action="{path}"'
+    viewer_page = viewer_client.get(path).get_data(as_text=True)
+    assert "Only an admin can erase a subscriber" in viewer_page and button not in viewer_page
+    assert button in admin_client.get(path).get_data(as_text=True)
+    assert post_form(admin_client, path, csrf_from=path).status_code == 302
+    erased_page = admin_client.get(path).get_data(as_text=True)
+    assert "there is nothing left to erase" in erased_page and button not in erased_page
+
+
 def test_erase_needs_an_admin_and_the_csrf_token(app, admin_client, viewer_client):
     subscriber, _topics = _reader(app)
     token = csrf_token(viewer_client, f"/admin/subscribers/{subscriber}")

@@ -7,6 +7,8 @@ hand, so pages and routes added later are checked too), refuses whoever may not 
 - an API token without the scope the route declares (403); a route that declares no scope
   fails here (and is refused to every token by the API itself).
 
+And every admin change needs the CSRF token of the operator's own session (400).
+
 The only open routes are the sign-in page (to sign in) and the OpenAPI document (it
 describes the API and holds no data).
 """
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.routing import (
     AnyConverter,
     BaseConverter,
@@ -31,8 +34,15 @@ from werkzeug.routing import (
 from alertsvc.admin.blueprint import ADMIN_READS
 from alertsvc.api.blueprint import SCOPE_ATTRIBUTE
 from alertsvc.api.tokens import SCOPES
+from alertsvc.models import AuditEntry
 from tests.admin.helpers import csrf_token, sign_in
-from tests.factories import create_operator, create_token
+from tests.factories import (
+    create_operator,
+    create_subscriber,
+    create_token,
+    rows,
+    seed_topics,
+)
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 OPEN_ADMIN = {"admin.sign_in"}
@@ -133,6 +143,32 @@ def test_a_viewer_is_let_through_to_every_admin_page(app):
                 continue
             assert response.status_code != 403, rule.rule
             assert "/admin/login" not in response.headers.get("Location", ""), rule.rule
+
+
+def test_every_admin_change_needs_the_csrf_token(app):
+    """CSRF on every form: an admin's change without the token, or with one from another
+    session, is refused and changes nothing (the sign-in form included)."""
+    seed_topics(app)
+    create_subscriber(app, "reader@example.com", {})
+    create_operator(app, "ops@publisher.example", "admin")
+    client = app.test_client()
+    assert sign_in(client, "ops@publisher.example").status_code == 302
+    forged = csrf_token(app.test_client(), "/admin/login")
+    before = rows(app, select(AuditEntry.id))
+    changes = [
+        (method, url)
+        for rule in rules(app, "/admin")
+        for method, url in requests(rule)
+        if method not in SAFE
+    ]
+    assert len(changes) >= MIN_ADMIN_RULES
+    for method, url in changes:
+        for data in ({}, {"csrf_token": forged}):
+            response = send(client, method, url, data=data)
+            assert response.status_code == 400, (method, url, data)
+            assert "this form has expired" in response.get_data(as_text=True), (method, url)
+    assert rows(app, select(AuditEntry.id)) == before
+    assert client.get("/admin/").status_code == 200, "still signed in"
 
 
 # -- /api/v1 ---------------------------------------------------------------------------------

@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, logout_user
 
@@ -79,10 +88,23 @@ def safe_next(target: str | None) -> str:
     return quote(path, safe=_PATH_SAFE) + query
 
 
+def _refused(title: str, detail: str, link: tuple[str, str]) -> ResponseReturnValue:
+    """A refused change: 403, and a page that says why in words (not "Forbidden")."""
+    page = render_template("web/error.html", title=title, detail=detail, link=link)
+    return page, 403
+
+
 def _refuse_anonymous() -> ResponseReturnValue:
+    """Pages send anyone not signed in to sign in. A change is refused outright: there is no
+    page to come back to, and the form may have been left open past the idle time."""
     if request.method in SAFE_METHODS:
         return redirect(url_for("admin.sign_in", next=request.full_path.rstrip("?")))
-    abort(403)
+    return _refused(
+        "You are not signed in",
+        "Nothing was changed. You may have been signed out after a while without using the "
+        "admin pages. Sign in, then try again.",
+        (url_for("admin.sign_in"), "Sign in"),
+    )
 
 
 @bp.before_request
@@ -107,7 +129,12 @@ def require_operator() -> ResponseReturnValue | None:
         request.endpoint in ADMIN_READS
         or (request.method not in SAFE_METHODS and request.endpoint not in VIEWER_CHANGES)
     ):
-        abort(403)
+        return _refused(
+            "Your account can only view",
+            "Nothing was changed. You are signed in as a viewer: you can see every admin "
+            "page, but only an admin can change things or download a subscriber's data.",
+            (url_for("admin.dashboard"), "Go to the dashboard"),
+        )
     return None
 
 

@@ -20,6 +20,7 @@ from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.outbox import queue_email
 from alertsvc.extensions import db
 from alertsvc.models import (
+    AlertDelivery,
     DeliveryEvent,
     DigestDelivery,
     EmailBody,
@@ -711,7 +712,10 @@ def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
     """Everything stored about a subscriber, for "download my data" and the operators'
     export: the subscriber row, every subscription with its history, signup requests,
     the emails queued for them with status and delivery events, and any suppression of
-    their address."""
+    their address; what SES reported about their address that is tied to none of those
+    emails (its email row purged by retention, or a message SES named that we never
+    recorded); and the ledgers: each digest they were due (sent or with nothing new) and
+    each immediate alert (sent, or carried over to a digest past the daily cap)."""
     suppression = subscriber_suppression(subscriber)
     return {
         "id": subscriber.id,
@@ -755,6 +759,35 @@ def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
             _stamped({key: value for key, value in email.items() if key != "id"})
             for email in subscriber_emails(subscriber)
         ],
+        "other_delivery_events": _loose_delivery_events(subscriber),
+        "digests": [
+            {
+                "frequency": row.frequency,
+                "window_end": _stamp(row.window_end),
+                "run_id": row.run_id,
+                "article_count": row.article_count,
+                "sent": row.body_id is not None,
+            }
+            for row in db.session.scalars(
+                select(DigestDelivery)
+                .where(DigestDelivery.subscriber_id == subscriber.id)
+                .order_by(DigestDelivery.window_end, DigestDelivery.frequency)
+            )
+        ],
+        "alerts": [
+            {
+                "article_id": row.article_id,
+                "revision": row.revision,
+                "created_at": _stamp(row.created_at),
+                "carried_over": row.carried_over,
+                "digest_run_id": row.digest_run_id,
+            }
+            for row in db.session.scalars(
+                select(AlertDelivery)
+                .where(AlertDelivery.subscriber_id == subscriber.id)
+                .order_by(AlertDelivery.id)
+            )
+        ],
         "suppression": None
         if suppression is None
         else {
@@ -764,6 +797,28 @@ def export_subscriber(subscriber: Subscriber) -> dict[str, Any]:
             "created_at": _stamp(suppression.created_at),
         },
     }
+
+
+def _loose_delivery_events(subscriber: Subscriber) -> list[dict[str, Any]]:
+    """Events about the subscriber's address not tied to one of their email rows (those are
+    listed with their email by ``subscriber_emails``)."""
+    theirs = select(OutboxEmail.id).where(OutboxEmail.subscriber_id == subscriber.id)
+    return [
+        {
+            "kind": event.kind,
+            "email": event.email,
+            "occurred_at": _stamp(event.occurred_at),
+            "detail": event.detail,
+        }
+        for event in db.session.scalars(
+            select(DeliveryEvent)
+            .where(
+                DeliveryEvent.email.in_(_address_forms(subscriber.email)),
+                or_(DeliveryEvent.outbox_id.is_(None), DeliveryEvent.outbox_id.not_in(theirs)),
+            )
+            .order_by(DeliveryEvent.occurred_at, DeliveryEvent.id)
+        )
+    ]
 
 
 def erase_subscriber(subscriber: Subscriber) -> None:

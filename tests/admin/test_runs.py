@@ -212,6 +212,15 @@ def test_viewers_see_runs_but_cannot_run_or_retry(app, viewer_client):
     assert count(app, DigestRun) == 0
 
 
+def test_a_viewer_who_opens_run_now_gets_no_form_to_fill(viewer_client, admin_client):
+    """The page says a viewer cannot run a digest, instead of a form whose every submit
+    would be refused."""
+    page = viewer_client.get("/admin/runs/new").get_data(as_text=True)
+    assert "Only an admin can run a digest" in page
+    assert 'action="/admin/runs/new"' not in page
+    assert 'action="/admin/runs/new"' in admin_client.get("/admin/runs/new").get_data(as_text=True)
+
+
 def test_retry_failed_emails_requeues_failed_only(app, admin_client, mailbox):
     topics = seed_topics(app)
     _subscriber, end = _due_now(app)

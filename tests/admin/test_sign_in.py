@@ -118,6 +118,45 @@ def test_sessions_end_after_the_idle_time(app: Flask):
         set_clock(None)
 
 
+def test_a_form_sent_after_the_idle_time_says_to_sign_in_again(app: Flask):
+    """The operator left a form open past the idle time, then sent it: nothing changes, and
+    the page says why and links to signing in, rather than a bare "Forbidden"."""
+    create_operator(app)
+    client = app.test_client()
+    start = utcnow()
+    try:
+        set_clock(lambda: start)
+        assert sign_in(client).status_code == 302
+        token = csrf_token(client, "/admin/topics/new")
+        set_clock(lambda: start + timedelta(minutes=31))
+        response = client.post(
+            "/admin/topics/new",
+            data={"csrf_token": token, "slug": "late", "name": "Late"},
+        )
+    finally:
+        set_clock(None)
+    assert response.status_code == 403
+    page = response.get_data(as_text=True)
+    assert "<h1>You are not signed in</h1>" in page
+    assert "Nothing was changed" in page
+    assert 'href="/admin/login"' in page
+    assert "Forbidden" not in page and "permission" not in page
+    assert rows(app, select(AuditEntry.action).where(AuditEntry.action == "topic.create")) == []
+
+
+def test_a_viewer_who_tries_a_change_is_told_their_role(app: Flask):
+    create_operator(app, "viewer@publisher.example", "viewer")
+    client = app.test_client()
+    assert sign_in(client, "viewer@publisher.example").status_code == 302
+    token = csrf_token(client, "/admin/")
+    response = client.post("/admin/delivery/pause", data={"csrf_token": token, "reason": "x"})
+    assert response.status_code == 403
+    page = response.get_data(as_text=True)
+    assert "<h1>Your account can only view</h1>" in page
+    assert "Nothing was changed" in page
+    assert 'href="/admin/"' in page and "Forbidden" not in page
+
+
 def test_a_new_password_signs_out_every_session(app: Flask):
     create_operator(app)
     client = app.test_client()
@@ -176,6 +215,24 @@ def test_sign_in_is_rate_limited_per_address(app_with):
     client = app.test_client()
     assert sign_in(client).status_code == 429
     assert sign_in(client, "someone.else@publisher.example").status_code == 400
+
+
+def test_sign_in_is_rate_limited_per_client(app_with):
+    """One client guessing at many addresses is stopped, whatever address it types next;
+    another client is not."""
+    app = app_with(
+        ADMIN_SIGNIN_RATE_LIMIT_PER_IP="3 per hour",
+        ADMIN_SIGNIN_RATE_LIMIT_PER_ADDRESS="100 per hour",
+    )
+    create_operator(app)
+    guesser = {"REMOTE_ADDR": "203.0.113.9"}
+    for n in range(3):
+        response = sign_in(app.test_client(), f"guess{n}@publisher.example", environ_base=guesser)
+        assert response.status_code == 400
+    assert sign_in(app.test_client(), environ_base=guesser).status_code == 429
+    assert (
+        sign_in(app.test_client(), environ_base={"REMOTE_ADDR": "198.51.100.4"}).status_code == 302
+    )
 
 
 def test_only_failed_sign_ins_count_against_the_limits(app_with):

@@ -14,8 +14,10 @@ from alertsvc.delivery.suppressions import SuppressionSource, suppress
 from alertsvc.digests.preview import next_run_end, preview_next_digest
 from alertsvc.extensions import db
 from alertsvc.models import (
+    AlertDelivery,
     AuditEntry,
     DeliveryEvent,
+    DigestDelivery,
     DigestRun,
     Frequency,
     OutboxEmail,
@@ -334,6 +336,104 @@ def test_export_contains_everything_stored_about_them(app, admin_client):
     assert target == f"subscriber {subscriber}"
 
 
+def _with_ledgers_and_loose_events(app, subscriber, email=STORED):
+    """What else is stored about them: the digest and alert ledgers (a digest with nothing
+    new sends no email; an alert past the daily cap is carried over, not sent), and what SES
+    reported about their address that is tied to none of their emails (a bounce whose email
+    row the retention purge has deleted, or one SES reported for an unknown message)."""
+    with app.app_context():
+        db.session.add(
+            DigestDelivery(
+                subscriber_id=subscriber,
+                frequency="daily",
+                window_end=at("2026-11-25T07:00"),
+                run_id=41,
+                body_id=None,
+                article_count=0,
+            )
+        )
+        db.session.add(
+            AlertDelivery(subscriber_id=subscriber, article_id=17, revision=1, carried_over=True)
+        )
+        for outbox_id in (None, 987654):
+            db.session.add(
+                DeliveryEvent(
+                    kind="permanent_bounce",
+                    email=email,
+                    outbox_id=outbox_id,
+                    occurred_at=at("2026-11-20T09:00"),
+                    detail="Permanent/General",
+                )
+            )
+        db.session.commit()
+
+
+# Where each table's rows about a subscriber appear in their export.
+_EXPORTED_AS = {
+    "subscribers": lambda data: 1,
+    "subscriptions": lambda data: len(data["subscriptions"]),
+    "signup_requests": lambda data: len(data["signup_requests"]),
+    "outbox": lambda data: len(data["emails"]),
+    "delivery_events": lambda data: (
+        sum(len(e["events"]) for e in data["emails"]) + len(data["other_delivery_events"])
+    ),
+    "suppressions": lambda data: int(data["suppression"] is not None),
+    "digest_deliveries": lambda data: len(data["digests"]),
+    "alert_deliveries": lambda data: len(data["alerts"]),
+}
+
+
+def _rows_about(app, subscriber, address):
+    """{table: rows} for every table with a row about the subscriber, read from the schema:
+    by a ``subscriber_id`` column (or the subscribers table's own id), or by a text column
+    holding their address."""
+    found = {}
+    with app.app_context():
+        for table in db.metadata.sorted_tables:
+            conditions = [
+                column == subscriber
+                for column in table.columns
+                if column.name == "subscriber_id"
+                or (table.name == "subscribers" and column.name == "id")
+            ]
+            conditions += [
+                func.lower(column) == address.lower()
+                for column in table.columns
+                if isinstance(column.type, String | Text)
+            ]
+            if not conditions:
+                continue
+            hits = db.session.execute(
+                select(func.count()).select_from(table).where(or_(*conditions))
+            ).scalar_one()
+            if hits:
+                found[table.name] = hits
+    return found
+
+
+def test_export_has_a_place_for_every_row_stored_about_them(app, admin_client):
+    subscriber = _everything_about(app)
+    _with_ledgers_and_loose_events(app, subscriber)
+    stored = _rows_about(app, subscriber, STORED)
+    assert set(stored) >= {"digest_deliveries", "alert_deliveries", "delivery_events"}
+
+    data = json.loads(admin_client.get(f"/admin/subscribers/{subscriber}/export.json").data)
+    assert set(stored) <= set(_EXPORTED_AS), "a table holds them that the export leaves out"
+    exported = {table: _EXPORTED_AS[table](data) for table in stored}
+    assert exported == stored
+    [day] = data["digests"]
+    assert day == {
+        "frequency": "daily",
+        "window_end": "2026-11-25T07:00:00+00:00",
+        "run_id": 41,
+        "article_count": 0,
+        "sent": False,
+    }
+    [alert] = data["alerts"]
+    assert (alert["article_id"], alert["revision"], alert["carried_over"]) == (17, 1, True)
+    assert [e["kind"] for e in data["other_delivery_events"]] == ["permanent_bounce"] * 2
+
+
 def _text_columns():
     for table in db.metadata.sorted_tables:
         for column in table.columns:
@@ -359,6 +459,7 @@ def _where_is(app, address):
 
 def test_erase_leaves_the_address_nowhere_but_a_suppression_hash(app, admin_client, mailbox):
     subscriber = _everything_about(app)
+    _with_ledgers_and_loose_events(app, subscriber)
     assert _where_is(app, STORED), "the walk finds the address before"
 
     confirm = admin_client.get(f"/admin/subscribers/{subscriber}/erase")
@@ -409,6 +510,20 @@ def test_erase_leaves_the_address_nowhere_but_a_suppression_hash(app, admin_clie
         select(OutboxEmail.status).where(OutboxEmail.to_address == STORED),
     )
     assert status == "suppressed"
+
+
+def test_the_erase_page_offers_the_button_only_when_it_can_work(app, admin_client, viewer_client):
+    """A viewer, or anyone once the subscriber is erased, is told so instead of being
+    offered a button that would be refused or do nothing."""
+    subscriber, _topics = _reader(app)
+    path = f"/admin/subscribers/{subscriber}/erase"
+    button = f'action="{path}"'
+    viewer_page = viewer_client.get(path).get_data(as_text=True)
+    assert "Only an admin can erase a subscriber" in viewer_page and button not in viewer_page
+    assert button in admin_client.get(path).get_data(as_text=True)
+    assert post_form(admin_client, path, csrf_from=path).status_code == 302
+    erased_page = admin_client.get(path).get_data(as_text=True)
+    assert "there is nothing left to erase" in erased_page and button not in erased_page
 
 
 def test_erase_needs_an_admin_and_the_csrf_token(app, admin_client, viewer_client):

@@ -4,7 +4,7 @@ axe-core at WCAG 2.1 AA at 1280 and 375 px wide, with no sideways scrolling of t
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -30,9 +30,10 @@ WIDTHS = (1280, 375)
 NO_REFRESH_RULE = {**AXE_OPTIONS, "rules": {"meta-refresh": {"enabled": False}}}
 
 
-def _due_reader(app) -> int:
+def _due_reader(app) -> tuple[int, datetime]:
     """A reader in UTC whose daily hour is the one that has just ended, with an article
-    waiting, so both their next digest and the run ending now have something in them."""
+    waiting, so both their next digest and the run ending now have something in them; and
+    that hour (the run to ask for, even if the clock passes the hour during the test)."""
     topics = seed_topics(app)
     end = floor_hour(utcnow())
     reader = create_subscriber(
@@ -44,7 +45,7 @@ def _due_reader(app) -> int:
     )
     start_subscriptions_at(app, reader, end - timedelta(days=1))
     create_article(app, "Open data strategy", [topics["data"]], end - timedelta(hours=2))
-    return reader
+    return reader, end
 
 
 def _check(page: Page, *, allow_refresh: bool = False) -> None:
@@ -72,7 +73,7 @@ def test_operator_previews_a_digest_runs_one_and_sees_the_audit(
 ) -> None:
     app = live_server.app
     create_operator(app, OPERATOR, "admin")
-    _due_reader(app)
+    _reader, end = _due_reader(app)
     sign_in_as(page, OPERATOR)
 
     page.get_by_role("link", name="Subscribers").click()
@@ -99,6 +100,7 @@ def test_operator_previews_a_digest_runs_one_and_sees_the_audit(
     page.get_by_role("link", name="Run a digest now").click()
     _check(page)
     page.get_by_label("Daily").check()
+    page.get_by_label("Window end (UTC, optional)").fill(f"{end:%Y-%m-%dT%H:%M}")
     page.get_by_role("button", name="Preview the run").click()
     expect(heading(page)).to_contain_text("Dry run: daily digest")
     expect(page.get_by_text("emails would be queued")).to_be_visible()
@@ -141,7 +143,7 @@ def test_run_now_refuses_a_future_window_end_accessibly(page: Page, live_server)
 def test_erase_confirm_page_is_accessible(page: Page, live_server) -> None:
     app = live_server.app
     create_operator(app, OPERATOR, "admin")
-    reader = _due_reader(app)
+    reader, _end = _due_reader(app)
     sign_in_as(page, OPERATOR)
     page.goto(f"/admin/subscribers/{reader}/erase")
     expect(heading(page)).to_have_text(f"Erase subscriber {reader}?")

@@ -15,9 +15,19 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from alertsvc.config import ConfigurationError
+from alertsvc.database import transaction
+from alertsvc.delivery.outbox import queue_email
 from alertsvc.delivery.worker import Worker
 from alertsvc.models import utcnow
-from tests.factories import create_feed, queue_manage_link, queue_manage_links
+from tests.digests.helpers import alerts, at, digest, start_subscriptions_at
+from tests.factories import (
+    create_article,
+    create_feed,
+    create_subscriber,
+    queue_manage_link,
+    queue_manage_links,
+    seed_topics,
+)
 
 TOKEN = "metrics-token-0123456789-abcdefghijklmnop"
 
@@ -72,6 +82,36 @@ def test_counters_move_when_mail_is_sent(metrics_app: Flask) -> None:
     assert after[("alertsvc_send_seconds_count", ())] == latency_before + 3
     assert after[("alertsvc_outbox_depth", ())] == 0
     assert after[("alertsvc_outbox_oldest_queued_age_seconds", ())] == 0
+
+
+def queued(samples: dict, kind: str) -> float:
+    return samples.get(("alertsvc_emails_queued_total", (("kind", kind),)), 0.0)
+
+
+def test_emails_queued_are_counted_by_kind_when_they_commit(metrics_app: Flask) -> None:
+    """Emails queued one by one (a manage link), by a digest run and by immediate alerts
+    each count once their transaction commits; a rolled-back one never does."""
+    app = metrics_app
+    before = scrape(app)
+    queue_manage_links(app, 2)
+    with app.app_context(), pytest.raises(RuntimeError), transaction():
+        queue_email(template="manage_link", to_address="gone@example.com", subject="Manage")
+        raise RuntimeError("rolled back")
+
+    topics = seed_topics(app)
+    daily = create_subscriber(app, "daily@example.com", {topics["data"]: "daily"})
+    now = create_subscriber(app, "now@example.com", {topics["data"]: "immediately"})
+    for subscriber in (daily, now):
+        start_subscriptions_at(app, subscriber, at("2026-11-25T07:00"))
+    create_article(app, "Open data", [topics["data"]], at("2026-11-25T09:00"), alerted=False)
+    assert alerts(app, at("2026-11-25T09:01")).emails == 1
+    assert digest(app, "daily", at("2026-11-26T07:00"), dry_run=True).emails == 1
+    assert digest(app, "daily", at("2026-11-26T07:00")).emails == 1
+
+    after = scrape(app)
+    assert queued(after, "manage_link") == queued(before, "manage_link") + 2
+    assert queued(after, "alert") == queued(before, "alert") + 1
+    assert queued(after, "digest") == queued(before, "digest") + 1, "the dry run counts nothing"
 
 
 def test_gauges_read_the_database(metrics_app: Flask) -> None:

@@ -161,6 +161,32 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
     assert samples[("alertsvc_emails_total", (("result", "failed"),))] == 2
 
 
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_multiprocess_folder_that_cannot_be_used_is_one_line(tmp_path: Path, kind: str) -> None:
+    """Every process counts into the folder from its first import of the metrics: one
+    that is not there stops a command with a line saying so, not a traceback."""
+    folder = tmp_path / "prometheus"
+    if kind == "a file":
+        folder.write_text("")
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "ALERTSVC_ENV": "testing",
+        "ALERTSVC_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "from alertsvc.cli import main; main()", "routes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert str(folder) in result.stderr
+
+
 WEB_SCRAPE = """
 import json, os, sys
 from alertsvc import create_app

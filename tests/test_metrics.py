@@ -14,11 +14,13 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from alertsvc.articles.jobs import poll_feeds
 from alertsvc.config import ConfigurationError
 from alertsvc.database import transaction
 from alertsvc.delivery.outbox import queue_email
 from alertsvc.delivery.worker import Worker
 from alertsvc.models import utcnow
+from tests.delivery.helpers import suppress
 from tests.digests.helpers import alerts, at, digest, start_subscriptions_at
 from tests.factories import (
     create_article,
@@ -112,6 +114,29 @@ def test_emails_queued_are_counted_by_kind_when_they_commit(metrics_app: Flask) 
     assert queued(after, "manage_link") == queued(before, "manage_link") + 2
     assert queued(after, "alert") == queued(before, "alert") + 1
     assert queued(after, "digest") == queued(before, "digest") + 1, "the dry run counts nothing"
+
+
+def test_suppressed_emails_and_feed_poll_errors_are_counted(
+    app_with: Callable[..., Flask], httpserver
+) -> None:
+    app = app_with(METRICS_TOKEN=TOKEN, FEEDS_ALLOW_PRIVATE_ADDRESSES=True)
+    before = scrape(app)
+    queue_manage_links(app, 2, domain="example.org")
+    suppress(app, "reader0@example.org")
+    assert Worker(app, burst=True).run().suppressed == 1
+    httpserver.expect_request("/gone").respond_with_data("nope", status=503)
+    create_feed(app, httpserver.url_for("/gone"))
+    with app.app_context():
+        [result] = poll_feeds()
+    assert result.error and result.error.startswith("HTTP 503")
+
+    after = scrape(app)
+    for name, labels in (
+        ("alertsvc_emails_total", (("result", "suppressed"),)),
+        ("alertsvc_emails_total", (("result", "sent"),)),
+        ("alertsvc_feed_poll_errors_total", ()),
+    ):
+        assert after[(name, labels)] == before.get((name, labels), 0.0) + 1, name
 
 
 def test_gauges_read_the_database(metrics_app: Flask) -> None:

@@ -7,6 +7,7 @@ to boot with a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,14 @@ from prometheus_client import multiprocess
 
 from alertsvc import PROJECT_ROOT
 from alertsvc.config import ConfigurationError, check_settings
+
+# Multiprocess metrics need their folder before any process counts anything (the settings
+# check below requires it). It is not emptied here: a worker or scheduler on this machine may
+# already be counting into it. Empty it when the machine's processes start together (``make
+# run`` does).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    with contextlib.suppress(OSError):
+        Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 try:
     check_settings(PROJECT_ROOT / "instance")
@@ -39,17 +48,6 @@ gunicorn_wsgi.Response.default_headers = _without_server_header  # type: ignore[
 # ~/.gunicorn), which several web processes on one machine would fight over; the process
 # manager's signals (TERM, HUP, TTIN/TTOU) do the same job.
 control_socket_disable = True
-
-
-def on_starting(server: Any) -> None:
-    """Multiprocess metrics need their folder before the first worker counts anything.
-
-    It is not emptied here: a worker or scheduler on this machine may already be counting
-    into it. Empty it when the machine's processes start together (``make run`` does).
-    """
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

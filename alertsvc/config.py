@@ -252,6 +252,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     if overrides:
         app.config.update(overrides)
     config = app.config
+    _check_metrics_folder()
 
     chosen = config["ENV"]
     if chosen is not None and chosen not in ENVIRONMENTS:
@@ -763,6 +764,18 @@ def sender_domain(mail_from: object) -> str:
     Message-IDs and the default unsubscribe mailto are on it, so they align with the sender.
     """
     return str(mail_from).rsplit("@", 1)[-1].rstrip(">").strip()
+
+
+def _check_metrics_folder() -> None:
+    """``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own variable, hence no prefix): each
+    process writes its counts there from its first import of ``alertsvc.metrics``, and one
+    that cannot would fail on that import with a traceback."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+        raise ConfigurationError(
+            f"PROMETHEUS_MULTIPROC_DIR is {folder!r}, which is not a folder this process can "
+            "write to: create it, empty, before starting the processes, or unset it"
+        )
 
 
 def check_settings(instance_path: str | Path) -> None:

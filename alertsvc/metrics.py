@@ -3,32 +3,36 @@ says at the moment of a scrape.
 
 Two kinds, for two reasons:
 
-* **Counters and histograms** (emails sent, failed, suppressed and retried, send latency,
-  feed poll errors) are counted where the thing happens, in the worker or scheduler
-  process. Under gunicorn, and when the worker and scheduler run on the same machine as
+* **Counters and histograms** (emails queued; emails sent, failed, suppressed and retried;
+  send latency; feed poll errors) are counted where the thing happens, in the web, worker
+  or scheduler process. Under gunicorn, and when the worker and scheduler run on the same machine as
   the web process, ``PROMETHEUS_MULTIPROC_DIR`` (set before the process starts) makes
   every process write to files there that ``/metrics`` adds up (prometheus_client's
   multiprocess mode). Without it, ``/metrics`` shows this process's own counts.
 * **Gauges read from the database at scrape time** (outbox depth per status and the age
   of the oldest queued email, the latest digest run of each frequency, parked jobs,
   sending pauses) are true for the whole fleet, however many machines it runs on, and
-  need no files. Emails *queued* are one of these (``alertsvc_outbox_emails``): rows are
-  queued by set-based inserts in several places (digest runs, alerts, signup), and the
-  depth of the queue is what an operator acts on. The scrape reads only the unfinished
-  rows (an index on status), never the final ones, which grow by millions a day.
+  need no files. The scrape reads only the unfinished rows (an index on status), never
+  the final ones, which grow by millions a day.
+
+Emails queued are counted as the transaction that queued them commits (``count_queued``):
+a digest run or an alert queues thousands in one set-based insert, and a transaction
+rolled back queued nothing.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, Pool, event, func, select
 
 from alertsvc.extensions import db
 from alertsvc.models import (
@@ -45,6 +49,13 @@ from alertsvc.retries import parked_counts
 # scrape reads the files instead, and registering these there too would count them twice.
 PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
 
+EMAILS_QUEUED = Counter(
+    "alertsvc_emails_queued",
+    "Emails added to the outbox, by kind: digest, alert, or the template of any other "
+    "email (confirm, manage_link, ...).",
+    ["kind"],
+    registry=PROCESS_REGISTRY,
+)
 EMAILS = Counter(
     "alertsvc_emails",
     "Outbox emails a worker finished with, by result: sent, failed (for good), "
@@ -77,6 +88,43 @@ def count_emails(*, sent: int = 0, failed: int = 0, suppressed: int = 0, retried
     ):
         if amount:
             EMAILS.labels(result).inc(amount)
+
+
+# Emails queued in a connection's transaction, by kind, until it commits or rolls back.
+_QUEUED = "alertsvc_emails_queued"
+
+
+def count_queued(connection: Connection, kind: str, amount: int = 1) -> None:
+    """Count ``amount`` emails of ``kind`` queued in ``connection``'s transaction: they are
+    added to ``alertsvc_emails_queued_total`` when it commits, and forgotten if it rolls
+    back."""
+    if amount:
+        pending: collections.Counter[str] = connection.info.setdefault(
+            _QUEUED, collections.Counter()
+        )
+        pending[kind] += amount
+
+
+@event.listens_for(Engine, "commit")
+def _count_committed(connection: Connection) -> None:
+    # Just before the database commits: a commit that then fails would be counted, a
+    # rare miscount that an after-the-fact hook (SQLAlchemy has none per connection)
+    # would avoid.
+    pending = connection.info.pop(_QUEUED, None)
+    for kind, amount in (pending or {}).items():
+        EMAILS_QUEUED.labels(kind).inc(amount)
+
+
+@event.listens_for(Engine, "rollback")
+def _forget_rolled_back(connection: Connection) -> None:
+    connection.info.pop(_QUEUED, None)
+
+
+@event.listens_for(Pool, "reset")
+def _forget_on_return(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+    """A connection given back to the pool unfinished is rolled back by the pool, which
+    the rollback event does not see. ``info`` lives with the pooled connection."""
+    record.info.pop(_QUEUED, None)
 
 
 def _age(now: datetime, then: datetime | None) -> float:

@@ -14,10 +14,22 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from alertsvc.articles.jobs import poll_feeds
 from alertsvc.config import ConfigurationError
+from alertsvc.database import transaction
+from alertsvc.delivery.outbox import queue_email
 from alertsvc.delivery.worker import Worker
 from alertsvc.models import utcnow
-from tests.factories import create_feed, queue_manage_link, queue_manage_links
+from tests.delivery.helpers import suppress
+from tests.digests.helpers import alerts, at, digest, start_subscriptions_at
+from tests.factories import (
+    create_article,
+    create_feed,
+    create_subscriber,
+    queue_manage_link,
+    queue_manage_links,
+    seed_topics,
+)
 
 TOKEN = "metrics-token-0123456789-abcdefghijklmnop"
 
@@ -74,6 +86,59 @@ def test_counters_move_when_mail_is_sent(metrics_app: Flask) -> None:
     assert after[("alertsvc_outbox_oldest_queued_age_seconds", ())] == 0
 
 
+def queued(samples: dict, kind: str) -> float:
+    return samples.get(("alertsvc_emails_queued_total", (("kind", kind),)), 0.0)
+
+
+def test_emails_queued_are_counted_by_kind_when_they_commit(metrics_app: Flask) -> None:
+    """Emails queued one by one (a manage link), by a digest run and by immediate alerts
+    each count once their transaction commits; a rolled-back one never does."""
+    app = metrics_app
+    before = scrape(app)
+    queue_manage_links(app, 2)
+    with app.app_context(), pytest.raises(RuntimeError), transaction():
+        queue_email(template="manage_link", to_address="gone@example.com", subject="Manage")
+        raise RuntimeError("rolled back")
+
+    topics = seed_topics(app)
+    daily = create_subscriber(app, "daily@example.com", {topics["data"]: "daily"})
+    now = create_subscriber(app, "now@example.com", {topics["data"]: "immediately"})
+    for subscriber in (daily, now):
+        start_subscriptions_at(app, subscriber, at("2026-11-25T07:00"))
+    create_article(app, "Open data", [topics["data"]], at("2026-11-25T09:00"), alerted=False)
+    assert alerts(app, at("2026-11-25T09:01")).emails == 1
+    assert digest(app, "daily", at("2026-11-26T07:00"), dry_run=True).emails == 1
+    assert digest(app, "daily", at("2026-11-26T07:00")).emails == 1
+
+    after = scrape(app)
+    assert queued(after, "manage_link") == queued(before, "manage_link") + 2
+    assert queued(after, "alert") == queued(before, "alert") + 1
+    assert queued(after, "digest") == queued(before, "digest") + 1, "the dry run counts nothing"
+
+
+def test_suppressed_emails_and_feed_poll_errors_are_counted(
+    app_with: Callable[..., Flask], httpserver
+) -> None:
+    app = app_with(METRICS_TOKEN=TOKEN, FEEDS_ALLOW_PRIVATE_ADDRESSES=True)
+    before = scrape(app)
+    queue_manage_links(app, 2, domain="example.org")
+    suppress(app, "reader0@example.org")
+    assert Worker(app, burst=True).run().suppressed == 1
+    httpserver.expect_request("/gone").respond_with_data("nope", status=503)
+    create_feed(app, httpserver.url_for("/gone"))
+    with app.app_context():
+        [result] = poll_feeds()
+    assert result.error and result.error.startswith("HTTP 503")
+
+    after = scrape(app)
+    for name, labels in (
+        ("alertsvc_emails_total", (("result", "suppressed"),)),
+        ("alertsvc_emails_total", (("result", "sent"),)),
+        ("alertsvc_feed_poll_errors_total", ()),
+    ):
+        assert after[(name, labels)] == before.get((name, labels), 0.0) + 1, name
+
+
 def test_gauges_read_the_database(metrics_app: Flask) -> None:
     queue_manage_links(metrics_app, 1)
     create_feed(metrics_app, "https://feeds.example/parked.xml", parked_at=utcnow())
@@ -119,6 +184,32 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
     }
     assert samples[("alertsvc_emails_total", (("result", "sent"),))] == 4
     assert samples[("alertsvc_emails_total", (("result", "failed"),))] == 2
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_multiprocess_folder_that_cannot_be_used_is_one_line(tmp_path: Path, kind: str) -> None:
+    """Every process counts into the folder from its first import of the metrics: one
+    that is not there stops a command with a line saying so, not a traceback."""
+    folder = tmp_path / "prometheus"
+    if kind == "a file":
+        folder.write_text("")
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "ALERTSVC_ENV": "testing",
+        "ALERTSVC_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "from alertsvc.cli import main; main()", "routes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert str(folder) in result.stderr
 
 
 WEB_SCRAPE = """

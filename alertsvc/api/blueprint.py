@@ -21,7 +21,7 @@ from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import UnprocessableEntity
+from werkzeug.exceptions import RequestEntityTooLarge, UnprocessableEntity
 
 from alertsvc.api import tokens
 from alertsvc.api.schemas import ErrorSchema
@@ -266,6 +266,11 @@ def json_body(what: str = "the request") -> Any:
             f"Send {what} as JSON, with Content-Type: application/json.",
         )
     body = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(body) >= limit:
+        # Sent chunked, with no Content-Length to refuse it by, a body is read up to the
+        # limit and cut there (Werkzeug): one that fills the limit is taken as over it.
+        raise RequestEntityTooLarge()
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -221,12 +221,89 @@ class SubscriberAddressSchema(_Strict):
     email = fields.String(required=True, validate=validate.Length(min=1, max=320))
 
 
+class ExportSubscriptionSchema(ma.Schema):
+    topic = fields.String(metadata={"description": "Topic slug."})
+    topic_name = fields.String()
+    frequency = fields.String(metadata={"description": "immediately, daily or weekly."})
+    created_at = fields.DateTime()
+    ended_at = fields.DateTime(allow_none=True)
+    ended_reason = fields.String(
+        allow_none=True, metadata={"description": "Why it ended: unsubscribed, bounced, erased…"}
+    )
+    delivered_until = fields.DateTime(
+        allow_none=True, metadata={"description": "Articles up to here have been sent."}
+    )
+
+
+class ExportSignupRequestSchema(ma.Schema):
+    topic_ids = fields.List(fields.Integer())
+    frequency = fields.String()
+    timezone = fields.String()
+    daily_hour = fields.Integer()
+    weekly_day = fields.Integer(metadata={"description": "0 is Monday."})
+    weekly_hour = fields.Integer()
+    created_at = fields.DateTime()
+    confirmed_at = fields.DateTime(allow_none=True)
+
+
+class ExportDeliveryEventSchema(ma.Schema):
+    kind = fields.String(metadata={"description": "What SES reported: Delivery, Bounce…"})
+    email = fields.String(allow_none=True)
+    occurred_at = fields.DateTime(allow_none=True)
+    detail = fields.Raw(allow_none=True)
+
+
+class ExportEmailSchema(ma.Schema):
+    template = fields.String()
+    subject = fields.String(allow_none=True)
+    to_address = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    created_at = fields.DateTime()
+    sent_at = fields.DateTime(allow_none=True)
+    delivered_at = fields.DateTime(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    run_id = fields.Integer(allow_none=True, metadata={"description": "The digest run's id."})
+    article_id = fields.Integer(allow_none=True, metadata={"description": "An alert's article."})
+    events = fields.List(fields.Nested(ExportDeliveryEventSchema))
+
+
+class ExportSuppressionSchema(ma.Schema):
+    reason = fields.String()
+    source = fields.String()
+    detail = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
 class SubscriberExportSchema(ma.Schema):
     """Everything stored about the subscriber (``subscriptions.services.export_subscriber``)."""
 
+    id = fields.Integer()
     email = fields.String()
-    subscriptions = fields.List(fields.Dict())
-    emails = fields.List(fields.Dict())
+    status = fields.String(metadata={"description": "pending, confirmed, unsubscribed…"})
+    created_at = fields.DateTime()
+    confirmed_at = fields.DateTime(allow_none=True)
+    erased_at = fields.DateTime(allow_none=True)
+    timezone = fields.String()
+    daily_hour = fields.Integer(metadata={"description": "Local hour of the daily digest."})
+    weekly_day = fields.Integer(metadata={"description": "Day of the weekly digest, 0 Monday."})
+    weekly_hour = fields.Integer(metadata={"description": "Local hour of the weekly digest."})
+    paused_until = fields.DateTime(allow_none=True)
+    pause_ends_at = fields.DateTime(allow_none=True)
+    subscriptions = fields.List(
+        fields.Nested(ExportSubscriptionSchema),
+        metadata={"description": "Every subscription, ended ones too, oldest first."},
+    )
+    signup_requests = fields.List(fields.Nested(ExportSignupRequestSchema))
+    emails = fields.List(
+        fields.Nested(ExportEmailSchema),
+        metadata={"description": "The emails queued for them, with what SES reported."},
+    )
+    suppression = fields.Nested(
+        ExportSuppressionSchema,
+        allow_none=True,
+        metadata={"description": "Set when mail to the address is stopped."},
+    )
 
 
 class ErasedSchema(ma.Schema):

@@ -11,6 +11,7 @@ from flask import current_app
 from alertsvc.config import sender_domain
 from alertsvc.delivery.wakeup import OUTBOX_CHANNEL, notify_once
 from alertsvc.extensions import db
+from alertsvc.metrics import count_queued
 from alertsvc.models import OutboxEmail
 
 
@@ -55,4 +56,5 @@ def queue_email(
     )
     db.session.add(email)
     notify_once(db.session, OUTBOX_CHANNEL)
+    count_queued(db.session.connection(), template)
     return email

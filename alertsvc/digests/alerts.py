@@ -31,6 +31,7 @@ from alertsvc.digests.rendering import article_view, render_alert, store_bodies
 from alertsvc.digests.schedule import local_midnight
 from alertsvc.digests.timezones import subscriber_timezones
 from alertsvc.extensions import db
+from alertsvc.metrics import count_queued
 from alertsvc.models import Article, Frequency, OutboxStatus, Topic, article_topics, utcnow
 from alertsvc.retries import Failure, RetryPolicy
 
@@ -274,6 +275,7 @@ def _queue_alerts(
     ).rowcount
     if emails:
         notify(connection, OUTBOX_CHANNEL)
+        count_queued(connection, "alert", emails)
     return emails, carried
 
 

@@ -55,6 +55,7 @@ from alertsvc.digests.contents import Digests, RunRef
 from alertsvc.digests.schedule import DAILY_WEEKDAY, due_slots, floor_hour
 from alertsvc.digests.timezones import subscriber_timezones
 from alertsvc.extensions import db
+from alertsvc.metrics import count_queued
 from alertsvc.models import (
     DigestRun,
     DigestRunSlot,
@@ -414,6 +415,7 @@ class _Planner:
         ).rowcount
         if emails:
             notify(self.connection, OUTBOX_CHANNEL)
+            count_queued(self.connection, "digest", emails)
         moves = {
             # Carried positions move on to the window end; from now on the ledger leads.
             "s": "UPDATE subscriptions SET delivered_until = :end, carried_position = :false",

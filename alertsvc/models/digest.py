@@ -103,8 +103,9 @@ class DigestDelivery(db.Model):
 
     No foreign keys: a run writes one row per subscriber, and a foreign-key check per row
     would cost more than the row. Rows are only written by the planner, from subscribers,
-    runs and bodies it has just read, and none of those are ever deleted (erasure
-    anonymises a subscriber in place).
+    runs and bodies it has just read; erasure anonymises a subscriber in place, and the
+    retention purge (``alertsvc.retention``) deletes old runs and bodies but keeps each
+    subscriber's latest row per frequency, so a kept row may name a run that is gone.
     """
 
     __tablename__ = "digest_deliveries"

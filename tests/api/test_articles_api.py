@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -183,6 +184,22 @@ def test_oversized_body_is_413(make_app, auth):
     )
     assert response.status_code == 413
     assert response.json["error"] == "Request Entity Too Large"
+
+
+def test_oversized_chunked_body_is_413_not_cut_short(make_app, auth):
+    """A body sent chunked (no Content-Length, as gunicorn passes it on) past the limit is
+    refused, not cut at the limit and read as broken JSON, or worse as a shorter body."""
+    app = make_app(API_MAX_CONTENT_LENGTH=50_000)
+    body = json.dumps({"title": "Open data", "url": "https://news.example.org/a"}).encode()
+    response = app.test_client().post(
+        ARTICLES,
+        input_stream=io.BytesIO(body + b" " * 60_000),
+        headers={**auth, "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413, response.json
+    assert response.json["error"] == "Request Entity Too Large"
+    assert count(app, Article) == 0
 
 
 def test_token_is_printed_once_and_only_its_hash_stored(app, client):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from alertsvc.delivery.outbox import queue_email
 from alertsvc.extensions import db
-from alertsvc.models import AuditEntry, Subscriber
+from alertsvc.models import AuditEntry, SignupRequest, Subscriber
+from tests.delivery.helpers import suppress
 from tests.factories import (
     create_subscriber,
     create_token,
@@ -89,3 +91,49 @@ def test_invalid_bodies_are_a_json_422(app, client, admin, reader, path, body, f
     assert response.status_code == 422
     assert set(response.json["errors"]) == {field}
     assert audit(app) == []
+
+
+def test_the_document_describes_every_part_of_an_export(app, client, admin, reader):
+    """The OpenAPI document names every field an export returns, down to the subscriptions,
+    signup requests and suppression, so a client can rely on it."""
+    with app.app_context():
+        db.session.add(
+            SignupRequest(
+                subscriber_id=reader,
+                topic_ids=[1],
+                frequency="daily",
+                timezone="UTC",
+                daily_hour=7,
+                weekly_day=0,
+                weekly_hour=7,
+            )
+        )
+        queue_email(
+            template="manage_link",
+            to_address="reader@example.com",
+            subject="Manage your email alerts",
+            subscriber_id=reader,
+        )
+        db.session.commit()
+    suppress(app, "reader@example.com")
+    exported = client.post(EXPORT, json={"email": "reader@example.com"}, headers=admin).json
+    document = client.get("/api/v1/openapi.json").json["components"]["schemas"]
+
+    def described(schema: dict, value: dict, where: str) -> None:
+        properties = schema["properties"]
+        assert set(value) <= set(properties), (where, set(value) - set(properties))
+        for key, part in value.items():
+            field = properties[key]
+            items = field.get("items", {})
+            reference = field.get("$ref") or items.get("$ref")
+            if reference is None:
+                for one_of in field.get("allOf", []) + field.get("oneOf", []):
+                    reference = reference or one_of.get("$ref")
+            if reference and part:
+                nested = document[reference.rsplit("/", 1)[-1]]
+                for each in part if isinstance(part, list) else [part]:
+                    described(nested, each, f"{where}.{key}")
+
+    assert exported["subscriptions"] and exported["signup_requests"] and exported["emails"]
+    assert exported["suppression"]
+    described(document["SubscriberExport"], exported, "export")

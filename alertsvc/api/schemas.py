@@ -275,6 +275,24 @@ class ExportSuppressionSchema(ma.Schema):
     created_at = fields.DateTime()
 
 
+class ExportDigestSchema(ma.Schema):
+    frequency = fields.String()
+    window_end = fields.DateTime(metadata={"description": "The end of the run's window."})
+    run_id = fields.Integer(allow_none=True)
+    article_count = fields.Integer()
+    sent = fields.Boolean(metadata={"description": "False: due, but nothing new to send."})
+
+
+class ExportAlertSchema(ma.Schema):
+    article_id = fields.Integer()
+    revision = fields.Integer()
+    created_at = fields.DateTime()
+    carried_over = fields.Boolean(
+        metadata={"description": "Past the daily cap: carried into the next digest."}
+    )
+    digest_run_id = fields.Integer(allow_none=True)
+
+
 class SubscriberExportSchema(ma.Schema):
     """Everything stored about the subscriber (``subscriptions.services.export_subscriber``)."""
 
@@ -303,6 +321,18 @@ class SubscriberExportSchema(ma.Schema):
         ExportSuppressionSchema,
         allow_none=True,
         metadata={"description": "Set when mail to the address is stopped."},
+    )
+    other_delivery_events = fields.List(
+        fields.Nested(ExportDeliveryEventSchema),
+        metadata={"description": "What SES reported about the address, not tied to an email."},
+    )
+    digests = fields.List(
+        fields.Nested(ExportDigestSchema),
+        metadata={"description": "Each digest run that included them (the planner's ledger)."},
+    )
+    alerts = fields.List(
+        fields.Nested(ExportAlertSchema),
+        metadata={"description": "Each article alerted to them (the alert ledger)."},
     )
 
 

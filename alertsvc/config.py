@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 import idna
 from flask import Flask
+from sqlalchemy import make_url
 
 ENVIRONMENTS = ("development", "testing", "production")
 # Environments that may show what production must not (the mail the file transport wrote).
@@ -295,7 +296,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         )
     if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         config["SQLALCHEMY_ENGINE_OPTIONS"] = _named_connections(
-            config["SQLALCHEMY_ENGINE_OPTIONS"]
+            config["SQLALCHEMY_ENGINE_OPTIONS"], config["SQLALCHEMY_DATABASE_URI"]
         )
     if not config["MAIL_DIR"]:
         config["MAIL_DIR"] = str(instance / "mail")
@@ -349,9 +350,12 @@ def process_name(argv: list[str] | None = None) -> str:
     return " ".join(["alertsvc", *words])[:63]  # PostgreSQL keeps 63 bytes
 
 
-def _named_connections(options: dict[str, Any]) -> dict[str, Any]:
+def _named_connections(options: dict[str, Any], database_url: str) -> dict[str, Any]:
     """``options`` with this process's name as every connection's application_name (a
-    copy: the defaults are shared by every app this process makes)."""
+    copy: the defaults are shared by every app this process makes), unless the database
+    URL or libpq's ``PGAPPNAME`` names them already."""
+    if "application_name" in make_url(database_url).query or os.environ.get("PGAPPNAME"):
+        return options
     connect_args = {"application_name": process_name(), **options.get("connect_args", {})}
     return {**options, "connect_args": connect_args}
 

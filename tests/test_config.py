@@ -569,3 +569,26 @@ def test_an_unsubscribe_mailto_that_cannot_work_stops_start_up(app_with, setting
 )
 def test_the_process_name_postgresql_shows_is_the_command_without_its_values(argv, name):
     assert process_name(argv) == name
+
+
+@pytest.mark.parametrize(
+    ("url", "pgappname", "name"),
+    [
+        ("postgresql+psycopg://db.internal/alertsvc", None, process_name()),
+        ("postgresql+psycopg://db.internal/alertsvc?application_name=web-7", None, None),
+        ("postgresql+psycopg://db.internal/alertsvc", "web-7", None),
+        ("sqlite:////tmp/alertsvc.sqlite3", None, None),
+    ],
+)
+def test_connections_are_named_unless_the_database_url_or_pgappname_names_them(
+    tmp_path, monkeypatch, url, pgappname, name
+):
+    if pgappname:
+        monkeypatch.setenv("PGAPPNAME", pgappname)
+    else:
+        monkeypatch.delenv("PGAPPNAME", raising=False)
+    flask_app = Flask("alertsvc", instance_path=str(tmp_path))
+    load_config(flask_app, {"ENV": "development", "DATABASE_URL": url})
+    options = flask_app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options.get("connect_args", {}).get("application_name") == name
+    assert options["pool_pre_ping"] is True

@@ -39,8 +39,8 @@ from bench.reliability._outage_support import (
     service_env,
     ses_sink,
     start_service,
-    stop_groups,
 )
+from bench.reliability._service_processes import stop_groups
 from bench.reliability.table import Row
 
 NAME = "database restart"

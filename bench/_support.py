@@ -18,9 +18,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
@@ -100,6 +102,28 @@ def alertsvc_command(args: list[str], env: Mapping[str, str]) -> None:
 
 
 # -- servers -------------------------------------------------------------------------------
+
+
+def insert_articles(
+    connection: psycopg.Connection, at: datetime, count: int, summary_end: str
+) -> int:
+    """``count`` new articles numbered on from the highest id, published, arrived and
+    processed at ``at``, each summary ending in ``summary_end``: the first one's id. Which
+    topics they are in is the caller's."""
+    first = connection.execute("SELECT coalesce(max(id), 0) + 1 FROM articles").fetchone()[0]
+    connection.execute(
+        """
+        INSERT INTO articles (guid, url, title, summary, author, published_at, source,
+                              created_at, revision, alerts_processed_at)
+        SELECT 'https://news.example/' || n, 'https://news.example/' || n,
+               'Article number ' || n || ' about public sector technology',
+               '<p>A summary of article ' || n || %(summary_end)s, 'Reporter', %(at)s, 'cli',
+               %(at)s, 0, %(at)s
+        FROM generate_series(%(first)s, %(first)s + %(count)s - 1) AS n
+        """,
+        {"at": at, "first": first, "count": count, "summary_end": summary_end},
+    )
+    return first
 
 
 def free_port() -> int:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, Self, TypeVar
 
 import httpx
 import psycopg
@@ -292,3 +295,51 @@ def start_service(name: str, args: list[str], env: Mapping[str, str], log_dir: P
     """``alertsvc ARGS`` as its own Python process (the package of this tree)."""
     log = log_dir / f"{name}.log"
     return Service(name, start_alertsvc(args, env, log), log)
+
+
+# -- load on the web while its servers go away ----------------------------------------------
+
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+AnswerT = TypeVar("AnswerT")
+
+
+def signup_form(csrf_token: str, email: str) -> dict[str, str]:
+    """The signup form as a reader fills it in: Data, daily at 07:00 London time."""
+    return {
+        "csrf_token": csrf_token,
+        "email": email,
+        "topics": "data",
+        "frequency": "daily",
+        "daily_hour": "7",
+        "weekly_day": "0",
+        "weekly_hour": "7",
+        "timezone": "Europe/London",
+    }
+
+
+class LoadThreads(Generic[AnswerT]):
+    """Threads sending requests until stopped: started on entering, stopped and joined
+    (bounded) on leaving; each answer kept, in ``answers``."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.answers: list[AnswerT] = []
+        self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    def add(self, target: Callable[..., None], *args: Any) -> None:
+        self.threads.append(threading.Thread(target=target, args=args, daemon=True))
+
+    def __enter__(self) -> Self:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def keep(self, answer: AnswerT) -> None:
+        with self.lock:
+            self.answers.append(answer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -21,7 +22,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench._support import step
+from bench._support import render_url, step
+from bench.reliability._common import scenario_database
 from bench.reliability._service_processes import (
     kill,
     ses_env,
@@ -173,6 +175,27 @@ def wait_until_sent(database_url: str, timeout_s: float, what: str) -> float | N
             last_report = time.monotonic()
         time.sleep(0.25)
     return None
+
+
+@contextlib.contextmanager
+def sending_scenario(
+    name: str, logs_prefix: str, **sink_options: float
+) -> Iterator[tuple[str, Sink, Path]]:
+    """The scenario's own database (``name``), migrated; the SES sink (``sink_options``);
+    a temporary directory for the workers' logs: the database URL, the sink, the folder."""
+    with (
+        scenario_database(name) as url,
+        ses_sink(**sink_options) as sink,
+        tempfile.TemporaryDirectory(prefix=logs_prefix) as logs,
+    ):
+        database_url = render_url(url)
+        migrate(database_url)
+        yield database_url, sink, Path(logs)
+
+
+def worker_logs(logs: Path) -> list[str]:
+    """The text of every log in ``logs``."""
+    return [path.read_text(errors="replace") for path in logs.glob("*.log")]
 
 
 # -- workers -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -30,6 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = PROJECT_ROOT / "bench"
 
 RESULT_MARKER = "BENCH_RESULT "
+CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 _STARTED = time.monotonic()
@@ -124,6 +126,18 @@ def insert_articles(
         {"at": at, "first": first, "count": count, "summary_end": summary_end},
     )
     return first
+
+
+def browser_session(base_url: str) -> tuple[str, str] | None:
+    """What a browser holds after loading the signup form at ``base_url``: its session
+    cookie (as a ``Cookie`` header's value) and CSRF token (CSRF stays on); None if the page
+    gave either not."""
+    response = httpx.get(base_url + "/", timeout=10.0)
+    response.raise_for_status()
+    match = CSRF_FIELD.search(response.text)
+    if match is None or "session" not in response.cookies:
+        return None
+    return f"session={response.cookies['session']}", match.group(1)
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -18,9 +19,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
@@ -28,6 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = PROJECT_ROOT / "bench"
 
 RESULT_MARKER = "BENCH_RESULT "
+CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 _STARTED = time.monotonic()
@@ -100,6 +104,40 @@ def alertsvc_command(args: list[str], env: Mapping[str, str]) -> None:
 
 
 # -- servers -------------------------------------------------------------------------------
+
+
+def insert_articles(
+    connection: psycopg.Connection, at: datetime, count: int, summary_end: str
+) -> int:
+    """``count`` new articles numbered on from the highest id, published, arrived and
+    processed at ``at``, each summary ending in ``summary_end``: the first one's id. Which
+    topics they are in is the caller's."""
+    first = connection.execute("SELECT coalesce(max(id), 0) + 1 FROM articles").fetchone()[0]
+    connection.execute(
+        """
+        INSERT INTO articles (guid, url, title, summary, author, published_at, source,
+                              created_at, revision, alerts_processed_at)
+        SELECT 'https://news.example/' || n, 'https://news.example/' || n,
+               'Article number ' || n || ' about public sector technology',
+               '<p>A summary of article ' || n || %(summary_end)s, 'Reporter', %(at)s, 'cli',
+               %(at)s, 0, %(at)s
+        FROM generate_series(%(first)s, %(first)s + %(count)s - 1) AS n
+        """,
+        {"at": at, "first": first, "count": count, "summary_end": summary_end},
+    )
+    return first
+
+
+def browser_session(base_url: str) -> tuple[str, str] | None:
+    """What a browser holds after loading the signup form at ``base_url``: its session
+    cookie (as a ``Cookie`` header's value) and CSRF token (CSRF stays on); None if the page
+    gave either not."""
+    response = httpx.get(base_url + "/", timeout=10.0)
+    response.raise_for_status()
+    match = CSRF_FIELD.search(response.text)
+    if match is None or "session" not in response.cookies:
+        return None
+    return f"session={response.cookies['session']}", match.group(1)
 
 
 def free_port() -> int:

@@ -30,7 +30,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 
 import psycopg
-from _support import PROJECT_ROOT, alertsvc_command, fresh_database, render_url, step
+from _support import (
+    PROJECT_ROOT,
+    alertsvc_command,
+    fresh_database,
+    insert_articles,
+    render_url,
+    step,
+)
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/alertsvc_bench_digest"
 WINDOW_END = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
@@ -94,19 +101,7 @@ def populate(dsn: str, subscribers: int, *, all_due: bool = False) -> None:
 
 def add_articles(connection: psycopg.Connection, at: datetime) -> None:
     """200 new articles arriving at ``at``, each in one to three topics."""
-    first = connection.execute("SELECT coalesce(max(id), 0) + 1 FROM articles").fetchone()[0]
-    connection.execute(
-        """
-        INSERT INTO articles (guid, url, title, summary, author, published_at, source,
-                              created_at, revision, alerts_processed_at)
-        SELECT 'https://news.example/' || n, 'https://news.example/' || n,
-               'Article number ' || n || ' about public sector technology',
-               '<p>A summary of article ' || n || ', with <strong>some</strong> markup.</p>',
-               'Reporter', %(at)s, 'cli', %(at)s, 0, %(at)s
-        FROM generate_series(%(first)s, %(first)s + 199) AS n
-        """,
-        {"at": at, "first": first},
-    )
+    first = insert_articles(connection, at, 200, ", with <strong>some</strong> markup.</p>")
     connection.execute(
         """
         INSERT INTO article_topics (article_id, topic_id)

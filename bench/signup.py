@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import httpx
 import redis
 from _floor_app import CREATE_TABLE
 from _support import (
@@ -39,6 +37,7 @@ from _support import (
     ProcessFilter,
     Server,
     alertsvc_command,
+    browser_session,
     children_of,
     command_starts,
     exit_cleanly_on_sigterm,
@@ -63,7 +62,6 @@ TARGET_RATIO = 0.5
 
 NO_LIMIT = "1000000 per minute"
 BENCH_SECRET_KEY = "bench-secret-key-" + "x" * 32  # signs nothing that outlives the run
-CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 FORM_REST = [
     ("topics", "data"),
     ("topics", "cyber-security"),
@@ -123,12 +121,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def session_and_token(base_url: str) -> tuple[str, str]:
     """What a browser holds after loading the signup page: a session cookie and CSRF token."""
-    response = httpx.get(base_url + "/", timeout=10.0)
-    response.raise_for_status()
-    match = CSRF_FIELD.search(response.text)
-    if match is None or "session" not in response.cookies:
+    held = browser_session(base_url)
+    if held is None:
         raise SystemExit("the signup page gave no CSRF token or session cookie")
-    return f"session={response.cookies['session']}", match.group(1)
+    return held
 
 
 def load(

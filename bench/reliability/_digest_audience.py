@@ -18,6 +18,7 @@ import psycopg
 
 from alertsvc.digests.schedule import floor_hour
 from alertsvc.models import utcnow
+from bench._support import insert_articles
 
 TOPICS = 8  # few topics, so few distinct digests to render: the run's cost is its writes
 ARTICLES = 40
@@ -87,19 +88,7 @@ def seed_due_audience(
         {"start": day_before, "topics": TOPICS, "pattern": prefix + "%"},
     )
     arrived = window_end - timedelta(hours=2)
-    first = connection.execute("SELECT coalesce(max(id), 0) + 1 FROM articles").fetchone()[0]
-    connection.execute(
-        """
-        INSERT INTO articles (guid, url, title, summary, author, published_at, source,
-                              created_at, revision, alerts_processed_at)
-        SELECT 'https://news.example/' || n, 'https://news.example/' || n,
-               'Article number ' || n || ' about public sector technology',
-               '<p>A summary of article ' || n || '.</p>', 'Reporter', %(at)s, 'cli',
-               %(at)s, 0, %(at)s
-        FROM generate_series(%(first)s, %(first)s + %(articles)s - 1) AS n
-        """,
-        {"at": arrived, "first": first, "articles": ARTICLES},
-    )
+    first = insert_articles(connection, arrived, ARTICLES, ".</p>")
     connection.execute(
         """
         INSERT INTO article_topics (article_id, topic_id)

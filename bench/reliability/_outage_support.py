@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, Self, TypeVar
 
 import httpx
 import psycopg
 from psycopg import sql
 
-from bench._support import PROJECT_ROOT, free_port, step
+from bench._support import free_port, step
+from bench.reliability._service_processes import (
+    ses_env,
+    sink_process,
+    start_alertsvc,
+    stop_group,
+)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-SINK_SCRIPT = PROJECT_ROOT / "bench" / "_ses_sink.py"
-REGION = "eu-west-2"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "reliability", "AWS_SECRET_ACCESS_KEY": "reliability"}
 SECRET_KEY = "reliability-scenario-key-0123456789abcdefghijklmnop"
 
 
@@ -220,26 +224,8 @@ class Sink:
 
 @contextlib.contextmanager
 def ses_sink() -> Iterator[Sink]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(SINK_SCRIPT), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"{url}/_sink/stats", timeout=1).raise_for_status()
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the SES sink did not start")
-            time.sleep(0.1)
+    with sink_process(stop=lambda process: stop_group(process, timeout=5)) as url:
         yield Sink(url)
-    finally:
-        stop_group(process, timeout=5)
 
 
 def prepare_database(
@@ -279,22 +265,14 @@ def prepare_database(
 def service_env(database_url: str, sink: Sink, **settings: str) -> dict[str, str]:
     """Settings for web, worker and scheduler: this database, the ses transport into the
     sink, a fixed key (no file written in the tree), text logs."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ALERTSVC_")}
-    env.update(AWS_ENV)
-    env.update(
-        ALERTSVC_ENV="development",
-        ALERTSVC_SECRET_KEY=SECRET_KEY,
-        ALERTSVC_DATABASE_URL=database_url,
-        ALERTSVC_BASE_URL="https://alerts.example.org",
-        ALERTSVC_MAIL_TRANSPORT="ses",
-        ALERTSVC_SES_REGION=REGION,
-        ALERTSVC_SES_ENDPOINT_URL=sink.url,
+    return ses_env(
+        database_url,
+        sink.url,
+        SECRET_KEY,
+        settings,
         ALERTSVC_LOG_FORMAT="text",
         FLASK_SKIP_DOTENV="1",
-        PYTHONFAULTHANDLER="1",
     )
-    env.update({f"ALERTSVC_{name}": value for name, value in settings.items()})
-    return env
 
 
 @dataclass
@@ -316,37 +294,52 @@ class Service:
 def start_service(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Service:
     """``alertsvc ARGS`` as its own Python process (the package of this tree)."""
     log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from alertsvc.cli import main; main()", *args],
-            cwd=PROJECT_ROOT,
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return Service(name, process, log)
+    return Service(name, start_alertsvc(args, env, log), log)
 
 
-def stop_groups(processes: list[subprocess.Popen[bytes]], timeout: float = 20) -> None:
-    """``stop_group`` for each, all asked at once so that their waits overlap."""
-    for process in processes:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        stop_group(process, timeout)
+# -- load on the web while its servers go away ----------------------------------------------
+
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+AnswerT = TypeVar("AnswerT")
 
 
-def stop_group(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """SIGTERM the process's group, then SIGKILL it if it has not gone within ``timeout``."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
+def signup_form(csrf_token: str, email: str) -> dict[str, str]:
+    """The signup form as a reader fills it in: Data, daily at 07:00 London time."""
+    return {
+        "csrf_token": csrf_token,
+        "email": email,
+        "topics": "data",
+        "frequency": "daily",
+        "daily_hour": "7",
+        "weekly_day": "0",
+        "weekly_hour": "7",
+        "timezone": "Europe/London",
+    }
+
+
+class LoadThreads(Generic[AnswerT]):
+    """Threads sending requests until stopped: started on entering, stopped and joined
+    (bounded) on leaving; each answer kept, in ``answers``."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.answers: list[AnswerT] = []
+        self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    def add(self, target: Callable[..., None], *args: Any) -> None:
+        self.threads.append(threading.Thread(target=target, args=args, daemon=True))
+
+    def __enter__(self) -> Self:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def keep(self, answer: AnswerT) -> None:
+        with self.lock:
+            self.answers.append(answer)

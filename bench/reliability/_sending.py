@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
 import subprocess
-import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -24,10 +22,17 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench._support import PROJECT_ROOT, free_port, step
+from bench._support import render_url, step
+from bench.reliability._common import scenario_database
+from bench.reliability._service_processes import (
+    kill,
+    ses_env,
+    sink_process,
+    start_alertsvc,
+    stop_group,
+    stop_groups,
+)
 
-SINK_SCRIPT = PROJECT_ROOT / "bench" / "_ses_sink.py"
-REGION = "eu-west-2"
 SECRET_KEY = "reliability-scenarios-only-not-a-real-key-0123456789abcdefghijklmnop"
 # Waits on processes are bounded: a worker that ignores SIGTERM this long is killed.
 STOP_SECONDS = 20.0
@@ -58,37 +63,12 @@ def ses_sink(
     *, throttle: float = 0.0, slow: float = 0.0, slow_seconds: float = 2.0, seed: int = 15
 ) -> Iterator[Sink]:
     """``bench/_ses_sink.py`` on a free port, stopped (its whole group) on leaving."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(SINK_SCRIPT),
-            "--port",
-            str(port),
-            "--throttle",
-            str(throttle),
-            "--slow",
-            str(slow),
-            "--slow-seconds",
-            str(slow_seconds),
-            "--seed",
-            str(seed),
-        ],
-        start_new_session=True,
-    )
-    sink = Sink(f"http://127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                sink.stats()
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the SES sink did not start")
-            time.sleep(0.1)
-        yield sink
-    finally:
-        stop_group(process)
+    options = ["--throttle", str(throttle), "--slow", str(slow)]
+    options += ["--slow-seconds", str(slow_seconds), "--seed", str(seed)]
+    with sink_process(
+        *options, output=None, stop=lambda process: stop_group(process, STOP_SECONDS)
+    ) as url:
+        yield Sink(url)
 
 
 # -- the database --------------------------------------------------------------------------
@@ -102,23 +82,13 @@ def libpq(database_url: str) -> str:
 def alertsvc_env(database_url: str, sink: Sink | None, **settings: object) -> dict[str, str]:
     """This environment without any ``ALERTSVC_*`` of its own (the test suite's), plus the
     service's settings for a worker sending through SES to ``sink``."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ALERTSVC_")}
-    env.update(
-        AWS_ACCESS_KEY_ID="reliability",
-        AWS_SECRET_ACCESS_KEY="reliability",
+    return ses_env(
+        database_url,
+        sink.url if sink is not None else None,
+        SECRET_KEY,
+        settings,
         AWS_EC2_METADATA_DISABLED="true",
-        ALERTSVC_ENV="development",
-        ALERTSVC_SECRET_KEY=SECRET_KEY,
-        ALERTSVC_DATABASE_URL=database_url,
-        ALERTSVC_BASE_URL="https://alerts.example.org",
-        ALERTSVC_MAIL_TRANSPORT="ses",
-        ALERTSVC_SES_REGION=REGION,
-        PYTHONFAULTHANDLER="1",
     )
-    if sink is not None:
-        env["ALERTSVC_SES_ENDPOINT_URL"] = sink.url
-    env.update({f"ALERTSVC_{name}": str(value) for name, value in settings.items()})
-    return env
 
 
 def migrate(database_url: str) -> None:
@@ -207,6 +177,27 @@ def wait_until_sent(database_url: str, timeout_s: float, what: str) -> float | N
     return None
 
 
+@contextlib.contextmanager
+def sending_scenario(
+    name: str, logs_prefix: str, **sink_options: float
+) -> Iterator[tuple[str, Sink, Path]]:
+    """The scenario's own database (``name``), migrated; the SES sink (``sink_options``);
+    a temporary directory for the workers' logs: the database URL, the sink, the folder."""
+    with (
+        scenario_database(name) as url,
+        ses_sink(**sink_options) as sink,
+        tempfile.TemporaryDirectory(prefix=logs_prefix) as logs,
+    ):
+        database_url = render_url(url)
+        migrate(database_url)
+        yield database_url, sink, Path(logs)
+
+
+def worker_logs(logs: Path) -> list[str]:
+    """The text of every log in ``logs``."""
+    return [path.read_text(errors="replace") for path in logs.glob("*.log")]
+
+
 # -- workers -------------------------------------------------------------------------------
 
 
@@ -229,48 +220,17 @@ class WorkerProcess:
 def start_worker(env: Mapping[str, str], log: Path, *args: str) -> WorkerProcess:
     """``alertsvc worker ARGS`` as its own Python process in a group of its own (no ``uv
     run`` in between: the pid SIGKILL reaches is the worker's)."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from alertsvc.cli import main; main()", "worker", *args],
-            cwd=PROJECT_ROOT,
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return WorkerProcess(process, log)
+    return WorkerProcess(start_alertsvc(["worker", *args], env, log), log)
 
 
 def kill_worker(worker: WorkerProcess) -> None:
     """SIGKILL, as a crash or the OOM killer would, and wait until it is gone."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        worker.process.wait(timeout=STOP_SECONDS)
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (a warm stop), then SIGKILL to the group if it has not stopped in time."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_SECONDS)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
+    kill(worker.process, wait_s=STOP_SECONDS)
 
 
 def stop_workers(workers: list[WorkerProcess]) -> None:
     """Ask every worker to stop at once (so they stop together), then wait for each."""
-    for worker in workers:
-        if worker.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGTERM)
-    for worker in workers:
-        stop_group(worker.process)
+    stop_groups([worker.process for worker in workers], STOP_SECONDS)
 
 
 # -- the reckoning -------------------------------------------------------------------------

@@ -19,8 +19,6 @@ Checked:
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -33,14 +31,17 @@ import psycopg
 
 from bench._support import gunicorn, step
 from bench.reliability._outage_support import (
+    CSRF,
+    LoadThreads,
     Sink,
     postgres_cluster,
     prepare_database,
     service_env,
     ses_sink,
+    signup_form,
     start_service,
-    stop_groups,
 )
+from bench.reliability._service_processes import stop_groups
 from bench.reliability.table import Row
 
 NAME = "database restart"
@@ -49,7 +50,6 @@ NEEDS_POSTGRESQL = True
 RECOVERY_TARGET_S = 10.0
 DOWN_S = 5.0
 UNAVAILABLE_TITLE = "Sorry, the service is unavailable at the moment"
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 API_TOKEN = "alertsvc_" + "r" * 43  # well formed, unknown: 401, looked up in the database
 
 
@@ -74,33 +74,15 @@ class Answer:
     email: str | None = None
 
 
-class Load:
+class Load(LoadThreads[Answer]):
     """Readers signing up (GET the form, POST it) and an API client, until stopped."""
 
     def __init__(self, base_url: str, threads: int) -> None:
+        super().__init__()
         self.base_url = base_url
-        self.threads = threads
-        self.stop = threading.Event()
-        self.answers: list[Answer] = []
-        self.lock = threading.Lock()
-        self.workers: list[threading.Thread] = []
-
-    def __enter__(self) -> Load:
-        for n in range(self.threads):
-            self.workers.append(threading.Thread(target=self._signups, args=(n,), daemon=True))
-        self.workers.append(threading.Thread(target=self._api, daemon=True))
-        for worker in self.workers:
-            worker.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for worker in self.workers:
-            worker.join(timeout=30)
-
-    def _record(self, answer: Answer) -> None:
-        with self.lock:
-            self.answers.append(answer)
+        for n in range(threads):
+            self.add(self._signups, n)
+        self.add(self._api)
 
     def _signups(self, thread: int) -> None:
         sent = 0
@@ -110,12 +92,12 @@ class Load:
                 try:
                     form = client.get("/")
                 except httpx.HTTPError as error:
-                    self._record(Answer(started, "page", f"no answer: {type(error).__name__}"))
+                    self.keep(Answer(started, "page", f"no answer: {type(error).__name__}"))
                     self.stop.wait(0.1)
                     continue
                 found = CSRF.search(form.text) if form.status_code == 200 else None
                 outcome = "ok" if found else _unavailable_page(form)
-                self._record(Answer(started, "page", outcome))
+                self.keep(Answer(started, "page", outcome))
                 if not found:
                     self.stop.wait(0.1)
                     continue
@@ -123,23 +105,11 @@ class Load:
                 email = f"restart-{thread}-{sent}@example.com"
                 started = time.time()
                 try:
-                    reply = client.post(
-                        "/",
-                        data={
-                            "csrf_token": found.group(1),
-                            "email": email,
-                            "topics": "data",
-                            "frequency": "daily",
-                            "daily_hour": "7",
-                            "weekly_day": "0",
-                            "weekly_hour": "7",
-                            "timezone": "Europe/London",
-                        },
-                    )
+                    reply = client.post("/", data=signup_form(found.group(1), email))
                     outcome = "ok" if reply.status_code == 303 else _unavailable_page(reply)
                 except httpx.HTTPError as error:
                     outcome = f"no answer: {type(error).__name__}"
-                self._record(Answer(started, "signup", outcome, email))
+                self.keep(Answer(started, "signup", outcome, email))
                 self.stop.wait(0.05)
 
     def _api(self) -> None:
@@ -151,7 +121,7 @@ class Load:
                         "/api/v1/articles", headers={"Authorization": f"Bearer {API_TOKEN}"}
                     )
                 except httpx.HTTPError as error:
-                    self._record(Answer(started, "api", f"no answer: {type(error).__name__}"))
+                    self.keep(Answer(started, "api", f"no answer: {type(error).__name__}"))
                     continue
                 if reply.status_code == 401:
                     outcome = "ok"
@@ -164,7 +134,7 @@ class Load:
                     outcome = "unavailable"
                 else:
                     outcome = f"API answered {reply.status_code}"
-                self._record(Answer(started, "api", outcome))
+                self.keep(Answer(started, "api", outcome))
 
 
 def _unavailable_page(response: httpx.Response) -> str:

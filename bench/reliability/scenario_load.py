@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -51,7 +50,7 @@ import redis
 from flask import Flask
 
 from alertsvc.tokens import TokenPurpose, make_token, unsubscribe_payload
-from bench._support import Server, alertsvc_command, gunicorn, step
+from bench._support import Server, alertsvc_command, browser_session, gunicorn, step
 from bench.reliability._common import scenario_database
 from bench.reliability._digest_audience import (
     check_run,
@@ -88,7 +87,6 @@ SENDING_WORKERS = 2
 # SES), and here they share two cores with gunicorn and PostgreSQL.
 BATCH_NICE = 10
 BATCH_CONNECTIONS = ["alertsvc worker", "alertsvc digest run"]
-CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = ("signup POST /", "confirm POST /confirm/<token>", "unsubscribe POST (one-click)")
 
@@ -167,12 +165,10 @@ def _tokens(connection: psycopg.Connection) -> tuple[list[str], list[str]]:
 def _browser_session(base_url: str) -> tuple[str, str]:
     """What a browser holds after loading the signup form: its session cookie and CSRF
     token (CSRF stays on; the confirm page's form takes the same token)."""
-    response = httpx.get(base_url + "/", timeout=10.0)
-    response.raise_for_status()
-    match = CSRF_FIELD.search(response.text)
-    if match is None or "session" not in response.cookies:
+    held = browser_session(base_url)
+    if held is None:
         raise RuntimeError("the signup form gave no CSRF token or session cookie")
-    return f"session={response.cookies['session']}", match.group(1)
+    return held
 
 
 def _requests(

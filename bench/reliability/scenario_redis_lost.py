@@ -20,8 +20,6 @@ Checked:
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -33,14 +31,17 @@ import httpx
 from bench._support import gunicorn, step
 from bench.reliability._common import busiest_window, scenario_database
 from bench.reliability._outage_support import (
+    CSRF,
+    LoadThreads,
     RedisServer,
     prepare_database,
     redis_server,
     service_env,
     ses_sink,
+    signup_form,
     start_service,
-    stop_groups,
 )
+from bench.reliability._service_processes import stop_groups
 from bench.reliability.table import Row
 
 NAME = "Redis lost"
@@ -48,7 +49,6 @@ NEEDS_POSTGRESQL = True
 
 SLACK = 0.2
 FALLBACK_WORKERS = 4  # more than run: the conservative share
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -78,27 +78,15 @@ FULL = Plan(
 )
 
 
-class Signups:
-    """Readers signing up (GET the form, POST it), each answer kept, until stopped."""
+class Signups(LoadThreads[tuple[float, str, int | str]]):
+    """Readers signing up (GET the form, POST it), each answer kept, until stopped;
+    ``answers`` are (started, what, status)."""
 
     def __init__(self, base_url: str, threads: int) -> None:
+        super().__init__()
         self.base_url = base_url
-        self.stop = threading.Event()
-        self.answers: list[tuple[float, str, int | str]] = []  # (started, what, status)
-        self.lock = threading.Lock()
-        self.threads = [
-            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
-        ]
-
-    def __enter__(self) -> Signups:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
+        for n in range(threads):
+            self.add(self._run, n)
 
     def _run(self, thread: int) -> None:
         sent = 0
@@ -114,27 +102,15 @@ class Signups:
                         continue
                     sent += 1
                     started = time.time()
-                    reply = client.post(
-                        "/",
-                        data={
-                            "csrf_token": found.group(1),
-                            "email": f"redis-{thread}-{sent}@example.com",
-                            "topics": "data",
-                            "frequency": "daily",
-                            "daily_hour": "7",
-                            "weekly_day": "0",
-                            "weekly_hour": "7",
-                            "timezone": "Europe/London",
-                        },
-                    )
+                    email = f"redis-{thread}-{sent}@example.com"
+                    reply = client.post("/", data=signup_form(found.group(1), email))
                     self._keep(started, "signup", reply.status_code)
                 except httpx.HTTPError as error:
                     self._keep(started, "request", type(error).__name__)
                 self.stop.wait(0.1)
 
     def _keep(self, started: float, what: str, status: int | str) -> None:
-        with self.lock:
-            self.answers.append((started, what, status))
+        self.keep((started, what, status))
 
     def failures(self) -> list[tuple[float, str, int | str]]:
         return [

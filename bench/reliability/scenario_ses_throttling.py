@@ -26,26 +26,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import redis
 
 from alertsvc.delivery.rate import rate_items
-from bench._support import render_url, step
-from bench.reliability._common import busiest_window, scenario_database
+from bench._support import step
+from bench.reliability._common import busiest_window
 from bench.reliability._sending import (
     WorkerProcess,
     alertsvc_env,
-    migrate,
     queue_emails,
     reckon,
-    ses_sink,
+    sending_scenario,
     start_worker,
     stop_workers,
     wait_until_sent,
+    worker_logs,
 )
 from bench.reliability.table import Row
 
@@ -115,13 +113,13 @@ def run(short: bool) -> Row:
         faults=f"{THROTTLED:.0%} of calls throttled (429), {SLOW:.0%} slow ({SLOW_SECONDS:g} s)",
     )
     workers: list[WorkerProcess] = []
-    with (
-        scenario_database("ses_throttling") as url,
-        ses_sink(throttle=THROTTLED, slow=SLOW, slow_seconds=SLOW_SECONDS) as sink,
-        tempfile.TemporaryDirectory(prefix="reliability-throttling-") as logs,
-    ):
-        database_url = render_url(url)
-        migrate(database_url)
+    with sending_scenario(
+        "ses_throttling",
+        "reliability-throttling-",
+        throttle=THROTTLED,
+        slow=SLOW,
+        slow_seconds=SLOW_SECONDS,
+    ) as (database_url, sink, logs):
         prefix = f"reliability-throttling-{os.getpid()}-{time.time_ns()}"
         env = alertsvc_env(
             database_url,
@@ -137,7 +135,7 @@ def run(short: bool) -> Row:
         )
         try:
             with TurnRecorder(REDIS, prefix, rate, burst) as recorder:
-                workers = [start_worker(env, Path(logs) / f"worker{n}.log") for n in range(WORKERS)]
+                workers = [start_worker(env, logs / f"worker{n}.log") for n in range(WORKERS)]
                 queue_emails(database_url, emails)
                 step(f"SES throttling: {emails:,} emails queued, {WORKERS} workers at {rate}/s")
                 drained = wait_until_sent(
@@ -146,7 +144,7 @@ def run(short: bool) -> Row:
                 exited = [worker.pid for worker in workers if worker.process.poll() is not None]
         finally:
             stop_workers(workers)
-        worker_logs = [path.read_text(errors="replace") for path in Path(logs).glob("*.log")]
+        texts = worker_logs(logs)
         calls = sink.calls()
         arrivals = sink.arrivals()
         reckoning = reckon(database_url, arrivals)
@@ -159,7 +157,7 @@ def run(short: bool) -> Row:
     peak, _ = busiest_window(call_times, 1.0 - LAG_ALLOWANCE_S)
     second, second_at = busiest_window(call_times)
     first = min(at for at, _, _ in calls) if calls else 0.0
-    tracebacks = sum(text.count("Traceback") for text in worker_logs)
+    tracebacks = sum(text.count("Traceback") for text in texts)
     row.lost = reckoning.lost
     row.duplicated = reckoning.duplicated
     row.errors = len(exited) + reckoning.unknown + tracebacks

@@ -26,28 +26,25 @@ from __future__ import annotations
 
 import math
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import psycopg
 
-from bench._support import render_url, step
-from bench.reliability._common import scenario_database
+from bench._support import step
 from bench.reliability._sending import (
     WorkerProcess,
     alertsvc_env,
     kill_worker,
     libpq,
-    migrate,
     queue_emails,
     reckon,
-    ses_sink,
+    sending_scenario,
     start_worker,
     stop_workers,
     wait_until_sent,
+    worker_logs,
 )
 from bench.reliability.table import Row
 
@@ -137,13 +134,7 @@ def run(short: bool) -> Row:
     errors: list[str] = []
     late_checks = 0
     workers: list[WorkerProcess] = []
-    with (
-        scenario_database("workers_killed") as url,
-        ses_sink() as sink,
-        tempfile.TemporaryDirectory(prefix="reliability-workers-") as logs,
-    ):
-        database_url = render_url(url)
-        migrate(database_url)
+    with sending_scenario("workers_killed", "reliability-workers-") as (database_url, sink, logs):
         env = alertsvc_env(
             database_url,
             sink,
@@ -156,7 +147,7 @@ def run(short: bool) -> Row:
         def start(index: int) -> WorkerProcess:
             nonlocal starts
             starts += 1
-            return start_worker(env, Path(logs) / f"worker{index}.{starts}.log")
+            return start_worker(env, logs / f"worker{index}.{starts}.log")
 
         def check_batches(now: float) -> None:
             nonlocal late_checks
@@ -210,7 +201,7 @@ def run(short: bool) -> Row:
             drained = wait_until_sent(database_url, 120 if short else 300, "workers killed")
         finally:
             stop_workers(workers)
-        worker_logs = [path.read_text(errors="replace") for path in Path(logs).glob("*.log")]
+        texts = worker_logs(logs)
         arrivals = sink.arrivals()
         reckoning = reckon(database_url, arrivals)
         in_flight_ids = sorted({row_id for kill in kills for row_id in kill.in_flight})
@@ -222,8 +213,8 @@ def run(short: bool) -> Row:
         for kill in kills
         if kill.in_flight
     ]
-    leases_lost = sum(text.count(LEASE_LOST) for text in worker_logs)
-    tracebacks = sum(text.count("Traceback") for text in worker_logs)
+    leases_lost = sum(text.count(LEASE_LOST) for text in texts)
+    tracebacks = sum(text.count("Traceback") for text in texts)
     times = [at for at, _ in arrivals]
     row.lost = reckoning.lost
     row.duplicated = reckoning.duplicated

@@ -11,13 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from bench._support import BENCH_DIR, PROJECT_ROOT, free_port
 
@@ -200,41 +198,3 @@ def ses_sink(log: Path, *, nice: int = 0) -> Iterator[str]:
 def sink_count(url: str) -> int:
     """Messages the sink has accepted."""
     return int(httpx.get(f"{url}/_sink/stats", timeout=5).json()["count"])
-
-
-@contextlib.contextmanager
-def niced_backends(dsn: str, application_names: list[str], nice: int) -> Iterator[set[int]]:
-    """While inside: every PostgreSQL backend serving a connection named one of
-    ``application_names`` (the ``alertsvc`` commands name theirs: ``alertsvc worker``,
-    ``alertsvc digest run``) runs at ``nice``, looked for twice a second; yields the pids
-    done so far.
-
-    ``nice`` on a process covers its own CPU, not the database work it asks for: a sending
-    worker's claims and records run in its backend, at the server's priority. On a machine
-    the whole fleet shares, the batch side's backends must yield too, or the web's
-    requests wait behind them. Needs the right to renice the server's processes (root).
-    """
-    done: set[int] = set()
-    stopping = threading.Event()
-
-    def renice() -> None:
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            while not stopping.wait(0.5):
-                pids = connection.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)"
-                    " AND datname = current_database()",
-                    (application_names,),
-                ).fetchall()
-                for (pid,) in pids:
-                    if pid not in done:
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.setpriority(os.PRIO_PROCESS, pid, nice)
-                            done.add(pid)
-
-    thread = threading.Thread(target=renice, name="niced-backends", daemon=True)
-    thread.start()
-    try:
-        yield done
-    finally:
-        stopping.set()
-        thread.join(timeout=10)

@@ -14,12 +14,9 @@ PostgreSQL while a large digest is planned and sent: 0 errors, p50/p99 per endpo
    a browser would have from the form), a confirm POST (the confirm page's button, its
    token made with the app's key and its salt) and an RFC 8058 one-click unsubscribe POST
    (no cookie, no CSRF). As it starts, ``alertsvc digest run daily`` plans the run, and
-   the workers send it. Workers, planner and sink run at nice 10, and so do the
-   PostgreSQL backends serving the workers and the planner (found by the application_name
-   each alertsvc command gives its connections): in a fleet they have hosts of their own
-   (the sink stands for SES) and the database is sized for both; here they share two
-   cores with the web and its backends, and the figures are the web's, not its share of a
-   machine busy sending.
+   the workers send it. Workers, planner and sink run at nice 10: in a fleet they have
+   hosts of their own (the sink stands for SES); here they share two cores with the web
+   and PostgreSQL, and the figures are the web's, not its share of a machine busy sending.
 4. After the load: the run planned, and the fleet left to send every queued email.
    Checked: no answer outside 2xx/3xx and no timeout (5 s); each request did what it says
    (a subscriber and signup request per signup, each confirm confirmed, each leaver has no
@@ -64,7 +61,6 @@ from bench.reliability._open_loop import LoadFigures, Request, open_loop
 from bench.reliability._service_processes import (
     SECRET_KEY,
     SES_REGION,
-    niced_backends,
     service_env,
     ses_sink,
     sink_count,
@@ -82,11 +78,10 @@ NO_LIMIT = "1000000 per minute"
 TIMEOUT_S = 5.0
 WEB_WORKERS = 4  # sync workers; most of a request is spent waiting on PostgreSQL
 SENDING_WORKERS = 2
-# The sending workers, the planner, their database backends and the SES sink yield the CPU
-# to the web (nice 10): in a fleet they run on hosts of their own (the sink stands for
-# SES), and here they share two cores with gunicorn and PostgreSQL.
+# The sending workers, the planner and the SES sink yield the CPU to the web (nice 10): in
+# a fleet they run on hosts of their own (the sink stands for SES), and here they share
+# two cores with gunicorn and PostgreSQL.
 BATCH_NICE = 10
-BATCH_CONNECTIONS = ["alertsvc worker", "alertsvc digest run"]
 FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = ("signup POST /", "confirm POST /confirm/<token>", "unsubscribe POST (one-click)")
 
@@ -332,7 +327,6 @@ def run(short: bool) -> Row:
         scenario_database("load") as url,
         tempfile.TemporaryDirectory() as tmp,
         ses_sink(Path(tmp) / "sink.log", nice=BATCH_NICE) as sink,
-        niced_backends(dsn_of(url), BATCH_CONNECTIONS, BATCH_NICE) as niced,
     ):
         dsn = dsn_of(url)
         settings = {
@@ -423,10 +417,6 @@ def run(short: bool) -> Row:
                 f" emails queued; {sent_during_load:,} emails at the sink"
                 f" by the end of the load, all {sent:,} sent {drained_s:.0f} s after it began"
                 f" ({SENDING_WORKERS} workers, {WEB_WORKERS} gunicorn workers, 2 CPUs)"
-            )
-            row.notes.append(
-                f"at nice {BATCH_NICE}: the sending workers, the planner, the sink and"
-                f" {len(niced)} PostgreSQL backends serving the workers and the planner"
             )
             row.notes.append(
                 "rate limits raised: ALERTSVC_SIGNUP_RATE_LIMIT_PER_IP and"

@@ -9,7 +9,7 @@ PostgreSQL while a large digest is planned and sent: 0 errors, p50/p99 per endpo
    settings, rate-limit counters in the shared Redis when it answers), two ``alertsvc
    worker`` processes sending through the ``ses`` transport into the sink.
 3. The load, open-loop (``_open_loop``: requests start at the rate whatever the answers,
-   latency counted from when each was due): 200 requests/s for 60 s (50/s for 10 s short),
+   latency counted from when each was due): 200 requests/s for 60 s (20/s for 10 s short),
    in turn a signup POST (a new address each time, with the session cookie and CSRF token
    a browser would have from the form), a confirm POST (the confirm page's button, its
    token made with the app's key and its salt) and an RFC 8058 one-click unsubscribe POST
@@ -305,10 +305,14 @@ def _report_load(row: Row, figures: LoadFigures, rate: int) -> None:
 
 
 FULL_RATE = 200
+SHORT_RATE = 20
 
 
 def run(short: bool) -> Row:
-    rate, duration_s = (50, 10) if short else (FULL_RATE, 60)
+    # The short variant checks the scenario works end to end inside make test, at a rate
+    # the 2-core CI machine keeps beside the digest on its slowest days (about 30/s was
+    # the most on 2026-12-02); the full variant carries the figure.
+    rate, duration_s = (SHORT_RATE, 10) if short else (FULL_RATE, 60)
     # To find what a machine sustains: the target stays 200/s, and the row says so.
     rate = int(os.environ.get("ALERTSVC_RELIABILITY_LOAD_RATE", rate))
     subscribers = 5_000 if short else 100_000

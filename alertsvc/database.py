@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,6 +20,8 @@ from sqlalchemy.sql.dml import Insert
 
 from alertsvc.extensions import db
 from alertsvc.models.types import UTCDateTime
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -138,6 +142,29 @@ class WorkingTables:
 
 NO_SCHEMA = "the database has no tables yet: run `alertsvc db upgrade` first"
 OLD_SCHEMA = "the database schema is older than this version: run `alertsvc db upgrade`"
+
+
+def schema_problem_once_reachable(most_delay_s: float = 5.0) -> str | None:
+    """``schema_problem()``, waiting while the database cannot be reached.
+
+    A worker or scheduler started during a database outage (or before the database, when a
+    machine boots) starts once it is back, as a running one waits and goes on, instead of
+    exiting. Said once; tried again after 0.5 s, doubling up to ``most_delay_s``.
+    """
+    delay = 0.5
+    said = False
+    while True:
+        try:
+            return schema_problem()
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            if not said:
+                reason = str(getattr(error, "orig", error)).splitlines()[0]
+                log.warning("database unavailable at start (%s): waiting for it", reason)
+                said = True
+        time.sleep(delay)
+        delay = min(delay * 2, most_delay_s)
 
 
 def schema_problem() -> str | None:

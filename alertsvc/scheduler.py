@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from alertsvc.articles.jobs import poll_due_feeds
-from alertsvc.database import database_unavailable, schema_problem
+from alertsvc.database import database_unavailable, schema_problem_once_reachable
 from alertsvc.delivery.wakeup import ARTICLES_CHANNEL, Listener, listen_url
 from alertsvc.digests.jobs import plan_due_digests, run_immediate_alerts, sweep_digest_runs
 from alertsvc.digests.planning import PlanResult
@@ -420,7 +420,7 @@ def lead(app: Flask, lock: LeaderLock, stopping: threading.Event) -> None:
 @with_appcontext
 def scheduler_command(wait_seconds: float) -> None:
     """Run the scheduled jobs (one leader; others wait to take over)."""
-    problem = schema_problem()
+    problem = schema_problem_once_reachable()
     if problem:
         raise click.ClickException(problem)
     run_scheduler(current_app._get_current_object(), wait_seconds)  # type: ignore[attr-defined]

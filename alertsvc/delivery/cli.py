@@ -9,7 +9,7 @@ from flask.cli import AppGroup, with_appcontext
 from alertsvc.addresses import InvalidAddress, normalise_email
 from alertsvc.audit import record_audit
 from alertsvc.config import ConfigurationError
-from alertsvc.database import schema_problem, transaction
+from alertsvc.database import schema_problem_once_reachable, transaction
 from alertsvc.delivery import suppressions
 from alertsvc.delivery.pauses import (
     SCOPE_WORDS,
@@ -42,7 +42,7 @@ MAX_PAUSE_REASON_LENGTH = 500
 @with_appcontext
 def worker_command(burst: bool, concurrency: int | None) -> None:
     """Send queued email. Stops after the current batch on SIGTERM; at once on a second."""
-    problem = schema_problem()
+    problem = schema_problem_once_reachable()
     if problem:
         raise click.ClickException(problem)
     app = current_app._get_current_object()  # type: ignore[attr-defined]

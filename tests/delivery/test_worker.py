@@ -13,6 +13,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+from flask_migrate import upgrade
 from sqlalchemy import select
 
 from alertsvc.database import transaction
@@ -465,6 +466,36 @@ def test_worker_burst_as_a_process_sends_and_exits_0(app, database_url, tmp_path
     assert "Worker stopped: 2 sent, 0 to retry, 0 failed, 0 suppressed, in 1 batch" in output(log)
     assert delivered_to(mail) == ["first@example.com", "second@example.com"]
     assert set(statuses(app).values()) == {OutboxStatus.SENT}
+
+
+def test_a_worker_started_before_its_database_waits_for_it(app_with, tmp_path):
+    """Started while the database cannot be reached (an outage, a machine booting), the
+    worker waits for it and then works, rather than exiting: nobody has to start it again."""
+    later = tmp_path / "not-yet"
+    url = f"sqlite:///{later / 'alertsvc.sqlite3'}"
+    log = tmp_path / "worker.log"
+    process = start(["worker", "--burst"], alertsvc_env(url, tmp_path / "mail"), log)
+    try:
+        wait_for(
+            lambda: "database unavailable at start" in output(log),
+            timeout=120,
+            what="the worker to say it waits for the database",
+            processes=[process],
+            logs=[log],
+        )
+        time.sleep(1.5)
+        assert process.poll() is None, output(log)
+        later.mkdir()
+        flask_app = app_with(SQLALCHEMY_DATABASE_URI=url)
+        with flask_app.app_context():
+            upgrade()
+        queue_manage_link(flask_app, "patient@example.com")
+        assert exit_code(process, 120, log) == 0, output(log)
+    finally:
+        kill(process)
+    assert output(log).count("database unavailable at start") == 1
+    assert "Worker stopped: 1 sent" in output(log)
+    assert delivered_to(tmp_path / "mail") == ["patient@example.com"]
 
 
 def test_running_worker_finishes_its_batch_and_exits_0_on_sigterm(app, database_url, tmp_path):

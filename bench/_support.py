@@ -11,6 +11,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -293,6 +294,8 @@ def wrk(
         "--",
         *script_args,
     ]
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: run scripts/ensure-bench-tools.sh")
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
         command,

@@ -117,7 +117,11 @@ def _count_committed(connection: Connection) -> None:
 
 @event.listens_for(Engine, "rollback")
 def _forget_rolled_back(connection: Connection) -> None:
-    connection.info.pop(_QUEUED, None)
+    """A connection the database dropped is invalidated: reading its ``info`` would raise
+    (the rollback that ends it would then fail), and the pool clears ``info`` when it
+    replaces the connection, so there is nothing to forget."""
+    if not connection.invalidated:
+        connection.info.pop(_QUEUED, None)
 
 
 @event.listens_for(Pool, "reset")

@@ -485,11 +485,15 @@ def test_a_worker_started_before_its_database_waits_for_it(app_with, tmp_path):
         )
         time.sleep(1.5)
         assert process.poll() is None, output(log)
-        later.mkdir()
-        flask_app = app_with(SQLALCHEMY_DATABASE_URI=url)
+        # The database appears whole, as a server coming back does: made beside, then
+        # moved into place in one step (the worker tries again every few seconds).
+        ready = tmp_path / "ready"
+        ready.mkdir()
+        flask_app = app_with(SQLALCHEMY_DATABASE_URI=f"sqlite:///{ready / 'alertsvc.sqlite3'}")
         with flask_app.app_context():
             upgrade()
         queue_manage_link(flask_app, "patient@example.com")
+        ready.rename(later)
         assert exit_code(process, 120, log) == 0, output(log)
     finally:
         kill(process)

@@ -41,11 +41,11 @@ def transaction(*, keep_loaded: bool = False) -> Iterator[Session]:
         yield session
         if keep_loaded:
             current = session()  # the request's own Session behind the scoped proxy
-            current.expire_on_commit = False
+            expire_on_commit, current.expire_on_commit = current.expire_on_commit, False
             try:
                 current.commit()
             finally:
-                current.expire_on_commit = True
+                current.expire_on_commit = expire_on_commit
         else:
             session.commit()
     except BaseException:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -74,21 +75,38 @@ def ses_env(
     )
 
 
+def _popen_niced(command: list[str], nice: int, **options: Any) -> subprocess.Popen[bytes]:
+    """``command`` in a new session (and process group), at ``nice``.
+
+    With the kernel's autogroup scheduling on (``/proc/sys/kernel/sched_autogroup_enabled``,
+    the default on most distributions), each session is a scheduling group that shares the
+    CPU with every other as a whole, and a process's niceness only counts inside its own
+    group: ``nice -n 10`` alone left a worker in a session of its own as strong as all of
+    gunicorn's workers together. The session's niceness, in ``/proc/<pid>/autogroup``, is
+    what weighs against other sessions, so both are set.
+    """
+    process = subprocess.Popen(command, start_new_session=True, **options)
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, process.pid, nice)
+        with contextlib.suppress(OSError):  # no autogroup scheduling: the niceness is enough
+            Path(f"/proc/{process.pid}/autogroup").write_text(str(nice))
+    return process
+
+
 def start_alertsvc(
     args: list[str], env: Mapping[str, str], log: Path, *, nice: int = 0
 ) -> subprocess.Popen[bytes]:
-    """``alertsvc ARGS`` as a Python process of its own (the pid is the command's: ``nice``
-    execs it), in a new process group, output to ``log``."""
-    prefix = ["nice", "-n", str(nice)] if nice else []
+    """``alertsvc ARGS`` as a Python process of its own, at ``nice`` (``_popen_niced``), in a
+    new session and process group, output to ``log``."""
     with log.open("ab") as out:
-        return subprocess.Popen(
-            [*prefix, sys.executable, "-c", "from alertsvc.cli import main; main()", *args],
+        return _popen_niced(
+            [sys.executable, "-c", "from alertsvc.cli import main; main()", *args],
+            nice,
             cwd=PROJECT_ROOT,
             env=dict(env),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
         )
 
 
@@ -154,22 +172,15 @@ def sink_process(
     ``log`` if given, else to ``output`` (``None``: this process's own)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [
-        *(["nice", "-n", str(nice)] if nice else []),
-        sys.executable,
-        str(SINK_SCRIPT),
-        "--port",
-        str(port),
-        *options,
-    ]
+    command = [sys.executable, str(SINK_SCRIPT), "--port", str(port), *options]
     with contextlib.ExitStack() as files:
         out = files.enter_context(log.open("ab")) if log is not None else output
-        process = subprocess.Popen(
+        process = _popen_niced(
             command,
+            nice,
             stdout=out,
             stderr=subprocess.STDOUT if log is not None else output,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + start_s

@@ -14,7 +14,7 @@ PostgreSQL while a large digest is planned and sent: 0 errors, p50/p99 per endpo
    a browser would have from the form), a confirm POST (the confirm page's button, its
    token made with the app's key and its salt) and an RFC 8058 one-click unsubscribe POST
    (no cookie, no CSRF). As it starts, ``alertsvc digest run daily`` plans the run, and
-   the workers send it. Workers, planner and sink run at nice 10: in a fleet they have
+   the workers send it. Workers, planner and sink run at nice 19: in a fleet they have
    hosts of their own (the sink stands for SES); here they share two cores with the web
    and PostgreSQL, and the figures are the web's, not its share of a machine busy sending.
 4. After the load: the run planned, and the fleet left to send every queued email.
@@ -78,10 +78,13 @@ NO_LIMIT = "1000000 per minute"
 TIMEOUT_S = 5.0
 WEB_WORKERS = 4  # sync workers; most of a request is spent waiting on PostgreSQL
 SENDING_WORKERS = 2
-# The sending workers, the planner and the SES sink yield the CPU to the web (nice 10): in
-# a fleet they run on hosts of their own (the sink stands for SES), and here they share
-# two cores with gunicorn and PostgreSQL.
-BATCH_NICE = 10
+# The sending workers, the planner and the SES sink yield the CPU to the web: in a fleet
+# they run on hosts of their own (the sink stands for SES), and here they share two cores
+# with gunicorn and PostgreSQL. 19, not 10: each runs in a session of its own, which the
+# kernel's autogroup scheduling weighs as a whole against gunicorn's session (see
+# ``_service_processes._nice_session``), and four busy gunicorn workers weigh no more than
+# one process; at 10 the batch side still took about a third of the machine.
+BATCH_NICE = 19
 FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = ("signup POST /", "confirm POST /confirm/<token>", "unsubscribe POST (one-click)")
 

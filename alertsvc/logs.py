@@ -36,14 +36,34 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A request id from a proxy is kept when it is short and plain; anything else could forge
 # log lines or carry data, and is replaced.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# Anything with an @ in it, plain or percent-encoded (in a logged URL), up to the nearest
-# separator of a URL, a header or a sentence either side: a partial address (a search for
-# ``due1@example``) is redacted too, and the rest of a request line is kept around it.
-_SEPARATORS = r"""/?&=;,\s"'<>()\[\]{}"""
-_ADDRESS = re.compile(rf"[^{_SEPARATORS}]*(?:@|%40)[^{_SEPARATORS}]*")
+# Anything with an @ in it, plain or percent-encoded (in a logged URL): a partial address (a
+# search for ``due1@example``) is redacted too, and the rest of a request line is kept
+# around it. The domain ends at the nearest separator of a URL, a header or a sentence; the
+# local part may hold ' / & = ? (o'brien@, a/b@), so it runs back to a space, bracket,
+# quote, comma or semicolon, and ``_kept_prefix`` gives back only what is surely not part
+# of the address.
+_LOCAL_STOP = r"""\s"<>()\[\]{},;"""
+_DOMAIN_STOP = r"""/?&=;,\s"'<>()\[\]{}"""
+_ADDRESS = re.compile(rf"[^{_LOCAL_STOP}]*(?:@|%40)[^{_DOMAIN_STOP}]*")
+# In a URL (a path or a query before the @), the address starts after the last of these.
+_URL_SEPARATORS = "/?&="
+# Outside a URL: opening quotes, then a ``key=`` as in ``to=someone@example.org`` (so the
+# rare local part that starts like one, ``a=b@``, keeps ``a=`` in clear).
+_QUOTES_AND_KEY = re.compile(r"'*(?:[A-Za-z_][A-Za-z0-9_.-]*=)?")
 # Left after the mark: the full stop or colon ending a sentence is not part of the address.
 _TRAILING = ".:!"
 _HANDLER_NAME = "alertsvc"
+
+
+def _kept_prefix(found: str) -> str:
+    """What comes before the address in ``found`` (a run of text holding an @) and is kept:
+    the path and query of a URL up to the address, or opening quotes and a ``key=``. An
+    apostrophe or slash inside the local part stays in the address: ``o'brien@`` is
+    redacted whole, not left as ``o'`` and a mark."""
+    local = re.split("@|%40", found, maxsplit=1)[0]
+    if "?" in local or local.startswith("/") or "://" in local:
+        return local[: max(local.rfind(separator) for separator in _URL_SEPARATORS) + 1]
+    return _QUOTES_AND_KEY.match(local).group(0)  # type: ignore[union-attr]
 
 
 class EmailRedactor:
@@ -59,10 +79,11 @@ class EmailRedactor:
 
     def _replace(self, match: re.Match[str]) -> str:
         found = match.group(0)
-        address = found.rstrip(_TRAILING)
+        prefix = _kept_prefix(found)
+        address = found[len(prefix) :].rstrip(_TRAILING)
         if address in ("@", "%40"):
             return found
-        return self.mark(address) + found[len(address) :]
+        return prefix + self.mark(address) + found[len(prefix) + len(address) :]
 
     def redact(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -114,6 +114,7 @@ def test_every_field_is_redacted_and_an_address_keeps_one_mark() -> None:
         ("550 <c@example.com> (d@example.com) [e@example] {f@x}", ["550 <", "> (", ") [", "] {"]),
         ("sent to 'g@example.org'.", ["sent to '", "'."]),
         ("bounce for h@example.org.", ["bounce for ", "."]),
+        ("GET /manage?email=o'brien@example.org&x=1", ["GET /manage?email=", "&x=1"]),
     ],
 )
 def test_anything_with_an_at_sign_is_redacted_and_the_rest_of_the_line_kept(
@@ -127,6 +128,18 @@ def test_anything_with_an_at_sign_is_redacted_and_the_rest_of_the_line_kept(
         found = redacted.find(piece, position)
         assert found >= 0, (piece, redacted)
         position = found + len(piece)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["o'brien@example.org", "jo.o'neil@example.org", "a/b@example.org", "a&b@example.org"],
+)
+def test_no_part_of_a_local_part_is_left_in_clear(address: str) -> None:
+    """' / & are allowed in a local part; the mark covers them, not just what follows. (A
+    ``?`` before the @ reads as a URL's query, whose key and path stay in clear.)"""
+    redact = EmailRedactor("key")
+    line = f"signup from {address} for data"
+    assert redact.redact(line) == f"signup from {redact.mark(address)} for data"
 
 
 def test_a_partial_address_keeps_the_same_mark_plain_or_encoded() -> None:

@@ -47,7 +47,15 @@ import redis
 from flask import Flask
 
 from alertsvc.tokens import TokenPurpose, make_token, unsubscribe_payload
-from bench._support import Server, alertsvc_command, browser_session, gunicorn, step
+from bench._support import (
+    CpuMeter,
+    Server,
+    alertsvc_command,
+    browser_session,
+    children_of,
+    gunicorn,
+    step,
+)
 from bench.reliability._common import scenario_database
 from bench.reliability._digest_audience import (
     check_run,
@@ -61,6 +69,7 @@ from bench.reliability._open_loop import LoadFigures, Request, open_loop
 from bench.reliability._service_processes import (
     SECRET_KEY,
     SES_REGION,
+    SINK_SCRIPT,
     service_env,
     ses_sink,
     sink_count,
@@ -381,7 +390,16 @@ def run(short: bool) -> Row:
                 processes.append(planner)
                 step(f"load: {rate} req/s for {duration_s} s; the digest run is being planned")
                 load_started = time.monotonic()
-                figures = open_loop(web.url, requests, rate, TIMEOUT_S)
+                batch = {process.pid for process in processes}
+                with CpuMeter(
+                    {
+                        "web": children_of(web.pid),
+                        "batch": lambda pid, _, cmdline: (
+                            pid in batch or SINK_SCRIPT.name in cmdline
+                        ),
+                    }
+                ) as cpu:
+                    figures = open_loop(web.url, requests, rate, TIMEOUT_S)
                 load_s = time.monotonic() - load_started
                 worst = " ".join(f"{ms:.0f}" for ms in figures.worst_by_second())
                 step(f"slowest answer (ms) among the requests due in each second: {worst}")
@@ -413,6 +431,12 @@ def run(short: bool) -> Row:
             )
 
             _report_load(row, figures, rate)
+            machine = (os.cpu_count() or 1) * load_s
+            row.notes.append(
+                f"CPU during the load: gunicorn {cpu.seconds['web'] * 1000 / total:.1f} ms per"
+                f" request ({cpu.seconds['web'] / machine:.0%} of the machine); workers,"
+                f" planner and sink {cpu.seconds['batch'] / machine:.0%}"
+            )
             row.notes.append(
                 "took effect in the database (timed-out requests may still have): "
                 + ", ".join(f"{endpoint} {effects[endpoint]:,}" for endpoint in ENDPOINTS)

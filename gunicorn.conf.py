@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gunicorn.glogging import Logger
 from gunicorn.http import wsgi as gunicorn_wsgi
 from prometheus_client import multiprocess
 
 from alertsvc import PROJECT_ROOT
 from alertsvc.config import ConfigurationError, check_settings
+from alertsvc.logs import log_formatter
 
 # Multiprocess metrics need their folder before any process counts anything (the settings
 # check below requires it). It is not emptied here: a worker or scheduler on this machine may
@@ -28,9 +30,27 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 try:
-    check_settings(PROJECT_ROOT / "instance")
+    _settings = check_settings(PROJECT_ROOT / "instance")
 except ConfigurationError as error:
     sys.exit(f"Error: {error}")
+
+_app_format = log_formatter(_settings)
+
+
+class _AppFormatLogger(Logger):
+    """gunicorn's own lines (the master's, a worker's boot, timeout and crash, and the access
+    log if turned on) in the app's format: JSON objects in production, addresses redacted,
+    so that one parser reads the web's whole output. Where they go is gunicorn's to say
+    (``--error-logfile``, ``--access-logfile``); only the format changes."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(_app_format)
+
+
+logger_class = _AppFormatLogger
 
 _default_headers = gunicorn_wsgi.Response.default_headers
 

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import idna
-from flask import Flask
+from flask import Config, Flask
 from sqlalchemy import make_url
 
 ENVIRONMENTS = ("development", "testing", "production")
@@ -782,13 +782,16 @@ def _check_metrics_folder() -> None:
         )
 
 
-def check_settings(instance_path: str | Path) -> None:
-    """Check the environment's settings before serving, as ``create_app`` would.
+def check_settings(instance_path: str | Path) -> Config:
+    """Check the environment's settings before serving, as ``create_app`` would; the
+    settings, checked.
 
     For process managers that should stop with one line rather than start workers that
     each fail (``gunicorn.conf.py``).
     """
-    load_config(Flask("alertsvc", instance_path=str(instance_path)))
+    app = Flask("alertsvc", instance_path=str(instance_path))
+    load_config(app)
+    return app.config
 
 
 def bare_origin(value: object) -> str:

@@ -53,6 +53,13 @@ _QUOTES_AND_KEY = re.compile(r"'*(?:[A-Za-z_][A-Za-z0-9_.-]*=)?")
 # Left after the mark: the full stop or colon ending a sentence is not part of the address.
 _TRAILING = ".:!"
 _HANDLER_NAME = "alertsvc"
+# What every line carries, from structlog or from the standard library's logging.
+_SHARED_PROCESSORS: list[Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_logger_name,
+    structlog.stdlib.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
 
 
 def _kept_prefix(found: str) -> str:
@@ -110,32 +117,30 @@ def log_format(config: Mapping[str, Any]) -> str:
     return str(chosen)
 
 
-def configure_logging(config: Mapping[str, Any]) -> None:
-    """Send every log line, structlog's and the standard library's, through one handler.
-
-    Called by each app the process makes; the handler is replaced, never added twice.
-    """
-    redactor = EmailRedactor(str(config["SECRET_KEY"]))
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
+def log_formatter(config: Mapping[str, Any]) -> logging.Formatter:
+    """The one format of every line: JSON or text (``log_format``), addresses redacted."""
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if log_format(config) == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            redactor,
+            EmailRedactor(str(config["SECRET_KEY"])),
             renderer,
         ],
     )
+
+
+def configure_logging(config: Mapping[str, Any]) -> None:
+    """Send every log line, structlog's and the standard library's, through one handler.
+
+    Called by each app the process makes; the handler is replaced, never added twice.
+    """
+    formatter = log_formatter(config)
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
@@ -148,7 +153,7 @@ def configure_logging(config: Mapping[str, Any]) -> None:
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *shared,
+            *_SHARED_PROCESSORS,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

@@ -5,15 +5,24 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 import structlog
 from flask import Flask
 
+from alertsvc import PROJECT_ROOT
 from alertsvc.config import ConfigurationError
 from alertsvc.logs import EmailRedactor, job_context
+from tests.conftest import TEST_SECRET_KEY
 from tests.factories import seed_topics
+from tests.processes import kill, output, wait_for
 from tests.subscriptions.helpers import post_signup
 
 
@@ -175,3 +184,51 @@ def test_tracebacks_are_redacted_too(logging_app) -> None:
 def test_an_unknown_log_format_is_refused(app_with: Callable[..., Flask]) -> None:
     with pytest.raises(ConfigurationError, match="ALERTSVC_LOG_FORMAT"):
         app_with(LOG_FORMAT="xml")
+
+
+def test_gunicorn_writes_its_own_lines_in_the_apps_format(
+    tmp_path: Path, database_url: str, mail_dir: Path
+) -> None:
+    """``gunicorn wsgi:app`` in production, access log on: every line it and the app write is
+    a JSON object, gunicorn's own included, and an address in a logged URL is redacted."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ALERTSVC_")}
+    env.update(
+        ALERTSVC_ENV="production",
+        ALERTSVC_SECRET_KEY=TEST_SECRET_KEY,
+        ALERTSVC_BASE_URL="https://alerts.example.org",
+        ALERTSVC_DATABASE_URL=database_url,
+        ALERTSVC_MAIL_DIR=str(mail_dir),
+    )
+    log = tmp_path / "gunicorn.log"
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--access-logfile", "-", "wsgi:app"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(answers, 60, "gunicorn to answer /healthz", [process], [log])
+        httpx.get(f"http://127.0.0.1:{port}/manage?email=o'brien@example.org")
+    finally:
+        kill(process)
+    lines = [line for line in output(log).splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]  # fails on any line that is not JSON
+    said = {(event["logger"], event["event"].split(" ")[0]) for event in events}
+    assert ("gunicorn.error", "Listening") in said, lines
+    access = [e["event"] for e in events if e["logger"] == "gunicorn.access"]
+    assert any("/manage?email=email:" in line for line in access), access
+    assert "brien" not in output(log)

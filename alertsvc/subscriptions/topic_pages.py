@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from flask import Response, abort, current_app, render_template, request, url_for
+from flask import Response, abort, current_app, redirect, render_template, request, url_for
 from jinja2 import BaseLoader, TemplateNotFound
 from sqlalchemy import func, select
 from wtforms import Form, StringField
@@ -230,6 +230,12 @@ def topic_list() -> Response:
             TOPICS_TEMPLATE, topics=[(topic, plain_query(topic)) for topic in topics]
         ),
     )
+
+
+@bp.get("/topics/")
+def topic_list_with_slash() -> Response:
+    """``/topics/`` as typed or linked is the list, at its one address."""
+    return redirect(url_for(".topic_list"), 308)
 
 
 def _state_or_404(slug: str) -> TopicState:

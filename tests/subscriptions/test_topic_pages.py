@@ -144,6 +144,13 @@ def test_a_topic_page_links_its_atom_feed(app, client):
     assert '<a href="/topics/data.atom">' in page
 
 
+def test_the_list_with_a_trailing_slash_redirects_to_the_list(client):
+    response = client.get("/topics/")
+    assert response.status_code == 308
+    assert response.headers["Location"] == "/topics"
+    assert client.get("/topics/", follow_redirects=True).status_code == 200
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -44,8 +44,8 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # of the address. At most ``_LOCAL_MOST`` characters back (a local part has at most 64;
 # further back, more is redacted, never less). The text is walked from each @ rather than
 # matched by one pattern: a pattern free to start anywhere cost time in the square of a
-# value's length (160 ms for 4,000 letters), which anyone able to get a value logged could
-# use.
+# value's length (76 ms for 4,000 letters, 700 ms for 12,000), which anyone able to get a
+# value logged could use.
 _AT = re.compile("@|%40")
 _LOCAL_STOP = frozenset(' \t\n\r\f\v"<>()[]{},;')
 _DOMAIN_REST = re.compile(r"""[^/?&=;,\s"'<>()\[\]{}]*""")

@@ -131,6 +131,27 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds an open TCP connection to ``port`` on this host's IPv4
+    loopback: its socket descriptors matched against the kernel's connection table."""
+    sockets = set()
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for fd in descriptors:
+        with contextlib.suppress(OSError):  # closed since it was listed (the listing's own)
+            sockets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    for line in table:
+        fields = line.split()
+        remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+        established = fields[3] == "01"
+        if established and remote_port == port and f"socket:[{fields[9]}]" in sockets:
+            return True
+    return False
+
+
 @dataclass
 class RedisServer:
     """A redis-server of this scenario's own, on a free loopback port, without persistence."""

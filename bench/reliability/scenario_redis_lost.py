@@ -34,6 +34,8 @@ from bench.reliability._outage_support import (
     CSRF,
     LoadThreads,
     RedisServer,
+    Service,
+    connected_to,
     prepare_database,
     redis_server,
     service_env,
@@ -49,6 +51,7 @@ NEEDS_POSTGRESQL = True
 
 SLACK = 0.2
 FALLBACK_WORKERS = 4  # more than run: the conservative share
+WORKER_START_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,19 @@ def _keys_back(redis: RedisServer, up: float, timeout: float) -> tuple[float | N
     return send_back, limits_back
 
 
+def _wait_for_redis_clients(workers: list[Service], port: int, most_s: float) -> float:
+    """Wait until every worker holds a connection to Redis (or ``most_s`` has passed); the
+    seconds waited. A worker refuses to start without the Redis its rate is counted in, so
+    one still starting when Redis stops (on a busy machine, seconds after the others) would
+    exit: the scenario is about Redis lost by a running fleet."""
+    started = time.monotonic()
+    while time.monotonic() - started < most_s:
+        if all(connected_to(worker.process.pid, port) for worker in workers):
+            break
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
 def run(short: bool) -> Row:
     plan = SHORT if short else FULL
     row = Row(
@@ -173,6 +189,8 @@ def run(short: bool) -> Row:
                 step(f"sending and signups for {plan.warm_s:g} s")
                 with Signups(web.url, plan.signup_threads) as signups:
                     time.sleep(plan.warm_s)
+                    waited = _wait_for_redis_clients(workers, redis.port, WORKER_START_S)
+                    step(f"every worker connected to Redis ({waited:.1f} s more)")
                     before = _keys(redis)
                     step(
                         f"Redis holds {sum('send' in k for k in before)} send rate key(s) and "

@@ -342,6 +342,10 @@ def run_scheduler(app: Flask, wait_seconds: float = 5.0) -> None:
     Shutting down inside the handler could deadlock (the handler may interrupt the main
     thread while it holds the executor's lock) or be lost (before the scheduler runs).
     """
+    # APScheduler logs each run's start and end at INFO: two lines every few seconds for the
+    # leadership check alone. Each job logs what it did (``job … done``); APScheduler's
+    # warnings and errors (a missed run, a job that raised) still show.
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     lock = make_leader_lock(app)
     stopping = threading.Event()
 

@@ -15,9 +15,10 @@ from flask import Flask
 from sqlalchemy import select, text
 
 from alertsvc.database import transaction
+from alertsvc.digests.alerts import AlertResult
 from alertsvc.extensions import db
 from alertsvc.models import SignupRequest, utcnow
-from alertsvc.scheduler import WakeableJob, build_scheduler, make_leader_lock
+from alertsvc.scheduler import WakeableJob, _describe, build_scheduler, make_leader_lock
 from alertsvc.subscriptions.jobs import purge_signup_requests
 from tests.factories import create_subscriber, rows
 from tests.processes import alertsvc_env, exit_code, kill, output, start, wait_for
@@ -264,3 +265,10 @@ def test_a_leader_whose_lock_connection_died_takes_the_lead_again(app, app_with)
         assert not make_leader_lock(app).acquire(), "held again, by the leader"
     finally:
         lock.release()
+
+
+def test_the_immediate_alerts_job_logs_a_sentence_not_a_repr():
+    outcome = AlertResult(articles=2, emails=5, failed=1, seconds=0.5)
+    assert _describe(outcome) == (
+        "2 articles, 5 emails queued, 0 held for the daily digest (cap reached), 1 failed, 0.50 s"
+    )

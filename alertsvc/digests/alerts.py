@@ -34,6 +34,7 @@ from alertsvc.extensions import db
 from alertsvc.metrics import count_queued
 from alertsvc.models import Article, Frequency, OutboxStatus, Topic, article_topics, utcnow
 from alertsvc.retries import Failure, RetryPolicy
+from alertsvc.text import plural
 
 
 @dataclass
@@ -43,6 +44,15 @@ class AlertResult:
     carried_over: int = 0
     failed: int = 0
     seconds: float = 0.0
+
+    def __str__(self) -> str:
+        """What a pass did, for ``alerts run`` and the scheduler's log."""
+        failed = f", {self.failed} failed" if self.failed else ""
+        return (
+            f"{plural(self.articles, 'article')}, {plural(self.emails, 'email')} queued, "
+            f"{self.carried_over} held for the daily digest (cap reached){failed},"
+            f" {self.seconds:.2f} s"
+        )
 
 
 class AlertError(Exception):

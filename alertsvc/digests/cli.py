@@ -99,13 +99,9 @@ def alerts_cli() -> None:
 def alerts_run_command() -> None:
     """Queue immediate alerts for every new article (or major update) not yet alerted."""
     result = jobs.run_immediate_alerts()
-    click.echo(
-        f"Immediate alerts: {plural(result.articles, 'article')}, "
-        f"{plural(result.emails, 'email')} queued, "
-        f"{result.carried_over} held for the daily digest (cap reached), {result.seconds:.2f} s"
-    )
+    click.echo(f"Immediate alerts: {result}")
     if result.failed:
-        click.echo(f"{result.failed} failed: see alertsvc alerts status")
+        click.echo("See alertsvc alerts status for what failed and why.")
         raise SystemExit(1)
 
 

@@ -91,7 +91,7 @@ SENDING_WORKERS = 2
 # they run on hosts of their own (the sink stands for SES), and here they share two cores
 # with gunicorn and PostgreSQL. 19, not 10: each runs in a session of its own, which the
 # kernel's autogroup scheduling weighs as a whole against gunicorn's session (see
-# ``_service_processes._nice_session``), and four busy gunicorn workers weigh no more than
+# ``_service_processes._popen_niced``), and four busy gunicorn workers weigh no more than
 # one process; at 10 the batch side still took about a third of the machine.
 BATCH_NICE = 19
 FORM = "application/x-www-form-urlencoded"

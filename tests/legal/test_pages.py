@@ -239,7 +239,8 @@ def test_committed_accessibility_results_cover_every_public_page(app, client) ->
     missing = []
     for rule, path in public_pages(app):
         response = client.get(path)
-        if response.mimetype == "text/html" and rule not in checked:
+        is_page = response.mimetype == "text/html" and not 300 <= response.status_code < 400
+        if is_page and rule not in checked:  # a redirect's own body is never shown
             missing.append(rule)
     assert not missing, f"run make accessibility-report: {missing} not in the results"
 

@@ -223,6 +223,8 @@ def test_gunicorn_writes_its_own_lines_in_the_apps_format(
     try:
         wait_for(answers, 60, "gunicorn to answer /healthz", [process], [log])
         httpx.get(f"http://127.0.0.1:{port}/manage?email=o'brien@example.org")
+        # gunicorn logs a request after its response has gone: wait for the line, then kill
+        wait_for(lambda: "/manage?" in output(log), 30, "the access line", [process], [log])
     finally:
         kill(process)
     lines = [line for line in output(log).splitlines() if line.strip()]

@@ -9,7 +9,9 @@ import each other in a cycle.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 
 EMAIL_FORMAT_MESSAGE = "Enter an email address in the correct format, like name@example.com"
@@ -70,6 +72,64 @@ def stored_forms(email: str) -> list[str]:
     """
     unicode_form = display_email(email)
     return [email] if unicode_form == email else [email, unicode_form]
+
+
+# A search by a loosely matched prefix fetches this many times the rows it shows, so that
+# those ``matches`` drops still leave a full page.
+_LOOSE_PREFIX_OVERFETCH = 4
+
+
+@dataclass(frozen=True)
+class AddressPrefix:
+    """The start of an address, as an operator types it to find the addresses beginning so.
+
+    ``stored`` are the prefixes a stored address may begin with: the text typed (lower case),
+    which also finds rows kept from before addresses were stored in ASCII, and, when the
+    domain is typed in Unicode, its ASCII (IDNA) form. An unfinished label cannot be encoded
+    exactly: Punycode writes a label's ASCII letters first and the others after them, so
+    ``exäm`` can only be looked for as ``xn--exm``, which also finds ``exmö``; and ``ex``
+    may be the start of ``exämple`` too, so it is looked for as ``xn--ex`` as well.
+    ``matches`` says which of the addresses found really begin with what was typed.
+    """
+
+    typed: str
+    stored: tuple[str, ...]
+    unicode_form: str | None = None
+
+    def rows_to_fetch(self, shown: int) -> int:
+        """How many rows to fetch to show ``shown`` of those that ``matches``."""
+        return shown if self.unicode_form is None else shown * _LOOSE_PREFIX_OVERFETCH
+
+    def matches(self, address: str) -> bool:
+        if self.unicode_form is None or address.lower().startswith(self.typed):
+            return True
+        return display_email(address).startswith(self.unicode_form)
+
+
+def address_prefix(text: str) -> AddressPrefix:
+    """What ``text``, the start of an address, may be stored as (see ``AddressPrefix``)."""
+    typed = text.strip().lower()
+    local, at, domain = typed.partition("@")
+    if not at or not domain:
+        return AddressPrefix(typed, (typed,))
+    *whole_labels, last_label = domain.split(".")
+    try:
+        ascii_labels = [idna.encode(label, uts46=True).decode("ascii") for label in whole_labels]
+        unicode_labels = [idna.decode(label) for label in ascii_labels]
+        last_label = idna.uts46_remap(last_label, std3_rules=False, transitional=False)
+    except UnicodeError:  # idna.IDNAError: not a domain, so only the text as typed
+        return AddressPrefix(typed, (typed,))
+    # The last label may be unfinished, and may yet need IDNA even if all typed so far is ASCII.
+    ascii_letters = "".join(letter for letter in last_label if letter.isascii())
+    endings = [ascii_letters] if last_label.isascii() else []
+    if last_label:
+        endings.append("xn--" + ascii_letters)
+    stored = dict.fromkeys(
+        [typed, *(f"{local}@{'.'.join([*ascii_labels, ending])}" for ending in endings)]
+    )
+    if len(stored) == 1:
+        return AddressPrefix(typed, (typed,))
+    return AddressPrefix(typed, tuple(stored), f"{local}@{'.'.join([*unicode_labels, last_label])}")
 
 
 ADDRESS_HASH_PREFIX = "sha256:"

@@ -13,7 +13,7 @@ from sqlalchemy import or_, select
 from wtforms import Form, HiddenField, RadioField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
-from alertsvc.addresses import InvalidAddress, address_hash, normalise_email
+from alertsvc.addresses import InvalidAddress, address_hash, address_prefix, normalise_email
 from alertsvc.admin.blueprint import bp
 from alertsvc.admin.forms import ConfirmForm
 from alertsvc.api.tokens import (
@@ -203,12 +203,15 @@ def _search(prefix: str, address: str | None) -> list[Suppression]:
     """The newest suppressions starting with ``prefix``; when it is a whole ``address``,
     its hash too (an erased subscriber's suppression keeps no address)."""
     query = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.id.desc())
-    if prefix:
-        matches = Suppression.email.startswith(prefix.lower(), autoescape=True)
-        if address is not None:
-            matches = or_(matches, Suppression.email.in_([address, address_hash(address)]))
-        query = query.where(matches)
-    return list(db.session.scalars(query.limit(SUPPRESSIONS_SHOWN)))
+    if not prefix:
+        return list(db.session.scalars(query.limit(SUPPRESSIONS_SHOWN)))
+    typed = address_prefix(prefix)
+    whole = [address, address_hash(address)] if address is not None else []
+    starts = [Suppression.email.startswith(p, autoescape=True) for p in typed.stored]
+    query = query.where(or_(*starts, Suppression.email.in_(whole)))
+    candidates = db.session.scalars(query.limit(typed.rows_to_fetch(SUPPRESSIONS_SHOWN)))
+    found = [row for row in candidates if row.email in whole or typed.matches(row.email)]
+    return found[:SUPPRESSIONS_SHOWN]
 
 
 @bp.get("/delivery/suppressions")

@@ -15,7 +15,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
-from alertsvc.addresses import InvalidAddress, address_hash, normalise_email, stored_forms
+from alertsvc.addresses import (
+    InvalidAddress,
+    address_hash,
+    address_prefix,
+    normalise_email,
+    stored_forms,
+)
 from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.outbox import queue_email
 from alertsvc.extensions import db
@@ -550,30 +556,24 @@ def send_manage_link(email: str) -> None:
 
 
 def search_subscribers(query: str, limit: int = 50) -> list[Subscriber]:
-    """Subscribers whose address is ``query`` or starts with it (any case), exact matches
-    first, at most ``limit``. The prefix is matched literally: ``%`` and ``_`` are not
-    wildcards."""
-    typed = query.strip().lower()
-    if not typed:
+    """Subscribers whose address is ``query`` or starts with it (any case, the domain in
+    Unicode or ASCII), exact matches first, at most ``limit``. The prefix is matched
+    literally: ``%`` and ``_`` are not wildcards."""
+    prefix = address_prefix(query)
+    if not prefix.typed:
         return []
-    exact: list[str] = [typed]
+    exact: list[str] = [prefix.typed]
     with contextlib.suppress(InvalidAddress):
-        exact = stored_forms(normalise_email(typed))
-    escaped = typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    found = list(
-        db.session.scalars(
-            select(Subscriber)
-            .where(
-                or_(
-                    Subscriber.email.in_(exact),
-                    func.lower(Subscriber.email).like(escaped + "%", escape="\\"),
-                )
-            )
-            .order_by(Subscriber.email.not_in(exact), Subscriber.email)
-            .limit(limit)
-        )
+        exact = stored_forms(normalise_email(prefix.typed))
+    starts = [func.lower(Subscriber.email).startswith(p, autoescape=True) for p in prefix.stored]
+    candidates = db.session.scalars(
+        select(Subscriber)
+        .where(or_(Subscriber.email.in_(exact), *starts))
+        .order_by(Subscriber.email.not_in(exact), Subscriber.email)
+        .limit(prefix.rows_to_fetch(limit))
     )
-    return found
+    found = [s for s in candidates if s.email in exact or prefix.matches(s.email)]
+    return found[:limit]
 
 
 def subscriber_status(subscriber: Subscriber) -> str:

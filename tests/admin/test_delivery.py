@@ -153,6 +153,15 @@ def test_suppressions_are_listed_newest_first_and_searched_by_prefix(
     assert "alice@" not in found and "No suppressed address starts with" in found
 
 
+def test_a_suppression_with_a_unicode_domain_is_found_by_its_unicode_start(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    suppressed(app, "jane@xn--exmple-cua.org", "jane@xn--exm-una.org")  # exämple, exmö
+    found = page_text(admin_client.get("/admin/delivery/suppressions?q=Jane@Exäm"))
+    assert "jane@xn--exmple-cua.org (jane@exämple.org)" in found
+    assert "xn--exm-una" not in found
+
+
 def test_a_whole_address_finds_an_erased_subscribers_hashed_suppression(
     app: Flask, admin_client: FlaskClient
 ) -> None:

@@ -162,6 +162,7 @@ class SendRate:
         self.refresh_seconds = refresh_seconds
         self.stop = stop
         self.lock = threading.Lock()
+        self.count_lock = threading.Lock()  # see _try_counted
         self.provider = transport.max_send_rate()
         self.refreshed_at = time.monotonic()
         self.items: list[RateLimitItem] = []
@@ -318,18 +319,7 @@ class SendRate:
 
     def _try_alone(self) -> float | None:
         """``_try`` against this worker's own count of its share."""
-        items = self.fallback_items
-        for item in items:
-            if not self.fallback_limiter.test(item, *self.key):
-                return self._until_free_alone(item)
-        for item in items:
-            if not self.fallback_limiter.hit(item, *self.key):
-                return self._until_free_alone(item)
-        return None
-
-    def _until_free_alone(self, item: RateLimitItem) -> float:
-        reset = self.fallback_limiter.get_window_stats(item, *self.key).reset_time
-        return max(0.001, reset - time.time())
+        return self._try_counted(self.fallback_limiter, self.fallback_items)
 
     def _redis_back(self) -> bool:
         """While counting alone: look for Redis (one thread, every
@@ -369,13 +359,22 @@ class SendRate:
         """
         if self.shared is not None and isinstance(self.storage, RedisStorage):
             return self._try_shared(self.shared, self.storage, items)
-        for item in items:
-            if not self.limiter.test(item, *self.key):
-                return self._until_free(item)
-        for item in items:
-            if not self.limiter.hit(item, *self.key):
-                return self._until_free(item)
-        return None
+        return self._try_counted(self.limiter, items)
+
+    def _try_counted(
+        self, limiter: MovingWindowRateLimiter, items: list[RateLimitItem]
+    ) -> float | None:
+        """``_try`` through ``limits``, one thread at a time: its memory storage is not safe
+        for threads (two can start its expiry timer at once, and the send fails with
+        "threads can only be started once")."""
+        with self.count_lock:
+            for item in items:
+                if not limiter.test(item, *self.key):
+                    return self._until_free(limiter, item)
+            for item in items:
+                if not limiter.hit(item, *self.key):
+                    return self._until_free(limiter, item)
+            return None
 
     def _try_shared(
         self, script: Script, storage: RedisStorage, items: list[RateLimitItem]
@@ -388,8 +387,8 @@ class SendRate:
             raise StorageError(error) from error
         return None if wait is None else max(0.001, float(wait))
 
-    def _until_free(self, item: RateLimitItem) -> float:
-        reset = self.limiter.get_window_stats(item, *self.key).reset_time
+    def _until_free(self, limiter: MovingWindowRateLimiter, item: RateLimitItem) -> float:
+        reset = limiter.get_window_stats(item, *self.key).reset_time
         return max(0.001, reset - time.time())
 
     def _storage_lost(self, error: Exception, retry: float) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -174,6 +175,44 @@ def test_the_providers_lower_limit_wins_and_is_read_again_when_due(tmp_path):
     assert rate.acquire()
     assert rate.items == [RateLimitItemPerSecond(100, 1)]
     assert transport.asked >= 2
+
+
+def test_many_sending_threads_count_in_memory_without_an_error(tmp_path):
+    """``limits``' memory storage let two threads start its expiry timer at once: the send
+    failed with "threads can only be started once" and the worker exited (seen in CI with
+    four workers busy on two cores). The timer ends and is made again every 10 ms; with
+    Python switching threads as often as it can, five seconds of that found the race in
+    five runs of six without the lock."""
+    rate = send_rate(FileTransport(tmp_path), SEND_RATE=100_000)
+    deadline = time.monotonic() + 5
+    failures: list[BaseException] = []
+
+    def take() -> None:
+        try:
+            while time.monotonic() < deadline and not failures:
+                assert rate.acquire()
+                time.sleep(0.0005)  # lets the storage's expiry timer end between sends
+        except BaseException as error:
+            failures.append(error)
+
+    interval, excepthook, unraisablehook = (
+        sys.getswitchinterval(),
+        threading.excepthook,
+        sys.unraisablehook,
+    )
+    sys.setswitchinterval(1e-6)
+    # A timer started twice may fail in its own thread instead (KeyError in _bootstrap).
+    threading.excepthook = sys.unraisablehook = lambda hook: failures.append(hook.exc_value)
+    try:
+        threads = [threading.Thread(target=take) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+        threading.excepthook, sys.unraisablehook = excepthook, unraisablehook
+    assert not failures, failures[:3]
 
 
 def test_no_rate_and_no_provider_limit_sends_at_once(tmp_path):

@@ -1,19 +1,26 @@
-"""Row ids in addresses: in a path (``/admin/topics/12``) or a query (``?before=12``).
+"""Row ids in addresses: in a path (``/admin/topics/12``) or a query (``?before=12``), and
+in CLI arguments (``alertsvc feeds poll 12``).
 
 Our id columns are PostgreSQL ``integer``: a number past 2**31 - 1 in an address reached
 the database and failed there (500) instead of naming no row. The ``int`` converter of every
-route refuses it (404, as for any other id that names nothing), and ``query_id`` reads a
-query parameter the same way (400).
+route refuses it (404, as for any other id that names nothing), ``query_id`` reads a
+query parameter the same way (400), and a command's ``ROW_ID`` argument says it is out of
+range (exit 2).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import click
 from flask import abort, request
 from werkzeug.routing import IntegerConverter, Map
 
 ID_MAX = 2**31 - 1  # the largest value of a PostgreSQL integer column
+
+ROW_ID = click.IntRange(1, ID_MAX)
+"""The click type of an id argument or option: a number out of range is a usage error, not
+an OverflowError from the database."""
 
 
 def digits_at_most(limit: int) -> str:

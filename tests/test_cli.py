@@ -35,6 +35,8 @@ def assert_one_clear_line(result: Result, message: str, exit_code: int) -> None:
     assert result.output.splitlines()[-1] == errors[0]
 
 
+BIG = "9" * 23  # past a database integer: it raised OverflowError (a traceback)
+
 # (arguments, the message, the exit code: 1 for a refusal, 2 for a malformed command line)
 BAD_INPUT = {
     "missing id": [
@@ -77,6 +79,15 @@ BAD_INPUT = {
         (["feeds", "list", "all"], "Got unexpected extra argument (all)", 2),
         (["feeds", "categories", "all"], "Got unexpected extra argument (all)", 2),
     ],
+    "id past any row": [
+        (["feeds", "poll", BIG], f"{BIG} is not in the range 1<=x<=2147483647", 2),
+        (["feeds", "retry", BIG], "is not in the range", 2),
+        (["feeds", "map-category", "Data", "data", "--feed", BIG], "is not in the range", 2),
+        (["alerts", "retry", BIG], "is not in the range", 2),
+        (["digest", "retry", BIG], "is not in the range", 2),
+        (["suppressions", "list", "--limit", BIG], "is not in the range", 2),
+        (["articles", "import", "{tmp}/deep.json"], "the JSON is nested too deeply", 1),
+    ],
     "unknown slug": [
         (["topics", "add", "data", "Data"], "a topic with slug 'data' already exists", 1),
         (
@@ -116,6 +127,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
         json.dumps([{"title": "T", "url": "https://x.org/1"}]), encoding="utf-8"
     )
     (tmp_path / "not-a-feed.xml").write_text("<html>", encoding="utf-8")
+    (tmp_path / "deep.json").write_text("[" * 10_000 + "]" * 10_000, encoding="utf-8")
     before = stored_state(cli_app)
 
     result = run(cli_app, *(arg.replace("{tmp}", str(tmp_path)) for arg in args))

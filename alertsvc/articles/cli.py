@@ -22,6 +22,7 @@ from alertsvc.articles.schemas import ArticleInSchema
 from alertsvc.audit import record_audit
 from alertsvc.database import transaction
 from alertsvc.extensions import db
+from alertsvc.ids import ROW_ID
 from alertsvc.models import ArticleSource, Feed, utcnow
 from alertsvc.text import plural
 from alertsvc.topics.cli import FEED_COMMANDS
@@ -96,7 +97,7 @@ def feeds_list_command() -> None:
 
 
 @feeds_cli.command("poll")
-@click.argument("feed_id", type=int, required=False)
+@click.argument("feed_id", type=ROW_ID, required=False)
 @click.option("--all", "poll_all", is_flag=True, help="Poll every feed now, due or not.")
 @with_appcontext
 def feeds_poll_command(feed_id: int | None, poll_all: bool) -> None:
@@ -129,7 +130,7 @@ def feeds_poll_command(feed_id: int | None, poll_all: bool) -> None:
 
 
 @feeds_cli.command("retry")
-@click.argument("feed_id", type=int)
+@click.argument("feed_id", type=ROW_ID)
 @with_appcontext
 def feeds_retry_command(feed_id: int) -> None:
     """Un-park FEED_ID (start its failure count again) and poll it now. Exits 1 if it fails."""
@@ -212,6 +213,8 @@ def _read_import(path: Path, topics: Sequence[str]) -> list[services.ArticleInpu
             payload = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise click.ClickException(f"{path} is not JSON: {error}") from error
+        except RecursionError as error:  # Python's parser gives up on deep nesting
+            raise click.ClickException(f"{path}: the JSON is nested too deeply") from error
         if not isinstance(payload, list):
             raise click.ClickException(f"{path} must hold a JSON list of articles")
         try:

@@ -22,6 +22,7 @@ from alertsvc.delivery.pauses import (
 from alertsvc.delivery.reputation import Verdict, measure_reputation
 from alertsvc.delivery.status import outbox_summary
 from alertsvc.delivery.worker import PAUSED_BY_SES, Worker
+from alertsvc.ids import ROW_ID
 from alertsvc.models import PauseScope, Suppression, SuppressionReason, utcnow
 from alertsvc.text import plural
 
@@ -237,7 +238,7 @@ def _suppression_lines(rows: list[Suppression]) -> list[str]:
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=ROW_ID,  # a count of rows: at most as many as there can be
     default=suppressions.DEFAULT_LIST_LIMIT,
     show_default=True,
     help="Show at most this many, the most recent first.",

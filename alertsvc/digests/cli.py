@@ -10,6 +10,7 @@ from alertsvc.database import transaction
 from alertsvc.digests import alerts, jobs, runs
 from alertsvc.digests.planning import DIGEST_FREQUENCIES, RunRefused, check_window_end
 from alertsvc.digests.schedule import floor_hour
+from alertsvc.ids import ROW_ID
 from alertsvc.models import DigestRun, RunStatus, utcnow
 from alertsvc.retries import describe_error
 from alertsvc.text import plural
@@ -143,7 +144,7 @@ def alerts_status_command() -> None:
 
 
 @alerts_cli.command("retry")
-@click.argument("article_id", type=int)
+@click.argument("article_id", type=ROW_ID)
 @with_appcontext
 def alerts_retry_command(article_id: int) -> None:
     """Un-park ARTICLE_ID's alerts and queue them now. Exits 1 if they fail again."""
@@ -186,7 +187,7 @@ def digest_runs_command(limit: int) -> None:
 
 
 @digest_cli.command("retry")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ROW_ID)
 @with_appcontext
 def digest_retry_command(run_id: int) -> None:
     """Un-park digest run RUN_ID and plan it now. Exits 1 if it fails again."""

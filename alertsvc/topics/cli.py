@@ -8,6 +8,7 @@ from flask.cli import with_appcontext
 
 from alertsvc.audit import record_audit
 from alertsvc.database import transaction
+from alertsvc.ids import ROW_ID
 from alertsvc.text import plural
 from alertsvc.topics import services
 from alertsvc.topics.keywords import QueryError
@@ -114,7 +115,7 @@ def preview_command(query: str, days: int, limit: int) -> None:
 @click.command("map-category")
 @click.argument("category")
 @click.argument("topic")
-@click.option("--feed", "feed_id", type=int, help="Only for this feed (default: every feed).")
+@click.option("--feed", "feed_id", type=ROW_ID, help="Only for this feed (default: every feed).")
 @with_appcontext
 def feeds_map_category_command(category: str, topic: str, feed_id: int | None) -> None:
     """Put new articles with CATEGORY (a feed category or tag) in TOPIC (a slug)."""

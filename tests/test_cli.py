@@ -71,7 +71,11 @@ BAD_INPUT = {
         (["api-tokens", "create", " "], "the token name must be 1 to 100 characters", 1),
         (["digest", "run", "daily", "--at", "yesterday"], "is not an ISO 8601 time", 2),
         (["digest", "run", "daily", "--at", "2099-01-01T00:00Z"], "cannot end in the future", 2),
-        (["digest", "run", "weekly", "--at", "0001-01-01T00:00Z"], "cannot end before 1970", 2),
+        (
+            ["digest", "run", "weekly", "--at", "0001-01-01T00:00Z"],
+            "cannot end before 1970-01-01 00:00 UTC: 0001-01-01 00:00 UTC is too early",
+            2,
+        ),
         (["alerts", "run", "now"], "Got unexpected extra argument (now)", 2),
         (["seed-demo", "again"], "Got unexpected extra argument (again)", 2),
         (["worker", "--burst", "now"], "Got unexpected extra argument (now)", 2),

@@ -106,7 +106,7 @@ def check_window_end(window_end: datetime, now: datetime | None = None) -> datet
     if end < EARLIEST_WINDOW_END:
         raise RunRefused(
             f"a run cannot end before {EARLIEST_WINDOW_END:%Y-%m-%d %H:%M} UTC: "
-            f"{end:%Y-%m-%d %H:%M} UTC is too early"
+            f"{end.year:04}-{end:%m-%d %H:%M} UTC is too early"  # %Y writes the year 1 as "1"
         )
     latest = floor_hour(now or utcnow())
     if end > latest:

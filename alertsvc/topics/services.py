@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from alertsvc.extensions import db
 from alertsvc.html import collapse, html_to_text
@@ -22,8 +22,10 @@ CATEGORY_MAX = 300
 DESCRIPTION_MAX = 1000
 QUERY_MAX = 1000
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-# C0 and C1 controls (CR, LF, NEL among them) and the Unicode line and paragraph separators.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 and C1 controls (CR, LF, NEL among them), the Unicode line and paragraph separators, and
+# the bidirectional overrides and isolates (a name shown in another order than stored; the
+# admin pages refuse them too, see alertsvc.characters).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 DEMO_TOPICS: list[tuple[str, str, str]] = [
     (
@@ -61,6 +63,8 @@ class TopicError(ValueError):
 
 
 def validate_topic(slug: str, name: str) -> None:
+    """Refuse a slug or name readers could not use: a name must differ from every other
+    topic's (in any case), or the signup form shows two choices alike."""
     if not SLUG_PATTERN.fullmatch(slug) or len(slug) > 80:  # fullmatch: "$" allows "\n"
         raise TopicError(
             f"slug {slug!r} must be lower-case letters and digits separated by single hyphens"
@@ -69,6 +73,16 @@ def validate_topic(slug: str, name: str) -> None:
         raise TopicError("name must be between 1 and 200 characters")
     if _CONTROL_CHARACTERS.search(name):
         raise TopicError("name must not contain line breaks or control characters")
+    taken = db.session.scalar(
+        select(Topic.slug)
+        .where(func.lower(Topic.name) == name.strip().lower(), Topic.slug != slug)
+        .limit(1)
+    )
+    if taken is not None:
+        raise TopicError(
+            f"name {name.strip()!r} is taken by topic {taken!r}: readers choosing topics "
+            "could not tell the two apart"
+        )
 
 
 def add_topic(slug: str, name: str, description: str = "", query: str | None = None) -> Topic:
@@ -99,13 +113,15 @@ def add_topic(slug: str, name: str, description: str = "", query: str | None = N
 
 def list_topics() -> list[Topic]:
     """Every topic, retired or not (operators, the CLI)."""
-    return list(db.session.scalars(select(Topic).order_by(Topic.name)))
+    return list(db.session.scalars(select(Topic).order_by(func.lower(Topic.name))))
 
 
 def active_topics() -> list[Topic]:
     """The topics readers can choose: not retired."""
     return list(
-        db.session.scalars(select(Topic).where(Topic.retired_at.is_(None)).order_by(Topic.name))
+        db.session.scalars(
+            select(Topic).where(Topic.retired_at.is_(None)).order_by(func.lower(Topic.name))
+        )
     )
 
 

@@ -78,6 +78,10 @@ def test_bad_topics_are_refused_with_a_message_and_nothing_stored(app: Flask, ad
         ({"slug": "Not A Slug", "name": "X"}, "Slug &#39;Not A Slug&#39; must be lower-case"),
         ({"slug": "data", "name": "Again"}, "A topic with slug &#39;data&#39; already exists"),
         ({"slug": "fine", "name": ""}, "Enter a name"),
+        (
+            {"slug": "fine", "name": " data "},
+            "Name &#39;data&#39; is taken by topic &#39;data&#39;",
+        ),
         ({"slug": "fine", "name": "Two\nlines"}, "Name must not contain line breaks"),
         ({"slug": "fine", "name": "x" * 5000}, "The name must be 200 characters or fewer"),
         ({"slug": "fine", "name": "Q", "query": '"open'}, "a quote is not closed"),

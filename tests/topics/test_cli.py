@@ -82,6 +82,8 @@ def test_a_bad_slug_is_refused(slug, cli, app):
         "Data\x85science",
         "Data\u2028science",
         "Data\u2029science",
+        "Data \u202emoc.elpmaxe",  # a right-to-left override: the admin pages refuse it too
+        "Data\u2066science",
     ],
 )
 def test_a_name_with_a_line_break_or_control_character_is_refused(name, cli, app):
@@ -115,3 +117,14 @@ def test_seed_demo_creates_the_demo_topics_and_is_idempotent(cli, app):
     assert ("data", "Data (ours)", "") in _topics(app), "an existing topic is left alone"
     listed = cli("topics", "list").output
     assert "digital-government" in listed and "Cyber security" in listed
+
+
+def test_a_name_another_topic_has_is_refused_in_any_case(cli, app):
+    """Two topics named alike would be two choices readers cannot tell apart on the form."""
+    assert cli("topics", "add", "data", "Data").exit_code == 0
+
+    result = cli("topics", "add", "data-two", "DATA")
+
+    assert result.exit_code == 1
+    assert "Error: name 'DATA' is taken by topic 'data'" in result.output
+    assert count(app, Topic) == 1

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from alertsvc.articles.cleaning import DATE_RANGE_ERROR, EARLIEST, LATEST
 from alertsvc.articles.schemas import JsonBoolean
 from alertsvc.articles.services import ItemStatus
 from alertsvc.topics.services import SLUG_PATTERN
@@ -129,11 +130,7 @@ class ArticleListQuerySchema(_Strict):
     )
     since = fields.AwareDateTime(
         default_timezone=UTC,
-        validate=validate.Range(
-            min=datetime(1970, 1, 1, tzinfo=UTC),
-            max=datetime(2100, 1, 1, tzinfo=UTC),
-            error="Must be between 1970 and 2100.",
-        ),
+        validate=validate.Range(min=EARLIEST, max=LATEST, error=DATE_RANGE_ERROR),
         metadata={"description": "Only articles published at or after this time."},
     )
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=PAGE_MAX))

@@ -3,13 +3,15 @@
 Titles are plain text (HTML from a feed is reduced to its text; Jinja escapes titles
 wherever they are shown); summaries are HTML cleaned to the shared allow-list in
 :mod:`alertsvc.html`, so templates may mark them safe. This module also owns what makes a
-link an article's address (http(s) only) and the normalised URL used as a GUID.
+link an article's address (http(s) only, no user name or password), the normalised URL
+used as a GUID, and the dates an article may carry.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from alertsvc.html import CONTROL_CHARACTERS, clean_html, collapse, html_to_text
@@ -21,6 +23,12 @@ GUID_MAX = 2048
 # A summary is a teaser, not the article: past this much HTML it is cut to plain text.
 SUMMARY_HTML_MAX = 5000
 SUMMARY_TEXT_MAX = 1000
+# Publication and update times outside EARLIEST-LATEST are a sender's or feed's mistake
+# (a zero date read as 1900, a year typed wrong): refused from the API and CLI, unknown
+# when a feed gives them (``parsing.parse_feed``).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+DATE_RANGE_ERROR = "Must be between 1970 and 2100."
 
 _TRACKING_PARAMETER = re.compile(r"^(utm_[a-z]+|fbclid|gclid|mc_cid|mc_eid)$", re.IGNORECASE)
 
@@ -82,6 +90,32 @@ def is_web_url(value: str) -> bool:
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def is_article_date(value: datetime) -> bool:
+    """``value`` (aware) is a time an article may be published or updated at."""
+    return EARLIEST <= value <= LATEST
+
+
+def has_credentials(value: str) -> bool:
+    """The address holds a user name or password (``https://user:pass@host/``).
+
+    An article's address is shown on topic pages and in the Atom feed and emailed to every
+    subscriber, so credentials in it would be published; and
+    ``https://trusted.example@evil.example/`` reads as one site while leading to another.
+    The API and CLI refuse such an address; ingestion stores a feed's without them
+    (``without_credentials``).
+    """
+    try:
+        return "@" in urlsplit(value.strip()).netloc
+    except ValueError:
+        return False
+
+
+def without_credentials(value: str) -> str:
+    """``value`` with any user name and password taken out of its host part."""
+    parts = urlsplit(value)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def normalise_url(value: str) -> str:

@@ -185,6 +185,13 @@ def articles_add_command(
     guid: str | None,
 ) -> None:
     """Add one article (subscribers to its topics are alerted as for any new article)."""
+    # Topics first, as ``articles import`` does: a slug that cannot name a topic (``dätä``)
+    # is reported by name like one that names none, not by its place in the list.
+    try:
+        with transaction():
+            services.topic_ids_by_slug(topics)
+    except services.UnknownTopics as error:
+        raise click.ClickException(str(error)) from error
     data: dict[str, Any] = {"title": title, "url": url, "topics": list(topics), "summary": summary}
     if published:
         data["published"] = published

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import feedparser
 
+from alertsvc.articles.cleaning import is_article_date
 from alertsvc.articles.fetching import FeedError
 from alertsvc.articles.services import ArticleInput
 
@@ -20,9 +21,14 @@ class ParsedFeed:
 
 
 def _when(value: time.struct_time | None) -> datetime | None:
+    """A feed's date, or None when it has none or one outside ``is_article_date``."""
     if not value:
         return None
-    return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    try:
+        when = datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return when if is_article_date(when) else None
 
 
 def parse_feed(body: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
@@ -33,6 +39,13 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     description (or Atom summary), else its full content (``content:encoded``). A
     publication date in the future is kept here and taken as now when the article is
     stored (``ingest_articles``), whatever its source.
+
+    A date outside the range the API and ``articles add`` accept (``is_article_date``:
+    1970 to 2100; a CMS's zero date often comes out as 1900) is treated as no date, as
+    an item without one is: published falls back to the updated date, then to when it is
+    stored. The item is kept: the rest of it is good, and skipping it would lose an
+    article over one field its publisher got wrong and we cannot ask them to fix (the API
+    and CLI refuse such a date instead: their sender is there to correct it).
 
     feedparser's own HTML sanitiser and link rewriting are off: they are most of its time on
     a big feed, and ``clean_summary`` does both (nh3, links made absolute) on what we keep.

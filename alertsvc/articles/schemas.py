@@ -6,30 +6,38 @@ OpenAPI document describes it as ``ArticleIn``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from alertsvc.articles.cleaning import AUTHOR_MAX, GUID_MAX, TITLE_MAX, URL_MAX
+from alertsvc.articles.cleaning import (
+    AUTHOR_MAX,
+    DATE_RANGE_ERROR,
+    EARLIEST,
+    GUID_MAX,
+    LATEST,
+    TITLE_MAX,
+    URL_MAX,
+    has_credentials,
+)
 from alertsvc.articles.services import ArticleInput
 from alertsvc.topics.services import CATEGORY_MAX, SLUG_PATTERN
 
 SUMMARY_MAX = 100_000
 TOPICS_MAX = 20
 CATEGORIES_MAX = 50
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-_TIME_RANGE = validate.Range(min=EARLIEST, max=LATEST, error="Must be between 1970 and 2100.")
+_TIME_RANGE = validate.Range(min=EARLIEST, max=LATEST, error=DATE_RANGE_ERROR)
 # Regexp matches from the start; JSON Schema patterns search: this reads the same in both.
 _HAS_TEXT = validate.Regexp(r"[\s\S]*\S", error="Must not be blank.")
 
 
-def _port_in_range(value: str) -> None:
-    """marshmallow's ``Url`` lets ``:99999`` through, which ingestion cannot take for a link
-    (``is_web_url``). Only the port is checked here: ``Url`` reports everything else."""
+def _article_address(value: str) -> None:
+    """What marshmallow's ``Url`` lets through and an article's address must not have: a
+    port out of range (``:99999``, which ingestion cannot take: ``is_web_url``) or a user
+    name or password (``has_credentials``). ``Url`` reports everything else."""
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -38,6 +46,10 @@ def _port_in_range(value: str) -> None:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         raise ma.ValidationError("Not a valid URL.") from None
+    if has_credentials(value):
+        raise ma.ValidationError(
+            "Must not contain a user name or password: the address is published."
+        )
 
 
 class JsonBoolean(fields.Boolean):
@@ -63,7 +75,7 @@ class ArticleInSchema(ma.Schema):
     url = fields.Url(
         required=True,
         schemes={"http", "https"},
-        validate=[validate.Length(max=URL_MAX), _port_in_range],
+        validate=[validate.Length(max=URL_MAX), _article_address],
         metadata={"format": "uri", "description": "The article's http(s) address."},
     )
     guid = fields.String(validate=[validate.Length(min=1, max=GUID_MAX), _HAS_TEXT])

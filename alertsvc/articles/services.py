@@ -28,9 +28,11 @@ from alertsvc.articles.cleaning import (
     clean_summary,
     clean_title,
     cut,
+    has_credentials,
     is_web_url,
     normalise_url,
     summary_text,
+    without_credentials,
 )
 from alertsvc.database import insert_skipping_existing
 from alertsvc.delivery.wakeup import ARTICLES_CHANNEL, notify_once
@@ -171,10 +173,19 @@ def _prepare(index: int, item: ArticleInput, now: datetime) -> _Prepared | ItemO
 
     A publication time later than ``now`` (a feed's clock or time zone wrong, a typo in an
     API call) is taken as now, so no email says an article was published in 2099.
+
+    A link with a user name or password (only a feed's can get here: the API and CLI
+    refuse one) is stored without them. Credentials must never be published on pages and
+    in emails, and ``trusted.example@evil.example`` must not pass for trusted.example; but
+    the feed is its publisher's to fix, so neither the item nor the poll fails for it. The
+    link without them is where it really leads, and its normalised form, the GUID of an
+    item without one, has always left them out.
     """
     url = CONTROL_CHARACTERS.sub("", item.url).strip()
     if not is_web_url(url) or len(url) > URL_MAX:
         return ItemOutcome(ItemStatus.SKIPPED, item.guid, reason="no http(s) link")
+    if has_credentials(url):
+        url = without_credentials(url)
     summary = clean_summary(item.summary or "", base_url=url)
     title = clean_title(item.title or "", is_html=item.title_is_html)
     if not title:

@@ -377,3 +377,21 @@ def test_invalid_and_missing_tokens_share_their_address_rate_limit(make_app):
     )
     assert post(valid) == 201, "a valid token is limited on its own, not by its address"
     assert count(limited, Article) == 1
+
+
+def test_an_address_with_a_user_name_or_password_is_422(app, client, auth):
+    """It would be published on topic pages, in the Atom feed and in alert emails."""
+    seed_topics(app)
+    response = client.post(
+        ARTICLES, json=article(1, url="https://user:pass@www.example.org/x"), headers=auth
+    )
+    assert response.status_code == 422
+    assert response.json["errors"] == {
+        "url": ["Must not contain a user name or password: the address is published."]
+    }
+    response = client.post(
+        ARTICLES, json=[article(1), article(2, url="https://user@www.example.org/y")], headers=auth
+    )
+    assert response.status_code == 422
+    assert set(response.json["errors"]) == {"1"}
+    assert count(app, Article) == 0

@@ -149,6 +149,30 @@ def test_rss_without_guids_is_unique_by_normalised_link(feeds_app, httpserver):
     assert count(feeds_app, Article) == 3
 
 
+def test_credentials_and_dates_before_1970_in_a_feed_are_left_out(feeds_app, httpserver):
+    """A link's user name and password would be published in pages and emails; a 1900 date
+    is a publisher's zero date. Neither fails the poll or loses the article: the link is
+    stored without the credentials, the date is unknown (the time of the poll)."""
+    seed_topics(feeds_app)
+    items = [
+        {
+            "title": "Staging link",
+            "link": "https://editor:s3cret@news.example.org/staging",
+            "guid": "staging",
+            "pub_date": datetime(1900, 1, 1, tzinfo=UTC),
+        },
+        *rss_items(1),
+    ]
+    httpserver.expect_request("/leaky").respond_with_data(rss(items), content_type=RSS_CONTENT_TYPE)
+    feed_id = create_feed(feeds_app, httpserver.url_for("/leaky"), ["data"])
+    before = utcnow()
+    [result] = poll(feeds_app, feed_id)
+    assert result.status == feeds.PollStatus.FETCHED and result.ingest.created == 2
+    staging, _ = articles(feeds_app)
+    assert staging["url"] == "https://news.example.org/staging"
+    assert before <= staging["published_at"] <= utcnow()
+
+
 def test_wordpress_html_is_cleaned_and_titles_are_text(feeds_app, httpserver):
     seed_topics(feeds_app)
     description = (

@@ -356,3 +356,82 @@ def test_a_publication_time_in_the_future_is_stored_as_now(app):
         [article] = db.session.scalars(db.select(Article)).all()
         published = article.published_at.replace(tzinfo=article.published_at.tzinfo or UTC)
     assert before <= published <= datetime.now(UTC)
+
+
+def test_an_address_with_a_user_name_or_password_is_refused_or_stored_without_them(app, tmp_path):
+    """Credentials in an article's address would be published on topic pages, in the Atom
+    feed and in every alert email: ``articles add`` and a JSON import refuse them; an
+    RSS/Atom file (like a polled feed) keeps the article and drops the credentials."""
+    seed_topics(app)
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=[
+            *("articles", "add", "--title", "T", "--topic", "data"),
+            *("--url", "https://user:pass@www.example.org/x"),
+        ]
+    )
+    assert result.exit_code == 1
+    assert "url: Must not contain a user name or password" in result.output
+
+    path = tmp_path / "articles.json"
+    path.write_text(json.dumps([{"title": "T", "url": "https://user@www.example.org/x"}]))
+    result = runner.invoke(args=["articles", "import", str(path)])
+    assert result.exit_code == 1
+    assert "item 0.url: Must not contain a user name or password" in result.output
+    assert count(app, Article) == 0
+
+    path = tmp_path / "archive.xml"
+    path.write_text(
+        rss([{"title": "Open data week", "link": "https://user:pass@www.example.org/x"}])
+    )
+    result = runner.invoke(args=["articles", "import", str(path), "--topic", "data"])
+    assert result.exit_code == 0, result.output
+    assert "1 new" in result.output
+    [stored] = articles(app)
+    assert (stored["url"], stored["guid"]) == (
+        "https://www.example.org/x",
+        "https://www.example.org/x",
+    )
+
+
+def test_a_feed_file_date_before_1970_is_taken_as_unknown(app, tmp_path):
+    """The API and ``articles add`` refuse a date outside 1970-2100; in a feed file such a
+    date is treated as no date (stored as the time of import), not stored as 1900."""
+    seed_topics(app)
+    path = tmp_path / "archive.xml"
+    path.write_text(
+        rss(
+            [
+                {
+                    "title": "Zero date",
+                    "link": "https://news.example.org/zero",
+                    "pub_date": datetime(1900, 1, 1, tzinfo=UTC),
+                },
+                {
+                    "title": "Dated",
+                    "link": "https://news.example.org/dated",
+                    "pub_date": datetime(2026, 11, 24, 9, 0, tzinfo=UTC),
+                },
+            ]
+        )
+    )
+    before = datetime.now(UTC)
+    result = app.test_cli_runner().invoke(args=["articles", "import", str(path), "--topic", "data"])
+    assert result.exit_code == 0, result.output
+    assert "2 new" in result.output
+    zero, dated = articles(app)
+    assert before <= zero["published_at"] <= datetime.now(UTC)
+    assert dated["published_at"] == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def test_cli_add_names_a_topic_that_is_not_a_slug_without_its_place_in_the_list(app):
+    seed_topics(app)
+    result = app.test_cli_runner().invoke(
+        args=[
+            *("articles", "add", "--title", "T", "--url", "https://x.example.org/"),
+            *("--topic", "data", "--topic", "dätä"),
+        ]
+    )
+    assert result.exit_code == 1
+    assert result.output == "Error: no such topic: dätä\n"
+    assert count(app, Article) == 0

@@ -285,16 +285,7 @@ class _Planner:
             **params,
         )
         if run.frequency == "daily":
-            self.execute(
-                """
-                INSERT INTO digest_refs (kind, ref, subscriber_id, entry)
-                SELECT 'c', ad.id, due.subscriber_id, 'c' || CAST(ad.article_id AS VARCHAR(12))
-                FROM digest_due due
-                JOIN alert_deliveries ad ON ad.subscriber_id = due.subscriber_id
-                WHERE ad.carried_over = :true AND ad.digest_run_id IS NULL
-                """,
-                true=True,
-            )
+            self._find_held_back_alerts()
         aggregate = "string_agg(entry, ',')" if self.postgres else "group_concat(entry, ',')"
         # In subscriber order straight from the keys, so the database can merge, group and
         # number without sorting or hashing; held-back alerts, a handful, are added after.
@@ -325,6 +316,38 @@ class _Planner:
         self.profiles = [row[0] for row in self.execute("SELECT profile FROM digest_profiles")]
         self.total = self.execute("SELECT count(*) FROM digest_recipients").scalar_one()
         return self.total
+
+    def _find_held_back_alerts(self) -> None:
+        """Note the held-back alerts the due subscribers still want ('c' refs).
+
+        An alert held back by the daily cap is sent in the daily email only if its article
+        is, when the email is planned, in a topic the subscriber still follows (a live
+        subscription, at any frequency) and that is not retired. The check is made here,
+        when the email is built, rather than by deleting held rows when a subscription
+        ends, because a subscriber stops following a topic in many ways (the manage page,
+        one-click unsubscribe, leaving all topics, a bounce or complaint, erasure, the API)
+        and an operator can retire the topic: one condition at the one place that reads
+        held rows covers them all, including ways added later. A held row left out stays
+        unsent and is looked at again by later runs; it goes out only if the subscriber
+        follows one of the article's topics again.
+        """
+        self.execute(
+            """
+            INSERT INTO digest_refs (kind, ref, subscriber_id, entry)
+            SELECT 'c', ad.id, due.subscriber_id, 'c' || CAST(ad.article_id AS VARCHAR(12))
+            FROM digest_due due
+            JOIN alert_deliveries ad ON ad.subscriber_id = due.subscriber_id
+            WHERE ad.carried_over = :true AND ad.digest_run_id IS NULL
+              AND EXISTS (
+                  SELECT 1 FROM article_topics art
+                  JOIN subscriptions sub ON sub.topic_id = art.topic_id
+                  JOIN topics t ON t.id = art.topic_id
+                  WHERE art.article_id = ad.article_id
+                    AND sub.subscriber_id = ad.subscriber_id AND sub.ended_at IS NULL
+                    AND t.retired_at IS NULL)
+            """,
+            true=True,
+        )
 
     def _add_held_back_alerts(self, aggregate: str) -> None:
         """Add held-back alerts to their subscribers' profiles, numbering newcomers last."""

@@ -24,7 +24,7 @@ from flask.typing import ResponseReturnValue
 from alertsvc.addresses import InvalidAddress, display_email, normalise_email
 from alertsvc.database import transaction
 from alertsvc.extensions import csrf, limiter
-from alertsvc.models import Frequency, Subscriber, Topic
+from alertsvc.models import Frequency, SignupRequest, Subscriber, Topic
 from alertsvc.subscriptions import services
 from alertsvc.subscriptions.forms import (
     NOT_SUBSCRIBED,
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("subscriptions", __name__)
 bp.add_app_template_filter(display_email, "display_email")
+bp.add_app_template_filter(services.long_date, "long_date")
 
 # Where the signup form keeps the address it was given, for the "check your email" page.
 SIGNUP_ADDRESS_KEY = "signup_address"
@@ -148,26 +149,35 @@ def confirm(token: str) -> str | tuple[str, int]:
     form = EmptyForm()
     if request.method == "POST":
         if not form.validate_on_submit():
-            return render_template(
-                "web/confirm.html",
-                signup=signup_request,
-                topics=services.request_topics(signup_request),
-                form=form,
-            ), 400
+            return _confirm_page(signup_request, form), 400
         with transaction(keep_loaded=True):
             subscribed = services.confirm_signup(signup_request)
-        if subscribed is not None:
+        if subscribed:
             return render_template(
-                "web/confirmed.html", topics=subscribed, frequency=signup_request.frequency
+                "web/confirmed.html",
+                topics=subscribed,
+                frequency=signup_request.frequency,
+                paused_until=services.current_pause(signup_request.subscriber),
             )
+        if subscribed == []:
+            # Nothing it asked for is offered any more: nothing was confirmed.
+            return _confirm_page(signup_request, form)
     if request.method == "POST" or signup_request.confirmed_at is not None:
         return render_template(
             "web/already_confirmed.html", now=services.confirmed_signup_now(signup_request)
         )
+    return _confirm_page(signup_request, form)
+
+
+def _confirm_page(signup_request: SignupRequest, form: EmptyForm) -> str:
+    """What a signup would subscribe to, with the button; or, when none of its topics is
+    offered any more, no button and the topics that are, to sign up again."""
+    topics = services.request_topics(signup_request)
     return render_template(
         "web/confirm.html",
         signup=signup_request,
-        topics=services.request_topics(signup_request),
+        topics=topics,
+        offered=[] if topics else active_topics(),
         form=form,
     )
 

@@ -199,12 +199,25 @@ def confirmed_signup_now(request: SignupRequest) -> ConfirmedSignupNow:
             following.setdefault(live[topic.id], []).append(topic)
         else:
             stopped.append(topic)
-    paused = subscriber.paused_until
     return ConfirmedSignupNow(
         following=[(f.value, following[f.value]) for f in Frequency if f.value in following],
         stopped=stopped,
-        paused_until=paused if paused is not None and paused > local_today(subscriber) else None,
+        paused_until=current_pause(subscriber),
     )
+
+
+def long_date(value: date | str) -> str:
+    """A date as readers see it ("25 November 2027"); an ISO date string (from an email's
+    stored context) too."""
+    if isinstance(value, str):
+        value = date.fromisoformat(value)
+    return f"{value.day} {value:%B %Y}"
+
+
+def current_pause(subscriber: Subscriber) -> date | None:
+    """The date the subscriber's emails are paused until, if that is still ahead of them."""
+    paused = subscriber.paused_until
+    return paused if paused is not None and paused > local_today(subscriber) else None
 
 
 def _digest_position(subscription: Subscription) -> datetime:
@@ -311,13 +324,18 @@ def subscribe_to_topics(
 
 def confirm_signup(request: SignupRequest) -> list[Topic] | None:
     """Subscribe as the request asked. Returns the topics now followed (those still offered),
-    or None if the request was already confirmed.
+    None if the request was already confirmed, or an empty list if none of its topics is
+    offered any more: then nothing is stored (the request stays unconfirmed and a new
+    subscriber stays unconfirmed), since confirming would subscribe the reader to nothing.
 
     The request is claimed by one conditional UPDATE, so of two clicks at once exactly one
     confirms and sends the welcome email: on PostgreSQL the second waits for the first's row
     lock and then finds the request confirmed; SQLite, which has no row locks, lets one writer
     in at a time and the second's UPDATE matches nothing.
     """
+    topics = request_topics(request)
+    if not topics:
+        return None if request.confirmed_at is not None else []
     now = utcnow()
     claimed = db.session.execute(
         update(SignupRequest)
@@ -332,20 +350,20 @@ def confirm_signup(request: SignupRequest) -> list[Topic] | None:
     subscriber.daily_hour = request.daily_hour
     subscriber.weekly_day = request.weekly_day
     subscriber.weekly_hour = request.weekly_hour
-    topics = request_topics(request)
     subscribe_to_topics(subscriber, [t.id for t in topics], Frequency(request.frequency))
-    if topics:
-        queue_email(
-            template="subscribed",
-            to_address=subscriber.email,
-            subject=f"You're subscribed: {', '.join(t.name for t in topics)}",
-            context={
-                "topic_names": [t.name for t in topics],
-                "frequency": request.frequency,
-            },
-            subscriber_id=subscriber.id,
-            unsubscribe_topic_ids=[t.id for t in topics],
-        )
+    paused_until = current_pause(subscriber)
+    queue_email(
+        template="subscribed",
+        to_address=subscriber.email,
+        subject=f"You're subscribed: {', '.join(t.name for t in topics)}",
+        context={
+            "topic_names": [t.name for t in topics],
+            "frequency": request.frequency,
+            "paused_until": paused_until.isoformat() if paused_until else None,
+        },
+        subscriber_id=subscriber.id,
+        unsubscribe_topic_ids=[t.id for t in topics],
+    )
     return topics
 
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from alertsvc.models import AlertDelivery, Article, OutboxEmail
+from alertsvc.extensions import db
+from alertsvc.models import AlertDelivery, Article, OutboxEmail, Topic, utcnow
 from tests.digests.helpers import alerts, at, digest, start_subscriptions_at
 from tests.factories import count, create_article, create_subscriber, rows, seed_topics
 from tests.mail import html_part, link_path, text_part
+from tests.subscriptions.helpers import page_text, post_form
 
 
 def test_one_alert_per_subscriber_per_article_however_many_topics(app, client, mailbox):
@@ -121,3 +123,88 @@ def test_old_articles_imported_late_are_not_alerted(app):
     result = alerts(app, at("2026-11-25T09:01"))
     assert (result.articles, result.emails) == (1, 0)
     assert count(app, OutboxEmail) == 0
+
+
+def _reach_the_cap(capped, app, topics, titles: list[tuple[str, str]]) -> None:
+    """Publish ``titles`` (title, topic slug) an hour apart on 25 November, alerting each."""
+    for hour, (title, slug) in enumerate(titles, start=9):
+        create_article(app, title, [topics[slug]], at(f"2026-11-25T{hour:02d}:00"), alerted=False)
+        alerts(capped, at(f"2026-11-25T{hour:02d}:01"))
+
+
+def test_held_back_alerts_of_a_topic_left_are_not_in_the_daily_email(make_app, app, mailbox):
+    capped = make_app(ALERTS_DAILY_CAP=2)
+    topics = seed_topics(app)
+    reader = create_subscriber(
+        app,
+        "reader@example.com",
+        {
+            topics["data"]: "immediately",
+            topics["cyber-security"]: "immediately",
+            topics["digital-government"]: "immediately",
+        },
+    )
+    start_subscriptions_at(app, reader, at("2026-11-25T00:00"))
+    _reach_the_cap(
+        capped,
+        app,
+        topics,
+        [
+            ("Data one", "data"),
+            ("Data two", "data"),
+            ("Held data one", "data"),
+            ("Held data two", "data"),
+            ("Held breach", "cyber-security"),
+        ],
+    )
+    sent = {m["Subject"]: m for m in mailbox.deliver()}
+    assert set(sent) == {"Data one", "Data two"}
+    assert count(app, AlertDelivery, AlertDelivery.carried_over.is_(True)) == 3
+
+    left = app.test_client().post(link_path(sent["Data two"], "/unsubscribe/"))
+    assert left.status_code == 200
+    assert "You won't get any more emails about: Data" in page_text(left)
+
+    assert digest(capped, "daily", at("2026-11-26T07:00")).emails == 1
+    [daily] = mailbox.deliver()
+    text = text_part(daily)
+    assert "ALERTS HELD BACK TODAY" in text
+    assert "Held breach" in text and "Held breach" in html_part(daily)
+    assert "Held data" not in text and "Held data" not in html_part(daily)
+    assert "Data" not in daily["Subject"]
+
+
+def test_no_held_back_alerts_after_leaving_every_topic_or_the_topic_retiring(
+    make_app, app, mailbox
+):
+    capped = make_app(ALERTS_DAILY_CAP=1)
+    topics = seed_topics(app)
+    leaver = create_subscriber(app, "leaver@example.com", {topics["data"]: "immediately"})
+    stayer = create_subscriber(app, "stayer@example.com", {topics["cyber-security"]: "immediately"})
+    for subscriber in (leaver, stayer):
+        start_subscriptions_at(app, subscriber, at("2026-11-25T00:00"))
+    _reach_the_cap(
+        capped,
+        app,
+        topics,
+        [
+            ("Data sent", "data"),
+            ("Breach sent", "cyber-security"),
+            ("Held data", "data"),
+            ("Held breach", "cyber-security"),
+        ],
+    )
+    sent = {m["To"]: m for m in mailbox.deliver()}
+    assert set(sent) == {"leaver@example.com", "stayer@example.com"}
+    manage = link_path(sent["leaver@example.com"], "/manage/")
+    left = post_form(app.test_client(), f"{manage}/unsubscribe-all")
+    assert left.status_code == 200, page_text(left)
+    assert "You won't get any more email alerts from us" in page_text(left)
+    with app.app_context():
+        db.session.execute(
+            update(Topic).where(Topic.slug == "cyber-security").values(retired_at=utcnow())
+        )
+        db.session.commit()
+
+    assert digest(capped, "daily", at("2026-11-26T07:00")).emails == 0
+    assert mailbox.deliver() == []

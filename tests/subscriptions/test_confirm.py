@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 
 from alertsvc.extensions import db
@@ -442,3 +443,67 @@ def test_confirming_many_topics_costs_the_statements_one_topic_does(client, app,
     assert all(name in page for name in names)
     assert len(live_subscriptions(app, subscriber_id_for(app, "every@example.com"))) == len(topics)
     assert costs["every"] == costs["one"], costs
+
+
+def test_confirm_link_whose_topics_were_all_retired_confirms_nothing(client, app, mailbox):
+    seed_topics(app)
+    path = sign_up_for_link(client, mailbox, "retired@example.org", topics=["data"])
+    with app.app_context():
+        db.session.execute(update(Topic).where(Topic.slug == "data").values(retired_at=utcnow()))
+        db.session.commit()
+    before = stored_state(app)
+
+    for response in (client.get(path), post_form(client, path, csrf_from="/")):
+        assert response.status_code == 200
+        text = page_text(response)
+        assert "None of the topics you asked for can be subscribed to any more" in text
+        assert "Sign up again" in text and "Cyber security" in text
+        assert "Subscription confirmed" not in text and "You'll get" not in text
+        assert "You asked for" not in text
+        html = response.get_data(as_text=True)
+        assert "<title>These topics are no longer available" in html
+        assert "Confirm subscription</button>" not in html
+        assert 'href="/?topic=cyber-security"' in html
+    assert stored_state(app) == before
+    [(confirmed_at, request_confirmed_at)] = rows(
+        app,
+        select(Subscriber.confirmed_at, SignupRequest.confirmed_at).join(
+            SignupRequest, SignupRequest.subscriber_id == Subscriber.id
+        ),
+    )
+    assert (confirmed_at, request_confirmed_at) == (None, None)
+    assert count(app, Subscription) == 0
+    assert mailbox.deliver() == []
+
+
+def test_signing_up_again_while_paused_says_emails_are_paused(client, app, mailbox):
+    seed_topics(app)
+    confirm(client, sign_up_for_link(client, mailbox, topics=["data"], frequency="daily"))
+    mailbox.deliver()
+    subscriber_id = subscriber_id_for(app, "reader@example.com")
+    until = services.latest_pause_date(datetime.now(ZoneInfo("Europe/London")).date())
+    paused = post_form(
+        client,
+        f"{manage_path(app, subscriber_id)}/pause",
+        {"until-day": until.day, "until-month": until.month, "until-year": until.year},
+        csrf_from=manage_path(app, subscriber_id),
+        follow_redirects=True,
+    )
+    assert f"Your emails are paused until {until.day} {until:%B %Y}" in page_text(paused)
+    note = f"Your emails are paused until {until.day} {until:%B %Y}, so you won't get any"
+
+    path = sign_up_for_link(client, mailbox, topics=["cyber-security"], frequency="weekly")
+    response = confirm(client, path)
+
+    assert response.status_code == 200
+    text = page_text(response)
+    assert "Subscription confirmed" in text
+    assert "You'll get a weekly email about: Cyber security" in text
+    assert note in text.replace("&#39;", "'")
+    [welcome] = mailbox.deliver()
+    assert welcome["Subject"] == "You're subscribed: Cyber security"
+    assert note in text_part(welcome)
+    assert note in " ".join(html_part(welcome).replace("&#39;", "'").split())
+    [paused_until] = rows(app, select(Subscriber.paused_until))
+    assert paused_until == until
+    assert "paused" in page_text(client.get(path))  # the old link, opened again, too

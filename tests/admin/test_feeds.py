@@ -189,3 +189,6 @@ def test_a_viewer_sees_feeds_but_cannot_change_them(app: Flask, viewer_client):
     assert "feeds.example/rss" in page and "Poll now" not in page
     assert post_form(viewer_client, f"/admin/feeds/{feed_id}/disable").status_code == 403
     assert feed_row(app, feed_id).disabled_at is None
+    # The add page says why it has no form, instead of a heading over nothing.
+    new = viewer_client.get("/admin/feeds/new").get_data(as_text=True)
+    assert "Only an admin can add a feed. You are signed in as a viewer." in new

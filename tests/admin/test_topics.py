@@ -193,3 +193,6 @@ def test_a_viewer_sees_topics_but_gets_no_forms(app: Flask, viewer_client):
     assert "Data" in page and "Retire this topic" not in page
     assert post_form(viewer_client, f"/admin/topics/{topic_id}/retire").status_code == 403
     assert count(app, Topic, Topic.retired_at.is_not(None)) == 0
+    # The add page says why it has no form, instead of a heading over nothing.
+    new = viewer_client.get("/admin/topics/new").get_data(as_text=True)
+    assert "Only an admin can add a topic. You are signed in as a viewer." in new

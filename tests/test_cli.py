@@ -76,6 +76,11 @@ BAD_INPUT = {
             "cannot end before 1970-01-01 00:00 UTC: 0001-01-01 00:00 UTC is too early",
             2,
         ),
+        (
+            ["suppressions", "add", "ok@example.org", "--detail", "d" * 501],
+            "Invalid value for --detail: at most 500 characters (this one has 501)",
+            2,
+        ),
         (["alerts", "run", "now"], "Got unexpected extra argument (now)", 2),
         (["seed-demo", "again"], "Got unexpected extra argument (again)", 2),
         (["worker", "--burst", "now"], "Got unexpected extra argument (now)", 2),

@@ -33,9 +33,9 @@ from alertsvc.delivery.reputation import measure_reputation
 from alertsvc.extensions import db
 from alertsvc.models import PauseScope, Suppression, SuppressionReason, utcnow
 from alertsvc.subscriptions.forms import MultiCheckboxField
+from alertsvc.text import OPERATOR_NOTE_MAX, one_line
 
 ERASED_ADDRESS = "an erased subscriber's address (kept as a hash)"
-REASON_MAX = 500
 SUPPRESSIONS_SHOWN = 100
 SCOPE_HINTS = {
     PauseScope.SUBSCRIPTIONS.value: "Digests and alerts stop; confirmation and "
@@ -50,17 +50,16 @@ SCOPE_DESCRIPTIONS = {
 }
 
 
-def _one_line(text: str | None) -> str:
-    return " ".join("".join(c if c.isprintable() else " " for c in text or "").split())
-
-
 def _reason_field(label: str, message: str) -> StringField:
     return StringField(
         label,
-        filters=[_one_line],
+        filters=[one_line],
         validators=[
             DataRequired(message),
-            Length(max=REASON_MAX, message=f"The reason must be {REASON_MAX} characters or fewer"),
+            Length(
+                max=OPERATOR_NOTE_MAX,
+                message=f"The reason must be {OPERATOR_NOTE_MAX} characters or fewer",
+            ),
         ],
     )
 

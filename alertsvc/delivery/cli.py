@@ -24,13 +24,12 @@ from alertsvc.delivery.status import outbox_summary
 from alertsvc.delivery.worker import PAUSED_BY_SES, Worker
 from alertsvc.ids import ROW_ID
 from alertsvc.models import PauseScope, Suppression, SuppressionReason, utcnow
-from alertsvc.text import plural
+from alertsvc.text import OPERATOR_NOTE_MAX, one_line, plural
 
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENCY = 256
 # A reason is shown by every `sending status` and worker summary: a line, not a document.
-MAX_PAUSE_REASON_LENGTH = 500
 
 
 @click.command("worker")
@@ -141,14 +140,9 @@ def sending_status_command() -> None:
 @click.option("--reason", required=True, help="Why: shown by `sending status`.")
 def sending_pause_command(all_sending: bool, reason: str) -> None:
     """Pause subscription emails (digests and alerts), or with --all every email."""
-    reason = _one_line(reason)
+    reason = _operator_note(reason, "--reason")
     if not reason:
         raise click.BadParameter("give a reason", param_hint="--reason")
-    if len(reason) > MAX_PAUSE_REASON_LENGTH:
-        raise click.BadParameter(
-            f"at most {MAX_PAUSE_REASON_LENGTH} characters (this one has {len(reason)})",
-            param_hint="--reason",
-        )
     scope = PauseScope.ALL if all_sending else PauseScope.SUBSCRIPTIONS
     with transaction():
         if pause(scope, reason, pause_actor(), utcnow()):
@@ -205,9 +199,16 @@ def _address(raw: str) -> str:
         raise click.ClickException(f"{raw!r} is not an email address: {error}") from error
 
 
-def _one_line(text: str | None) -> str:
-    """SES's words on one printable line: no newline or terminal escape gets through."""
-    return " ".join("".join(c if c.isprintable() else " " for c in text or "").split())
+def _operator_note(text: str | None, option: str) -> str:
+    """An operator's note given on the command line, on one line and at most as long as
+    the admin forms take."""
+    note = one_line(text)
+    if len(note) > OPERATOR_NOTE_MAX:
+        raise click.BadParameter(
+            f"at most {OPERATOR_NOTE_MAX} characters (this one has {len(note)})",
+            param_hint=option,
+        )
+    return note
 
 
 def _suppression_lines(rows: list[Suppression]) -> list[str]:
@@ -218,7 +219,7 @@ def _suppression_lines(rows: list[Suppression]) -> list[str]:
             row.reason,
             row.source,
             f"{row.created_at:%Y-%m-%d %H:%M} UTC",
-            _one_line(row.detail),
+            one_line(row.detail),
         )
         for row in rows
     ]
@@ -277,7 +278,7 @@ def add_suppression_command(email: str, reason: str, detail: str | None) -> None
             address,
             SuppressionReason(reason),
             suppressions.SuppressionSource.OPERATOR,
-            _one_line(detail) or None,
+            _operator_note(detail, "--detail") or None,
             utcnow(),
         )
         existing = suppressions.suppression_of(address)

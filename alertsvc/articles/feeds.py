@@ -23,6 +23,7 @@ from alertsvc.articles.fetching import FeedError, Fetched, check_url
 from alertsvc.articles.parsing import parse_feed
 from alertsvc.articles.services import IngestResult, ingest_articles
 from alertsvc.extensions import db
+from alertsvc.html import collapse
 from alertsvc.models import ArticleSource, Feed, Topic
 from alertsvc.retries import RetryPolicy
 from alertsvc.text import plural
@@ -45,7 +46,7 @@ def add_feed(url: str, topic_slugs: Sequence[str], title: str = "") -> Feed:
     if db.session.scalar(select(Feed.id).where(Feed.url == url)) is not None:
         raise FeedError(f"the feed {url} is already added")
     check_url(url, allow_private=bool(current_app.config["FEEDS_ALLOW_PRIVATE_ADDRESSES"]))
-    feed = Feed(url=url, title=title.strip()[:500], topics=topics, consecutive_failures=0)
+    feed = Feed(url=url, title=collapse(title)[:500], topics=topics, consecutive_failures=0)
     db.session.add(feed)
     db.session.flush()
     return feed
@@ -116,12 +117,13 @@ def _topics_by_slug(topic_slugs: Sequence[str]) -> list[Topic]:
 
 
 def update_feed(feed: Feed, title: str, topic_slugs: Sequence[str]) -> None:
-    """Change a feed's name and the topics its new articles join (articles already in
-    stay in the topics they joined)."""
-    if len(title.strip()) > 500:
+    """Change a feed's name (on one line, as every list shows it) and the topics its new
+    articles join (articles already in stay in the topics they joined)."""
+    title = collapse(title)
+    if len(title) > 500:
         raise FeedError("the title must be at most 500 characters")
     feed.topics = _topics_by_slug(topic_slugs)
-    feed.title = title.strip()
+    feed.title = title
 
 
 def disable_feed(feed: Feed, now: datetime) -> bool:

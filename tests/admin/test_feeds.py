@@ -109,8 +109,12 @@ def test_edit_changes_title_and_topics(app: Flask, admin_client):
     seed_topics(app)
     feed_id = create_feed(app, "https://feeds.example/rss", ["data"], title="Old")
     path = f"/admin/feeds/{feed_id}"
+    # A line break or tab (a form value may hold them) becomes a space: a name is one line.
     response = post_form(
-        admin_client, path, {"title": "New name", "topics": ["cyber-security"]}, csrf_from=path
+        admin_client,
+        path,
+        {"title": "New\r\n\tname ", "topics": ["cyber-security"]},
+        csrf_from=path,
     )
     assert response.status_code == 303
     feed = feed_row(app, feed_id)

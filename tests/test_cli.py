@@ -167,6 +167,8 @@ def _empty_databases(tmp_path: Path) -> list[str]:
         ["api-tokens", "create", "newsroom"],
         ["digest", "run", "daily"],
         ["alerts", "run"],
+        ["alerts", "retry", "1"],
+        ["digest", "retry", "1"],
         ["worker", "--burst"],
         ["worker"],
         ["scheduler"],

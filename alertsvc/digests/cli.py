@@ -6,7 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from alertsvc.audit import record_audit
-from alertsvc.database import transaction
+from alertsvc.database import schema_problem, transaction
 from alertsvc.digests import alerts, jobs, runs
 from alertsvc.digests.planning import DIGEST_FREQUENCIES, RunRefused, check_window_end
 from alertsvc.digests.schedule import floor_hour
@@ -143,11 +143,19 @@ def alerts_status_command() -> None:
         click.echo("Retry a parked article once fixed: alertsvc alerts retry ARTICLE_ID")
 
 
+def _schema_ready() -> None:
+    """Stop with the one line saying to run ``db upgrade`` when the schema is missing or old."""
+    problem = schema_problem()
+    if problem:
+        raise click.ClickException(problem)
+
+
 @alerts_cli.command("retry")
 @click.argument("article_id", type=ROW_ID)
 @with_appcontext
 def alerts_retry_command(article_id: int) -> None:
     """Un-park ARTICLE_ID's alerts and queue them now. Exits 1 if they fail again."""
+    _schema_ready()  # else the failure below would read as the job failing again
     try:
         result = jobs.alert_one_article(article_id)
     except alerts.AlertError as error:
@@ -191,6 +199,7 @@ def digest_runs_command(limit: int) -> None:
 @with_appcontext
 def digest_retry_command(run_id: int) -> None:
     """Un-park digest run RUN_ID and plan it now. Exits 1 if it fails again."""
+    _schema_ready()  # else the failure below would read as the job failing again
     try:
         result = jobs.retry_run(run_id)
     except runs.RunError as error:

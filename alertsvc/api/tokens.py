@@ -77,8 +77,13 @@ def create_api_token(
     if not name or len(name) > NAME_MAX:
         raise TokenError(f"the token name must be 1 to {NAME_MAX} characters")
     chosen = check_scopes(scopes)
-    if db.session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise TokenError(f"a token named {name!r} already exists")
+    revoked_at = db.session.execute(
+        select(ApiToken.revoked_at).where(ApiToken.name == name)
+    ).first()
+    if revoked_at is not None:
+        # Names stay taken after revoking: the audit log and request logs name tokens.
+        still = "" if revoked_at[0] is None else " (revoked, kept so the audit log reads true)"
+        raise TokenError(f"a token named {name!r} already exists{still}: choose another name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(name=name, token_hash=hash_token(token), scopes=" ".join(chosen))
     db.session.add(row)

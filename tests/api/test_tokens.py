@@ -108,3 +108,16 @@ def test_a_token_has_one_allowance_across_every_route(make_app):
         200,
         429,
     ]
+
+
+def test_a_revoked_tokens_name_stays_taken_and_the_refusal_says_why(app):
+    assert cli(app, "create", "cms").exit_code == 0
+    again = cli(app, "create", "cms")
+    assert again.exit_code == 1
+    assert "Error: a token named 'cms' already exists: choose another name" in again.output
+
+    assert cli(app, "revoke", "cms").exit_code == 0
+    after = cli(app, "create", "cms")
+    assert after.exit_code == 1
+    assert "'cms' already exists (revoked, kept so the audit log reads true)" in after.output
+    assert count(app, ApiToken) == 1

@@ -13,6 +13,8 @@ from typing import Any
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from alertsvc.ids import ID_MAX
+
 
 class TokenPurpose(enum.StrEnum):
     CONFIRM = "alertsvc.confirm"
@@ -51,11 +53,28 @@ def read_token(purpose: TokenPurpose, token: str) -> Any:
     setting = _MAX_AGE_SETTING[purpose]
     max_age = current_app.config[setting] if setting else None
     try:
-        return _serializer(purpose).loads(token, max_age=max_age)
+        payload = _serializer(purpose).loads(token, max_age=max_age)
     except SignatureExpired as error:
         raise ExpiredToken(str(error)) from error
     except BadSignature as error:
         raise InvalidToken(str(error)) from error
+    if not _ids_possible(payload):
+        raise InvalidToken("the link names a row that cannot exist")
+    return payload
+
+
+def _ids_possible(payload: Any) -> bool:
+    """Every number a payload holds is a row id (a request, a subscriber, a topic): one past
+    the database's integer names no row, and would fail in the database instead (500)."""
+    if isinstance(payload, bool):
+        return True
+    if isinstance(payload, int):
+        return 0 <= payload <= ID_MAX
+    if isinstance(payload, list):
+        return all(_ids_possible(value) for value in payload)
+    if isinstance(payload, dict):
+        return all(_ids_possible(value) for value in payload.values())
+    return True
 
 
 def external_url(path: str) -> str:

@@ -117,3 +117,24 @@ def test_every_link_of_an_erased_subscriber_does_nothing(app: Flask, reader):
     assert stored_state(app) == before
     with app.app_context():
         assert db.session.scalars(select(SignupRequest.confirmed_at)).all() == [None]
+
+
+@pytest.mark.parametrize(
+    ("purpose", "payload"),
+    [
+        (TokenPurpose.CONFIRM, 10**30),
+        (TokenPurpose.MANAGE, 10**30),
+        (TokenPurpose.UNSUBSCRIBE, unsubscribe_payload(10**30, None)),
+        (TokenPurpose.UNSUBSCRIBE, {"s": 1, "t": [10**30]}),
+    ],
+    ids=["confirm", "manage", "unsubscribe", "unsubscribe topic"],
+)
+def test_a_signed_link_naming_an_id_past_any_row_is_refused_not_an_error(
+    app: Flask, reader, purpose, payload
+):
+    """Only the key's holder can sign one, but a number past the database's integer failed
+    in the database (500) instead of naming no row."""
+    before = stored_state(app)
+    for response in _visit(app, signed_path(app, purpose, payload)):
+        assert _refused(response), (response.status_code, purpose)
+    assert stored_state(app) == before

@@ -37,8 +37,8 @@ test: install ## Install test needs (chromium, PostgreSQL) and run the whole sui
 	$(UV) run ruff format --check .
 	@echo "== tests on SQLite"
 	$(UV) run pytest -n 2 -m "not scenario" $(PYTEST_ARGS)
-	@echo "== tests on PostgreSQL"
-	ALERTSVC_TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(UV) run pytest -n 2 -m "not scenario" $(PYTEST_ARGS)
+	@echo "== tests on PostgreSQL (the browser tests ran above: what they add is the page in Chromium, not the database)"
+	ALERTSVC_TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(UV) run pytest -n 2 -m "not scenario" --ignore=tests/browser $(PYTEST_ARGS)
 	@echo "== reliability scenarios, short variants (PostgreSQL, one at a time)"
 	ALERTSVC_TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(UV) run pytest -p no:xdist -m scenario tests/reliability/test_scenarios.py $(PYTEST_ARGS)
 
